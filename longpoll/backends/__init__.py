@@ -1,0 +1,11 @@
+"""Backends: where published items live between the publisher and the hub."""
+
+from __future__ import annotations
+
+from .base import Entry, Log
+from .memory import MemoryLog
+
+DEFAULT_RETENTION = 100_000
+"""Entries the log keeps for readers that fall behind or reconnect."""
+
+__all__ = ["Entry", "Log", "MemoryLog", "DEFAULT_RETENTION"]

@@ -1,0 +1,62 @@
+"""The embedded backend: everything in this process, nothing to install.
+
+It has the shape of the Redis backend so that the hub, the sessions and the
+tests cannot tell them apart: an append-only log with positions that a reader
+follows, and items stored as JSON text, so a publisher mutating its dict
+afterwards changes nothing that was published.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+import orjson
+
+from ..errors import BadRequest
+from .base import Entry
+
+
+class MemoryLog:
+    """A capped, in-process log; positions are decimal sequence numbers."""
+
+    def __init__(self, retention: int = 100_000):
+        self._entries: deque[tuple[int, str, bytes]] = deque(maxlen=retention)
+        self._seq = 0
+        self._cond = threading.Condition()
+
+    def append(self, topic: str, item: Any) -> str:
+        try:
+            raw = orjson.dumps(item)
+        except TypeError as exc:
+            raise BadRequest(f"item is not JSON: {exc}") from None
+        with self._cond:
+            self._seq += 1
+            self._entries.append((self._seq, topic, raw))
+            self._cond.notify_all()
+            return str(self._seq)
+
+    def tail(self) -> str:
+        return str(self._seq)
+
+    def read(self, after: str, block: float, count: int = 1000) -> list[Entry]:
+        start = int(after)
+        with self._cond:
+            if self._seq <= start and block > 0:
+                self._cond.wait(block)
+            if not self._entries or self._seq <= start:
+                return []
+            first = self._entries[0][0]
+            index = max(0, start + 1 - first)  # entries before `first` were trimmed
+            end = min(len(self._entries), index + count)
+            return [Entry(str(seq), topic, raw) for seq, topic, raw in
+                    (self._entries[i] for i in range(index, end))]
+
+    def wake(self) -> None:
+        """Release a blocked read (the hub is stopping)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self.wake()

@@ -1,0 +1,116 @@
+"""The typed exceptions longpoll raises, each carrying its HTTP answer.
+
+Code anywhere on the data path raises one of these; only the HTTP layer turns
+it into a response.  That keeps status codes and the JSON error shape of
+PROTOCOL.md in one place, and lets library users catch ``LongPollError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LongPollError(Exception):
+    """Base class: an error with an HTTP status and a stable error code."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **extra: Any):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error object of PROTOCOL.md, plus any extra fields."""
+        return {"error": self.code, "message": self.message, **self.extra}
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class BadRequest(LongPollError):
+    status = 400
+    code = "bad_request"
+
+
+class BadParameter(BadRequest):
+    """A parameter is malformed or out of range; the body names it."""
+
+    code = "bad_parameter"
+
+    def __init__(self, param: str, message: str):
+        super().__init__(f"{param}: {message}", param=param)
+        self.param = param
+
+
+class Unauthorized(LongPollError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(LongPollError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(LongPollError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(LongPollError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: tuple[str, ...]):
+        super().__init__(f"{method} is not allowed here; use {', '.join(allowed)}")
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
+class Conflict(LongPollError):
+    status = 409
+    code = "conflict"
+
+
+class Expired(LongPollError):
+    """The session key is unknown or its session has ended; start a new one."""
+
+    status = 410
+    code = "expired"
+
+    def __init__(self, message: str = "unknown or expired session key; start a new session"):
+        super().__init__(message, state="expired")
+
+
+class PayloadTooLarge(LongPollError):
+    status = 413
+    code = "too_large"
+
+
+class TooManySessions(LongPollError):
+    status = 429
+    code = "too_many_sessions"
+
+
+class BackendUnavailable(LongPollError):
+    """The shared backend (Redis) cannot be reached right now."""
+
+    status = 503
+    code = "backend_unavailable"
+
+    def __init__(self, message: str = "the backend is unreachable; retry later", retry_after: float = 2):
+        super().__init__(message, retry_after=retry_after)
+
+
+class GeneratorFailed(LongPollError):
+    """A session's generator raised; the session is over, other sessions are not."""
+
+    status = 500
+    code = "generator_failed"

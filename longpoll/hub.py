@@ -1,0 +1,229 @@
+"""The hub: one reader of the log per process, fanning items out to sessions.
+
+However many clients poll, the process reads the backend through one thread
+and one connection.  Each topic has a router that decides which
+subscriptions get an item: every one (:class:`FanOut`), or only those whose
+filter matches, found through an index rather than by asking each session
+(see ``streams/router.py``).
+
+When the backend cannot be read the hub marks every subscription with a
+``BackendUnavailable`` error (polls with nothing buffered answer 503), backs
+off, reconnects and continues from the last position it dispatched, so
+nothing published meanwhile is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import cherrypy
+import orjson
+from cherrypy.process import plugins, wspbus
+from redis.backoff import EqualJitterBackoff
+
+from .backends.base import Log
+from .errors import BackendUnavailable, LongPollError
+from .subscription import Subscription
+
+log = logging.getLogger("longpoll")
+
+BLOCK_SECONDS = 1.0
+"""Longest a read waits for news; bounds how long stopping the hub takes."""
+
+
+HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()
+"""Every hub of the process, for /stats."""
+
+
+class Router(Protocol):
+    def add(self, sub: Subscription) -> None: ...
+
+    def remove(self, sub: Subscription) -> None: ...
+
+    def route(self, item: Any) -> Iterable[tuple[Subscription, Any]]:
+        """The subscriptions that get this item, each with what it gets."""
+
+    def members(self) -> Iterable[Subscription]: ...
+
+    def __len__(self) -> int: ...
+
+
+class FanOut:
+    """Every subscriber of the topic gets every item."""
+
+    def __init__(self) -> None:
+        self._subs: dict[Subscription, None] = {}
+
+    def add(self, sub: Subscription) -> None:
+        if sub.filter is not None:
+            raise ValueError(f"topic {sub.topic!r} has no router that understands filters")
+        self._subs[sub] = None
+
+    def remove(self, sub: Subscription) -> None:
+        self._subs.pop(sub, None)
+
+    def route(self, item: Any) -> Iterable[tuple[Subscription, Any]]:
+        return [(sub, item) for sub in self._subs]
+
+    def members(self) -> Iterable[Subscription]:
+        return list(self._subs)
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+
+class Hub:
+    def __init__(self, log: Log, *, buffer: int = 1000, bus: wspbus.Bus | None = None):
+        self.log = log
+        self.buffer = buffer
+        self._routers: dict[str, Router] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: LongPollError | None = None
+        self.position: str | None = None
+        self.entries = 0
+        self.malformed = 0
+        self.dropped = 0
+        self.outages = 0
+        HUBS.add(self)
+        self._plugin = _HubPlugin(bus or cherrypy.engine, self)
+        self._plugin.subscribe()
+        if self._plugin.bus.state == wspbus.states.STARTED:
+            self.start()
+
+    # -- subscriptions ---------------------------------------------------
+
+    def route(self, topic: str, router: Router) -> None:
+        """Give a topic its router (before anyone subscribes to it)."""
+        with self._lock:
+            if self._routers.get(topic):
+                raise RuntimeError(f"topic {topic!r} already has subscribers")
+            self._routers[topic] = router
+
+    def subscribe(self, topic: str, filter: Any = None, maxlen: int | None = None) -> Subscription:
+        sub = Subscription(self, topic, filter, maxlen or self.buffer)
+        sub.error = self.error
+        with self._lock:
+            router = self._routers.get(topic)
+            if router is None:
+                router = self._routers[topic] = FanOut()
+            router.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            router = self._routers.get(sub.topic)
+            if router is not None:
+                router.remove(sub)
+
+    def subscriptions(self) -> int:
+        return sum(len(r) for r in self._routers.values())
+
+    # -- the reader ------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="longpoll-hub", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.log.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=BLOCK_SECONDS * 5)
+            self._thread = None
+
+    def _run(self) -> None:
+        backoff = EqualJitterBackoff(cap=5.0, base=0.1)
+        failures = 0
+        position = None
+        while not self._stopping.is_set():
+            try:
+                if position is None:
+                    position = self.log.tail()
+                entries = self.log.read(position, BLOCK_SECONDS)
+            except BackendUnavailable as exc:
+                failures += 1
+                if failures == 1:
+                    self.outages += 1
+                    log.warning("hub cannot read the backend (%s); retrying with backoff", exc.message)
+                    self._fail(exc)
+                self._stopping.wait(backoff.compute(failures))
+                continue
+            except Exception:  # a bug must not end the only reader of the process
+                log.exception("hub read failed")
+                failures += 1
+                self._stopping.wait(backoff.compute(failures))
+                continue
+            if failures:
+                failures = 0
+                log.warning("hub reads the backend again, from position %s", position)
+                self._fail(None)
+            if entries:
+                self._dispatch(entries)
+                position = self.position = entries[-1].position
+
+    def _dispatch(self, entries: list) -> None:
+        touched: dict[Subscription, None] = {}
+        with self._lock:
+            for entry in entries:
+                self.entries += 1
+                try:
+                    item = orjson.loads(entry.raw)
+                except orjson.JSONDecodeError:
+                    self.malformed += 1
+                    log.warning("skipped an entry that is not JSON at %s", entry.position)
+                    continue
+                router = self._routers.get(entry.topic)
+                if router is None:
+                    continue
+                try:
+                    targets = router.route(item)
+                except (TypeError, ValueError, KeyError, AttributeError):
+                    self.malformed += 1
+                    log.warning("skipped a malformed item at %s", entry.position)
+                    continue
+                for sub, delivered in targets:
+                    if not sub.put(entry.position, delivered):
+                        self.dropped += 1
+                    touched[sub] = None
+        for sub in touched:  # outside the lock: waking takes each session's own lock
+            sub.notify()
+
+    def _fail(self, error: LongPollError | None) -> None:
+        self.error = error
+        with self._lock:
+            subs = [sub for router in self._routers.values() for sub in router.members()]
+        for sub in subs:
+            sub.fail(error)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "subscriptions": self.subscriptions(),
+            "entries_read": self.entries,
+            "entries_malformed": self.malformed,
+            "items_dropped": self.dropped,
+            "backend_outages": self.outages,
+            "backend_available": self.error is None,
+        }
+
+
+class _HubPlugin(plugins.SimplePlugin):
+    """Starts and stops the hub's reader with the CherryPy engine."""
+
+    def __init__(self, bus: wspbus.Bus, hub: Hub):
+        super().__init__(bus)
+        self.hub = hub
+
+    def start(self) -> None:
+        self.hub.start()
+
+    def stop(self) -> None:
+        self.hub.stop()

@@ -1,0 +1,158 @@
+"""Reading request parameters strictly, with errors that name the parameter.
+
+Parameters arrive in the query string, a form body or a JSON object body
+(PROTOCOL.md); they are merged into one dict first, and a name given twice is
+an error rather than a silent pick.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import cherrypy
+import orjson
+
+from .errors import BadParameter, BadRequest, PayloadTooLarge, Unauthorized
+
+IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+CURSOR = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+DECIMAL = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
+WHOLE = re.compile(r"\s*[+-]?\d{1,18}\s*", re.ASCII)
+IGNORED = frozenset({"_"})
+"""jQuery's cache buster (``cache: false`` adds ``_=<time>``)."""
+
+
+@dataclass(frozen=True)
+class PollLimits:
+    """The bounds of the protocol's poll parameters; every one configurable."""
+
+    default_timeout: float = 25.0
+    max_timeout: float = 60.0
+    default_max: int = 100
+    max_max: int = 1000
+    max_param_chars: int = 8192
+
+
+@dataclass(frozen=True)
+class PollParams:
+    key: str | None
+    cursor: str | None
+    timeout: float
+    max_items: int
+
+
+def json_request_body() -> Any:
+    """The request's JSON body, or None when it has none (or is not JSON-typed)."""
+    request = cherrypy.serving.request
+    content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if request.body is None or content_type != "application/json" or not request.process_request_body:
+        return None
+    try:
+        raw = request.body.read()
+    except cherrypy.HTTPError as exc:
+        if exc.status == 413:
+            raise PayloadTooLarge("the request body is too large") from None
+        raise BadRequest("the request body could not be read") from None
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+def request_params(kwargs: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    """Merge CherryPy's query/form parameters with a JSON object body, if any."""
+    params = dict(kwargs)
+    body = json_request_body()
+    if body is not None:
+        if not isinstance(body, dict):
+            raise BadRequest("the JSON body must be an object of parameters")
+        for name, value in body.items():
+            if name in params:
+                raise BadParameter(name, "given more than once")
+            params[name] = value
+    for name, value in params.items():
+        if isinstance(value, list):
+            if not all(isinstance(v, (str, int, float)) for v in value):
+                raise BadParameter(name, "list items must be strings or numbers")
+            if len(value) > 1000:
+                raise BadParameter(name, "too many values (at most 1000)")
+            size = sum(len(v) for v in value if isinstance(v, str))
+        elif isinstance(value, str):
+            size = len(value)
+        elif value is None or isinstance(value, (int, float)):
+            size = 0
+        else:
+            raise BadParameter(name, "must be a string, a number or a list of them")
+        if size > max_chars:
+            raise BadParameter(name, f"too long (at most {max_chars} characters)")
+    for name in IGNORED:
+        params.pop(name, None)
+    return params
+
+
+def single(params: dict[str, Any], name: str) -> Any:
+    """The one value of a parameter, or None; a repeated query parameter is an error."""
+    value = params.pop(name, None)
+    if isinstance(value, list):
+        raise BadParameter(name, "given more than once")
+    return value
+
+
+def text(params: dict[str, Any], name: str, pattern: re.Pattern[str], what: str) -> str | None:
+    value = single(params, name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise BadParameter(name, f"must be {what}")
+    return value
+
+
+def number(params: dict[str, Any], name: str, low: float, high: float, default: float) -> float:
+    value = single(params, name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not DECIMAL.fullmatch(str(value)):
+        raise BadParameter(name, f"must be a number from {low:g} to {high:g}")
+    result = float(value)
+    if not math.isfinite(result) or not low <= result <= high:
+        raise BadParameter(name, f"must be a number from {low:g} to {high:g}")
+    return result
+
+
+def integer(params: dict[str, Any], name: str, low: int, high: int, default: int) -> int:
+    value = single(params, name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, (bool, float)) or not isinstance(value, int) and not WHOLE.fullmatch(str(value)):
+        raise BadParameter(name, f"must be a whole number from {low} to {high}")
+    result = int(value)
+    if not low <= result <= high:
+        raise BadParameter(name, f"must be a whole number from {low} to {high}")
+    return result
+
+
+def poll_params(params: dict[str, Any], limits: PollLimits) -> PollParams:
+    """Take the protocol's own parameters out of params, leaving the handler's."""
+    key = text(params, "key", KEY, "a session key from an earlier response")
+    cursor = text(params, "cursor", CURSOR, "the cursor from the last response")
+    timeout = number(params, "timeout", 0, limits.max_timeout, limits.default_timeout)
+    max_items = integer(params, "max", 1, limits.max_max, limits.default_max)
+    if key is not None and cursor is None:
+        raise BadParameter("cursor", "required with key: send the cursor of the last response")
+    return PollParams(key, cursor if key is not None else None, timeout, max_items)
+
+
+def identifier(params: dict[str, Any]) -> str:
+    """The status streams' client identifier: 401 when missing (the seeds' rule)."""
+    value = single(params, "identifier")
+    if value is None or value == "":
+        raise Unauthorized("identifier is required: 1-64 characters of A-Z a-z 0-9 _ . -")
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise BadParameter("identifier", "must be 1-64 characters of A-Z a-z 0-9 _ . -")
+    return value

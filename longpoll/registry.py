@@ -1,0 +1,120 @@
+"""The map from session key to live session, with its limits and counters.
+
+Sessions are kept in least-recently-polled order, so expiring idle ones only
+looks at the head of the map instead of every session.  Every registry in the
+process is swept by the one reaper (see ``reaper.py``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from . import reaper
+from .errors import Expired, LongPollError, TooManySessions
+from .gate import HELD, HoldGate
+from .session import Batch, Session
+
+KEY_BYTES = 18
+"""144 random bits per key: unguessable, and 24 URL-safe characters."""
+
+
+class Registry:
+    def __init__(self, idle_timeout: float = 60.0, max_sessions: int = 10_000,
+                 name: str = "longpoll", gate: HoldGate | None = None):
+        if idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive")
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        self.name = name
+        self.idle_timeout = float(idle_timeout)
+        self.max_sessions = int(max_sessions)
+        self.gate = gate if gate is not None else HELD
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.Lock()
+        self.polls = 0
+        self.items_delivered = 0
+        self.sessions_created = 0
+        self.sessions_expired = 0
+        reaper.track(self)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def create(self, iterator: Iterator[Any], tag: Any = None) -> Session:
+        with self._lock:
+            if len(self._sessions) >= self.max_sessions:
+                raise TooManySessions(
+                    f"this endpoint holds its limit of {self.max_sessions} sessions; retry later",
+                    retry_after=min(self.idle_timeout, 30),
+                )
+            key = secrets.token_urlsafe(KEY_BYTES)
+            session = Session(key, iterator, tag)
+            self._sessions[key] = session
+            self.sessions_created += 1
+        return session
+
+    def get(self, key: str) -> Session:
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            raise Expired()
+        return session
+
+    def poll(self, session: Session, cursor: str | None, timeout: float, max_items: int) -> Batch:
+        try:
+            batch = session.poll(cursor, timeout, max_items, self.gate)
+        except LongPollError:
+            if session.closed:
+                self._discard(session)
+            raise
+        with self._lock:
+            self.polls += 1
+            if batch.fresh:
+                self.items_delivered += len(batch.items)
+            if session.key in self._sessions:
+                self._sessions.move_to_end(session.key)
+        return batch
+
+    def _discard(self, session: Session) -> None:
+        with self._lock:
+            if self._sessions.get(session.key) is session:
+                del self._sessions[session.key]
+
+    def expire(self, now: float | None = None) -> int:
+        """Close sessions nobody has polled for idle_timeout seconds."""
+        now = time.monotonic() if now is None else now
+        idle: list[Session] = []
+        with self._lock:
+            for session in self._sessions.values():
+                since = session.idle_since(now)
+                if since is None:
+                    continue  # a poll is in flight
+                if since <= self.idle_timeout:
+                    break  # polled order: everything after this was polled later
+                idle.append(session)
+            for session in idle:
+                del self._sessions[session.key]
+            self.sessions_expired += len(idle)
+        for session in idle:  # outside the lock: a generator's finally may take time
+            session.close()
+        return len(idle)
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            session.close()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "sessions": len(self._sessions),
+            "polls": self.polls,
+            "items_delivered": self.items_delivered,
+            "sessions_created": self.sessions_created,
+            "sessions_expired": self.sessions_expired,
+        }

@@ -1,0 +1,69 @@
+"""JSON responses, and the JSON error page for everything CherryPy answers itself.
+
+An app that wants every error in the JSON shape of PROTOCOL.md (404, 405,
+411, 413 and unexpected 500s included) mounts with :data:`JSON_ERRORS` in its
+config; ``json_yield`` handlers answer their own errors in that shape anyway.
+"""
+
+from __future__ import annotations
+
+import html
+from http import HTTPStatus
+from typing import Any
+
+import cherrypy
+import orjson
+
+from .errors import LongPollError
+
+
+def json_body(status: int, body: Any, headers: dict[str, str] | None = None) -> bytes:
+    """Set status and JSON headers on the current response; return the body bytes."""
+    response = cherrypy.serving.response
+    response.status = status
+    response.headers["Content-Type"] = "application/json"
+    response.headers["Cache-Control"] = "no-store"
+    if headers:
+        response.headers.update(headers)
+    return orjson.dumps(body)
+
+
+def error_body(exc: LongPollError) -> bytes:
+    return json_body(exc.status, exc.body(), exc.headers())
+
+
+def _code(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+def json_error_page(status: str = "500", message: str = "", traceback: str = "", version: str = "") -> bytes:
+    """CherryPy ``error_page.default``: the protocol's error shape, never a traceback."""
+    code = int(str(status).split()[0])
+    response = cherrypy.serving.response
+    response.headers["Content-Type"] = "application/json"
+    response.headers["Cache-Control"] = "no-store"
+    text = html.unescape(message or "")  # CherryPy hands the message over HTML-escaped
+    if code >= 500:
+        text = "internal error; the server log has the details"
+    return orjson.dumps({"error": _code(code), "message": text})
+
+
+def _unpad() -> None:
+    """Undo CherryPy's padding of short error bodies (an old IE workaround) on JSON."""
+    response = cherrypy.serving.response
+    if response.status and int(str(response.status)[:3]) >= 400 and \
+            response.headers.get("Content-Type") == "application/json":
+        body = response.collapse_body().rstrip(b" ")
+        response.body = body
+        response.headers["Content-Length"] = str(len(body))
+
+
+JSON_ERRORS: dict[str, Any] = {
+    "error_page.default": json_error_page,
+    "request.show_tracebacks": False,
+    "hooks.before_finalize": _unpad,
+}
+"""Per-app config that makes CherryPy's own error answers JSON."""

@@ -1,0 +1,105 @@
+"""The server ``longpoll serve`` runs: the app tree and CherryPy's settings.
+
+cheroot answers each request on a thread of a fixed pool, and a held poll
+keeps its thread until it returns.  So the pool is large (1,000 threads hold
+900 polls with a ready poll still answered in milliseconds on a 2-core
+machine; see SCALING-FACTS), the hold gate keeps a tenth of it free for polls
+that have data, and the listen queue is deep so that bursts of reconnecting
+clients wait in the kernel rather than being refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cherrypy
+
+from .backends import DEFAULT_RETENTION
+from .broker import DEFAULT_BUFFER, Broker
+from .demo import Demo
+from .params import PollLimits
+from .registry import Registry
+from .responses import JSON_ERRORS
+from .service import Service
+
+log = logging.getLogger("longpoll")
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str | None = None
+    idle_timeout: float = 60.0
+    max_sessions: int = 10_000
+    threads: int = 1000
+    max_held_polls: int | None = None  # default: threads minus a tenth
+    max_body_bytes: int = 64 * 1024
+    buffer: int = DEFAULT_BUFFER
+    retention: int = DEFAULT_RETENTION
+    access_log: bool = False
+
+
+def listen_backlog(wanted: int = 4096) -> int:
+    """The kernel caps the listen queue at net.core.somaxconn; ask for no more."""
+    try:
+        return min(wanted, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    except (OSError, ValueError):
+        return wanted
+
+
+class Root(Service):
+    """Everything ``longpoll serve`` answers, under one tree."""
+
+
+def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
+    """Make the app tree and its config (without touching global CherryPy state)."""
+    broker = Broker(settings.redis_url, buffer=settings.buffer, retention=settings.retention)
+    registry = Registry(settings.idle_timeout, settings.max_sessions, name="longpoll serve")
+    limits = PollLimits()
+    root = Root()
+    demo = Demo(broker, registry, limits)
+    root.primes = demo.primes  # type: ignore[attr-defined]
+    root.topics = demo.topics  # type: ignore[attr-defined]
+    config = {"/": {**JSON_ERRORS, "request.body.maxbytes": settings.max_body_bytes}}
+    return root, config, broker
+
+
+def configure(settings: Settings) -> None:
+    """Set CherryPy's process-wide settings for holding many polls."""
+    cherrypy.config.update({
+        "server.socket_host": settings.host,
+        "server.socket_port": settings.port,
+        "server.thread_pool": settings.threads,
+        "server.socket_queue_size": listen_backlog(),
+        "server.max_request_body_size": settings.max_body_bytes,
+        "engine.autoreload.on": False,
+        "checker.on": False,
+        "log.screen": False,
+        "longpoll.max_held_polls": settings.max_held_polls,
+        **JSON_ERRORS,
+    })
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("longpoll", "cherrypy.error") + (("cherrypy.access",) if settings.access_log else ()):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def run(settings: Settings) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM stop the engine cleanly)."""
+    configure(settings)
+    root, config, broker = build(settings)
+    cherrypy.tree.mount(root, "/", config)
+    cherrypy.engine.signals.subscribe()
+    cherrypy.engine.start()
+    host, port = cherrypy.server.bound_addr[:2]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    print(f"longpoll serving on http://{shown}:{port}/ ({broker.backend} backend, "
+          f"{settings.threads} threads); Ctrl-C stops", flush=True)
+    cherrypy.engine.block()

@@ -1,0 +1,246 @@
+"""One client's server-held generator, cut into batches by its polls.
+
+The session owns the cursor rules of PROTOCOL.md: a poll with the newest
+cursor acknowledges the last batch and takes the next one; a poll with the
+previous cursor gets the last batch again (its answer was lost); anything else
+is refused.  The generator is only ever advanced under ``_lock``, so two polls
+on one key cannot interleave a batch; a newer poll releases an older held one,
+which then answers at once with what it has (an empty batch, as a poll only
+waits while it has nothing).
+
+Waiting uses a second, tiny condition (``_cond``) so that a producer waking
+the session never blocks behind a generator that is busy computing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import BadParameter, Expired, GeneratorFailed, LongPollError
+from .gate import HoldGate
+from .signals import Signal
+
+log = logging.getLogger("longpoll")
+
+READY = "ready"
+DONE = "done"
+
+MAX_WATCHED = 8
+"""Signals a session stays registered with; older ones are let go."""
+
+RETRY_MS_WHEN_FULL = 1000
+"""What a poll turned away by the hold gate tells the client to wait."""
+
+
+class Batch:
+    """What one poll answers."""
+
+    __slots__ = ("state", "cursor", "items", "dropped", "retry_ms", "fresh")
+
+    def __init__(self, state: str, cursor: str, items: list, dropped: int = 0,
+                 retry_ms: int | None = None, fresh: bool = False):
+        self.state = state
+        self.cursor = cursor
+        self.items = items
+        self.dropped = dropped
+        self.retry_ms = retry_ms
+        self.fresh = fresh  # False for a re-sent or empty batch: nothing newly delivered
+
+    def to_json(self, key: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"state": self.state, "key": key, "cursor": self.cursor, "items": self.items}
+        if self.dropped:
+            body["dropped"] = self.dropped
+        if self.retry_ms is not None:
+            body["retry_ms"] = self.retry_ms
+        return body
+
+
+class Session:
+    __slots__ = (
+        "key", "tag", "last_seen", "_it", "_lock", "_cond", "_woken", "_ticket", "_inflight",
+        "_watched", "_seq", "_cursor", "_prev", "_last", "_last_state", "_acked", "_closed",
+        "_finished", "_failure",
+    )
+
+    def __init__(self, key: str, iterator: Iterator[Any], tag: Any = None):
+        self.key = key
+        self.tag = tag  # what the session was created for (checked on later polls)
+        self.last_seen = time.monotonic()
+        self._it = iterator
+        self._lock = threading.Lock()  # the generator and the batch state
+        self._cond = threading.Condition(threading.Lock())  # parking and waking held polls
+        self._woken = False
+        self._ticket = 0  # the newest poll's number; an older poll that sees a newer one gives way
+        self._inflight = 0
+        self._watched: list[Signal] = []
+        self._seq = 0
+        self._cursor = "0"  # cursor of the last batch sent
+        self._prev: str | None = None  # cursor the last batch was asked for with
+        self._last: list = []
+        self._last_state = READY
+        self._acked = True
+        self._closed = False
+        self._finished = False
+        self._failure: LongPollError | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def idle_since(self, now: float) -> float | None:
+        """Seconds since the last poll ended; None while a poll is in flight."""
+        return None if self._inflight else now - self.last_seen
+
+    def poll(self, cursor: str | None, timeout: float, max_items: int, gate: HoldGate | None = None) -> Batch:
+        with self._cond:
+            self._ticket += 1
+            ticket = self._ticket
+            self._inflight += 1
+            self._cond.notify_all()  # an older poll on this key answers now
+        try:
+            return self._poll(ticket, "0" if cursor is None else cursor, timeout, max_items, gate)
+        finally:
+            with self._cond:
+                self._inflight -= 1
+                self.last_seen = time.monotonic()
+
+    def _poll(self, ticket: int, cursor: str, timeout: float, max_items: int, gate: HoldGate | None) -> Batch:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            resent = self._acknowledge(cursor)
+            if resent is not None:
+                return resent
+        holding = False
+        try:
+            while True:
+                with self._lock:
+                    if self._closed:
+                        raise Expired()
+                    if ticket != self._ticket:
+                        return self._empty(cursor)
+                    with self._cond:
+                        self._woken = False
+                    batch = self._pull(cursor, max_items)
+                    if batch is not None:
+                        return batch
+                if time.monotonic() >= deadline:
+                    return self._empty(cursor)
+                if not holding:
+                    if gate is not None and not gate.enter():
+                        return self._empty(cursor, retry_ms=RETRY_MS_WHEN_FULL)
+                    holding = True
+                with self._cond:
+                    while not self._woken and ticket == self._ticket:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._cond.wait(remaining)
+        finally:
+            if holding and gate is not None:
+                gate.leave()
+
+    def _acknowledge(self, cursor: str) -> Batch | None:
+        """Apply the cursor rules; return a batch to re-send, or None to go on."""
+        if self._closed:
+            raise Expired()
+        if cursor == self._cursor:
+            if not self._acked:
+                self._acked = True
+                self._last = []
+            if self._finished:
+                self._close()
+                raise Expired("this session is done; start a new one")
+            if self._failure is not None:
+                self._close()
+                raise self._failure
+            return None
+        if cursor == self._prev and not self._acked:
+            return Batch(self._last_state, self._cursor, self._last, self._dropped())
+        raise BadParameter("cursor", "does not match this session; send the cursor of the last response")
+
+    def _pull(self, cursor: str, max_items: int) -> Batch | None:
+        """Advance the generator for up to max_items; None when nothing is ready."""
+        items: list = []
+        unavailable: LongPollError | None = None
+        state = READY
+        looked_again = False
+        try:
+            while len(items) < max_items:
+                value = next(self._it)
+                if not isinstance(value, Signal):
+                    items.append(value)
+                    continue
+                if not any(w is value for w in self._watched):
+                    self._watch(value)
+                    if not looked_again:
+                        # First sight: look again, since data may have arrived
+                        # between the generator's check and the registration.
+                        looked_again = True
+                        continue
+                unavailable = value.error
+                break
+        except StopIteration:
+            self._finished = True
+            state = DONE
+        except LongPollError as exc:
+            self._failure = exc
+        except Exception as exc:
+            log.exception("session generator %s raised; ending its session", getattr(self._it, "__name__", self._it))
+            self._failure = GeneratorFailed(
+                f"the session's generator raised {type(exc).__name__}; the session has ended")
+        if self._failure is not None and not items:
+            self._close()
+            raise self._failure
+        if not items and state is READY:
+            if unavailable is not None:
+                raise unavailable
+            return None
+        self._prev = cursor
+        self._seq += 1
+        self._cursor = str(self._seq)
+        self._last = items
+        self._last_state = state
+        self._acked = False
+        return Batch(state, self._cursor, items, self._dropped(), fresh=True)
+
+    def _watch(self, signal: Signal) -> None:
+        signal.add_waiter(self._wake)
+        self._watched.append(signal)
+        if len(self._watched) > MAX_WATCHED:  # a generator making a new signal per wait
+            self._watched.pop(0).remove_waiter(self._wake)
+
+    def _empty(self, cursor: str, retry_ms: int | None = None) -> Batch:
+        return Batch(READY, cursor, [], self._dropped(), retry_ms)
+
+    def _dropped(self) -> int:
+        return sum(getattr(w, "dropped", 0) for w in self._watched)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """End the session: close the generator (its ``finally`` runs) and release a held poll."""
+        with self._lock:
+            self._close()
+        self._wake()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for signal in self._watched:
+            signal.remove_waiter(self._wake)
+        self._watched = []
+        self._last = []
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("closing session generator raised")

@@ -1,0 +1,52 @@
+"""How a generator says "nothing yet" without holding a thread.
+
+A session generator that has nothing to give yields a :class:`Signal` instead
+of an item.  The session then parks the poll on its own condition variable
+until the signal fires or the poll's deadline passes, and resumes the
+generator afterwards.  Nothing sleeps in a loop and no thread exists per
+session: whoever produces data calls :meth:`Signal.notify`, which only flips
+a flag and notifies a condition in each waiting session.
+
+A signal may also carry an ``error`` (for example the backend is down): a poll
+that would wait on it answers that error instead, and the session lives on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .errors import LongPollError
+
+
+class Signal:
+    """Something a generator yields to wait; producers call :meth:`notify`."""
+
+    __slots__ = ("_waiters", "error")
+
+    def __init__(self) -> None:
+        self._waiters: list[Callable[[], None]] = []
+        self.error: LongPollError | None = None
+
+    def add_waiter(self, wake: Callable[[], None]) -> None:
+        # list.append/remove are atomic under the GIL; notify iterates a copy.
+        self._waiters.append(wake)
+
+    def remove_waiter(self, wake: Callable[[], None]) -> None:
+        try:
+            self._waiters.remove(wake)
+        except ValueError:
+            pass
+
+    def notify(self) -> None:
+        """Wake every session waiting on this signal.
+
+        Call it without holding any lock of your own: a session's wake takes the
+        session's small condition lock, never anything that could block long.
+        """
+        for wake in tuple(self._waiters):
+            wake()
+
+    def fail(self, error: LongPollError | None) -> None:
+        """Set (or clear, with None) the error that waiting polls answer."""
+        self.error = error
+        self.notify()

@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="longpoll",
+    version="0.1.0",
+    description="Real-time updates over plain HTTP long-polling, for CherryPy apps",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["longpoll", "longpoll.*"]),
+    package_data={"longpoll": ["web/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "CherryPy>=18.8",
+        "redis>=5.0",
+        "orjson>=3.9",
+        "prometheus_client>=0.17",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.2", "httpx>=0.27", "ruff>=0.4"],
+    },
+    entry_points={"console_scripts": ["longpoll = longpoll.cli:main"]},
+)

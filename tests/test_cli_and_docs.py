@@ -1,0 +1,69 @@
+"""The README's promises: `longpoll serve` runs without Redis; the embedding example works as written."""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+
+import httpx
+
+from tests.conftest import free_port
+from tests.procs import ROOT, ServerProcess
+
+
+def readme_block(marker: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    after = text.split(marker, 1)[1]
+    return re.search(r"```\w*\n(.*?)```", after, re.S).group(1)
+
+
+def test_serve_starts_on_the_embedded_backend_and_stops_cleanly(tmp_path):
+    env = {"LONGPOLL_REDIS_URL": "", "PATH": "/usr/bin:/bin"}  # and no redis-server on the PATH
+    with ServerProcess(env=env) as server:
+        url = server.wait_ready()
+        assert "memory backend" in "".join(server.output)
+        assert httpx.get(url + "/healthz", timeout=10).json() == {"status": "ok"}
+        assert httpx.get(url + "/primes", params={"limit": 10}, timeout=10).json()["items"] == [2, 3, 5, 7]
+        assert server.stop() == 0
+
+
+def test_serve_rejects_bad_options():
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "longpoll", "serve", "--idle-timeout", "-5"],
+                            capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.returncode == 2 and "must be positive" in result.stderr
+
+
+def test_readme_embedding_example_runs_as_written(tmp_path):
+    source = readme_block("<!-- embed-example -->")
+    path = tmp_path / "news.py"
+    path.write_text(source)
+    port = free_port()
+    with ServerProcess(command=[sys.executable, str(path)], env={"PORT": str(port)}) as server:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for _ in range(300):  # the example prints nothing of ours; wait for its port
+                try:
+                    primes = client.get("/primes", params={"limit": 20, "max": 3}).json()
+                    break
+                except httpx.TransportError:
+                    threading.Event().wait(0.1)
+            else:
+                raise AssertionError("example did not start:\n" + "".join(server.output))
+            assert primes["items"] == [2, 3, 5]
+            first = client.get("/news", params={"timeout": 0}).json()
+            result = {}
+
+            def hold():
+                result["body"] = client.get("/news", params={"key": first["key"], "cursor": first["cursor"],
+                                                             "timeout": 30}).json()
+
+            waiter = threading.Thread(target=hold)
+            waiter.start()
+            # The session subscribed at its first poll, so the item waits for the held poll either way.
+            published = client.post("/publish", json={"hi": 1})
+            assert published.status_code == 200 and "position" in published.json()
+            waiter.join(timeout=40)
+            assert result["body"]["items"] == [{"hi": 1}]

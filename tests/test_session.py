@@ -1,0 +1,161 @@
+"""Session, registry and hub rules without HTTP in the way."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from longpoll import BackendUnavailable, BadParameter, Expired, Signal
+from longpoll.gate import HoldGate
+from longpoll.registry import Registry
+from longpoll.session import Session
+
+
+def counting(n: int):
+    yield from range(n)
+
+
+def test_previous_cursor_resends_newest_acknowledges():
+    s = Session("k", counting(10))
+    one = s.poll(None, 0, 3)
+    two = s.poll(one.cursor, 0, 3)
+    assert s.poll(one.cursor, 0, 3).items == two.items == [3, 4, 5]
+    three = s.poll(two.cursor, 0, 3)
+    assert three.items == [6, 7, 8]
+    with pytest.raises(BadParameter):
+        s.poll(one.cursor, 0, 3)  # two batches back: refused, not guessed at
+
+
+def test_done_then_acknowledged_is_expired():
+    s = Session("k", counting(2))
+    last = s.poll(None, 0, 10)
+    assert (last.state, last.items) == ("done", [0, 1])
+    with pytest.raises(Expired):
+        s.poll(last.cursor, 0, 10)
+    assert s.closed
+
+
+def test_a_signal_parks_the_poll_until_notified():
+    signal = Signal()
+    box: list = []
+
+    def gen():
+        while True:
+            while box:
+                yield box.pop(0)
+            yield signal
+
+    s = Session("k", gen())
+    first = s.poll(None, 0, 10)
+    assert first.items == []
+    answered = threading.Event()
+    result: dict = {}
+
+    def poll():
+        result["batch"] = s.poll(first.cursor, 30, 10)
+        answered.set()
+
+    threading.Thread(target=poll).start()
+    assert not answered.wait(0.2)  # parked: nothing is ready
+    box.append("news")
+    signal.notify()
+    assert answered.wait(10)
+    assert result["batch"].items == ["news"]
+
+
+def test_a_signal_error_answers_that_error_and_keeps_the_session():
+    signal = Signal()
+    box = ["before"]
+
+    def gen():
+        while True:
+            while box:
+                yield box.pop(0)
+            yield signal
+
+    s = Session("k", gen())
+    signal.fail(BackendUnavailable())
+    assert s.poll(None, 10, 10).items == ["before"]  # buffered items are still served
+    with pytest.raises(BackendUnavailable):
+        s.poll("1", 10, 10)
+    signal.fail(None)
+    box.append("after")
+    assert s.poll("1", 0, 10).items == ["after"]
+    assert not s.closed
+
+
+def test_a_generator_making_a_new_signal_per_wait_does_not_spin():
+    s = Session("k", iter(Signal, None))
+    assert s.poll(None, 0.05, 10).items == []
+    for _ in range(20):
+        s.poll("0", 0, 10)
+    assert len(s._watched) <= 8
+
+
+def test_gate_full_answers_at_once_with_retry_ms():
+    signal = Signal()
+    s = Session("k", iter(lambda: signal, None))
+    gate = HoldGate(limit=0)
+    batch = s.poll(None, 30, 10, gate)
+    assert batch.items == [] and batch.retry_ms and gate.held == 0
+
+
+def test_close_runs_the_generators_finally_once():
+    ran: list = []
+
+    def gen():
+        try:
+            yield from range(100)
+        finally:
+            ran.append(1)
+
+    s = Session("k", gen())
+    s.poll(None, 0, 1)
+    s.close()
+    s.close()
+    assert ran == [1]
+    with pytest.raises(Expired):
+        s.poll("1", 0, 1)
+
+
+def test_a_parameter_error_raised_by_the_generator_ends_the_session_with_that_error():
+    def gen():
+        raise BadParameter("limit", "bad")
+        yield
+
+    s = Session("k", gen())
+    with pytest.raises(BadParameter):
+        s.poll(None, 0, 1)
+    assert s.closed
+
+
+def test_registry_expires_only_idle_sessions_and_counts_them():
+    registry = Registry(idle_timeout=5)
+    closed: list = []
+
+    def gen(name):
+        try:
+            yield from range(10)
+        finally:
+            closed.append(name)
+
+    a = registry.create(gen("a"))
+    b = registry.create(gen("b"))
+    registry.poll(a, None, 0, 1)
+    registry.poll(b, None, 0, 1)
+    now = b.last_seen
+    assert registry.expire(now + 1) == 0
+    assert registry.expire(now + 6) == 2
+    assert sorted(closed) == ["a", "b"] and len(registry) == 0
+    assert registry.stats()["sessions_expired"] == 2
+    with pytest.raises(Expired):
+        registry.get(a.key)
+
+
+def test_keys_are_long_and_unique():
+    registry = Registry(max_sessions=2000)
+    keys = {registry.create(counting(1)).key for _ in range(1000)}
+    assert len(keys) == 1000
+    assert min(len(k) for k in keys) >= 22  # at least 128 bits in URL-safe base64
+    registry.close_all()
