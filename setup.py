@@ -14,9 +14,10 @@ setup(
         "redis>=5.0",
         "orjson>=3.9",
         "prometheus_client>=0.17",
+        "httpx>=0.27",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.2", "httpx>=0.27", "ruff>=0.4"],
+        "test": ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.4"],
     },
     entry_points={"console_scripts": ["longpoll = longpoll.cli:main"]},
 )

@@ -1,4 +1,4 @@
-"""The ``longpoll`` command: ``serve`` (and, with the status streams, ``post`` and ``tail``)."""
+"""The ``longpoll`` command: ``serve``, and ``signup``/``post``/``delete`` against a running server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .client import DEFAULT_URL, Client, ServerError
 from .server import Settings, run
 
 
@@ -43,7 +44,30 @@ def parser() -> argparse.ArgumentParser:
                        help="polls allowed to wait at once (default: threads minus a tenth)")
     serve.add_argument("--buffer", type=_positive(int), default=1000, metavar="N",
                        help="items a session buffers for a slow client before dropping the oldest (default 1000)")
+    serve.add_argument("--retention", type=_positive(int), default=100_000, metavar="N",
+                       help="entries the log keeps for readers that reconnect (Redis: XADD MAXLEN ~N; default 100000)")
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+
+    def client_options(command: argparse.ArgumentParser, token: bool = True) -> None:
+        command.add_argument("--url", default=os.environ.get("LONGPOLL_URL", DEFAULT_URL),
+                             help=f"server address (default: $LONGPOLL_URL, else {DEFAULT_URL})")
+        if token:
+            command.add_argument("--token", default=os.environ.get("LONGPOLL_TOKEN") or None,
+                                 help="API token from signup (default: $LONGPOLL_TOKEN)")
+
+    signup = commands.add_parser("signup", help="create a user and print its API token")
+    signup.add_argument("login")
+    signup.add_argument("--name")
+    client_options(signup, token=False)
+
+    post = commands.add_parser("post", help="post a status as the token's user")
+    post.add_argument("message")
+    post.add_argument("--location", metavar="LAT,LON")
+    client_options(post)
+
+    delete = commands.add_parser("delete", help="delete one of the token's user's statuses")
+    delete.add_argument("id", type=int)
+    client_options(delete)
     return top
 
 
@@ -52,9 +76,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         run(Settings(host=args.host, port=args.port, redis_url=args.redis, idle_timeout=args.idle_timeout,
                      max_sessions=args.max_sessions, threads=args.threads, max_held_polls=args.max_held_polls,
-                     buffer=args.buffer, access_log=args.access_log))
+                     buffer=args.buffer, retention=args.retention, access_log=args.access_log))
         return 0
-    return 2
+    if getattr(args, "token", "") is None:
+        print("longpoll: a token is needed: --token, or LONGPOLL_TOKEN from `longpoll signup`", file=sys.stderr)
+        return 2
+    try:
+        with Client(args.url, getattr(args, "token", None)) as client:
+            if args.command == "signup":
+                user = client.signup(args.login, args.name)
+                print(f"user {user['login']} (id {user['id']}); its token, shown only now:")
+                print(f"export LONGPOLL_TOKEN={user['token']}")
+            elif args.command == "post":
+                status = client.post(args.message, args.location)
+                print(f"posted status {status['id']}")
+            elif args.command == "delete":
+                client.delete(args.id)
+                print(f"deleted status {args.id}")
+    except ServerError as exc:
+        print(f"longpoll: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

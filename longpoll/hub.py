@@ -25,7 +25,7 @@ import orjson
 from cherrypy.process import plugins, wspbus
 from redis.backoff import EqualJitterBackoff
 
-from .backends.base import Log
+from .backends.base import Entry, Log
 from .errors import BackendUnavailable, LongPollError
 from .subscription import Subscription
 
@@ -170,7 +170,15 @@ class Hub:
                 self._dispatch(entries)
                 position = self.position = entries[-1].position
 
-    def _dispatch(self, entries: list) -> None:
+    def inject(self, topic: str, raw: bytes) -> None:
+        """Dispatch an item that did not come through the log (pub/sub, say).
+
+        It gets the hub's current position, so a session resumed from it skips
+        nothing of the log; it cannot be replayed to a reader that was away.
+        """
+        self._dispatch([Entry(self.position or "0", topic, raw)])
+
+    def _dispatch(self, entries: list[Entry]) -> None:
         touched: dict[Subscription, None] = {}
         with self._lock:
             for entry in entries:

@@ -45,6 +45,14 @@ class PollParams:
     max_items: int
 
 
+def bodyless_post_is_empty() -> None:
+    """A POST with neither Content-Length nor Transfer-Encoding has an empty body
+    (RFC 9112 6.3); CherryPy would answer 411, which trips up ``curl -X POST``."""
+    request = cherrypy.serving.request
+    if "Content-Length" not in request.headers and "Transfer-Encoding" not in request.headers:
+        request.process_request_body = False
+
+
 def json_request_body() -> Any:
     """The request's JSON body, or None when it has none (or is not JSON-typed)."""
     request = cherrypy.serving.request

@@ -15,6 +15,7 @@ import cherrypy
 import orjson
 
 from .errors import LongPollError
+from .params import bodyless_post_is_empty
 
 
 def json_body(status: int, body: Any, headers: dict[str, str] | None = None) -> bytes:
@@ -65,5 +66,7 @@ JSON_ERRORS: dict[str, Any] = {
     "error_page.default": json_error_page,
     "request.show_tracebacks": False,
     "hooks.before_finalize": _unpad,
+    "hooks.before_request_body": bodyless_post_is_empty,
 }
-"""Per-app config that makes CherryPy's own error answers JSON."""
+"""Per-app config that makes CherryPy's own error answers JSON (and spares
+body-less POSTs CherryPy's 411)."""

@@ -25,6 +25,7 @@ from .params import PollLimits
 from .registry import Registry
 from .responses import JSON_ERRORS
 from .service import Service
+from .streams import StatusStreams, open_store
 
 log = logging.getLogger("longpoll")
 
@@ -65,7 +66,11 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     demo = Demo(broker, registry, limits)
     root.primes = demo.primes  # type: ignore[attr-defined]
     root.topics = demo.topics  # type: ignore[attr-defined]
-    config = {"/": {**JSON_ERRORS, "request.body.maxbytes": settings.max_body_bytes}}
+    streams = StatusStreams(broker, open_store(broker), registry, limits)
+    root.users = streams.users  # type: ignore[attr-defined]
+    root.statuses = streams.statuses  # type: ignore[attr-defined]
+    config = {"/": {**JSON_ERRORS, "request.body.maxbytes": settings.max_body_bytes,
+                    "tools.trailing_slash.on": False}}  # POST /users must not be redirected
     return root, config, broker
 
 

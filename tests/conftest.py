@@ -4,9 +4,8 @@ embedded backend and (with Redis, see redisproc.py) the Redis backend alike."""
 
 from __future__ import annotations
 
-import socket
-import time
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Iterator
 
 import cherrypy
 import httpx
@@ -14,24 +13,11 @@ import pytest
 
 from longpoll.server import Settings, build
 from tests.apps import Probe
+from tests.conftest_support import free_port
+from tests.redisproc import RedisProcess, redis_server_path
 
 THREADS = 300
 """Enough for the 200-held-polls test with the gate's reserve of a tenth."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    """Wait (bounded) for a state the test cannot be notified of, e.g. a poll being held server-side."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture(scope="session")
@@ -51,13 +37,27 @@ def server() -> Iterator[dict[str, object]]:
     cherrypy.tree.mount(root, "/mem", config)
     cherrypy.tree.mount(Probe(broker), "/mem/t", config)
     mounts["mem"] = broker
+    redis_proc = None
+    if redis_server_path():
+        redis_proc = RedisProcess()
+        root, config, broker = build(Settings(redis_url=redis_proc.url))
+        cherrypy.tree.mount(root, "/redis", config)
+        cherrypy.tree.mount(Probe(broker), "/redis/t", config)
+        mounts["redis"] = broker
     cherrypy.engine.start()
-    yield {"url": f"http://127.0.0.1:{port}", "brokers": mounts}
+    yield {"url": f"http://127.0.0.1:{port}", "brokers": mounts, "redis": redis_proc}
     cherrypy.engine.exit()
+    if redis_proc is not None:
+        redis_proc.stop()
 
 
-@pytest.fixture(params=["mem"])
+@pytest.fixture(params=["mem", "redis"])
 def backend(request: pytest.FixtureRequest, server: dict) -> str:
+    """Every HTTP test runs on both backends; Redis ones skip (fail under CI) without redis-server."""
+    if request.param not in server["brokers"]:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (CI must install it: see .ci/run)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
     return request.param
 
 

@@ -8,7 +8,7 @@ import threading
 
 import httpx
 
-from tests.conftest import free_port
+from tests.conftest_support import free_port
 from tests.procs import ROOT, ServerProcess
 
 
@@ -67,3 +67,30 @@ def test_readme_embedding_example_runs_as_written(tmp_path):
             assert published.status_code == 200 and "position" in published.json()
             waiter.join(timeout=40)
             assert result["body"]["items"] == [{"hi": 1}]
+
+
+def test_signup_post_and_delete_from_the_command_line():
+    import os
+    import subprocess
+
+    def longpoll(*args: str, token: str | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "LONGPOLL_URL": url, "LONGPOLL_TOKEN": token or ""}
+        return subprocess.run([sys.executable, "-m", "longpoll", *args], capture_output=True, text=True,
+                              timeout=60, cwd=ROOT, env=env)
+
+    with ServerProcess() as server:
+        url = server.wait_ready()
+        made = longpoll("signup", "cli_user")
+        assert made.returncode == 0, made.stderr
+        token = re.search(r"LONGPOLL_TOKEN=(\S+)", made.stdout).group(1)
+        assert longpoll("signup", "CLI_USER").returncode == 1  # taken, case-insensitively
+        assert "a token is needed" in longpoll("post", "hi").stderr
+        posted = longpoll("post", "hello from the cli", "--location", "1.5,2.5", token=token)
+        assert posted.returncode == 0, posted.stderr
+        status_id = int(re.search(r"posted status (\d+)", posted.stdout).group(1))
+        status = httpx.get(f"{url}/statuses/{status_id}", timeout=10).json()
+        assert status["message"] == "hello from the cli" and status["location"] == "1.5,2.5"
+        bad = longpoll("post", "x", "--location", "north", token=token)
+        assert bad.returncode == 1 and "location" in bad.stderr
+        assert longpoll("delete", str(status_id), token=token).returncode == 0
+        assert httpx.get(f"{url}/statuses/{status_id}", timeout=10).status_code == 404

@@ -12,7 +12,7 @@ import pytest
 
 from longpoll.gate import HELD
 from tests.apps import FINALLY, SHORT_IDLE
-from tests.conftest import wait_until
+from tests.conftest_support import wait_until
 
 PRIMES_TO_100 = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97]
 

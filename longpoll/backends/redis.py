@@ -1,0 +1,90 @@
+"""The Redis backend: one Redis Stream as the log every server process reads.
+
+Each entry is ``{t: topic, d: JSON}`` in the stream ``longpoll:log``, trimmed
+to about ``retention`` entries with ``XADD MAXLEN ~``.  Stream IDs are the
+positions: a reader that was cut off continues with ``XREAD`` after the last
+ID it handled, so nothing published meanwhile is lost (unlike pub/sub).
+
+redis-py errors never leave this module raw: a connection or timeout error
+becomes :class:`~longpoll.errors.BackendUnavailable` (503 with Retry-After).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import redis
+from redis.backoff import EqualJitterBackoff
+from redis.retry import Retry
+
+from ..errors import BackendUnavailable, BadRequest
+from .base import Entry
+
+STREAM = "longpoll:log"
+
+RETRY = Retry(EqualJitterBackoff(cap=0.1, base=0.01), 1)
+"""One quick retry (a pooled connection gone stale after a Redis restart), then 503:
+redis-py's default of 10 retries would hold a publisher for seconds."""
+
+
+def connect(url: str, max_connections: int = 64) -> redis.Redis:
+    """A client whose pool waits (briefly) for a free connection rather than opening thousands."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=5, socket_timeout=5,
+        socket_connect_timeout=2, health_check_interval=15, retry=RETRY,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+@contextmanager
+def unavailable_as_503() -> Iterator[None]:
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise BackendUnavailable(f"Redis is unreachable ({type(exc).__name__})") from None
+    except redis.ResponseError as exc:
+        if "LOADING" in str(exc) or "BUSY" in str(exc):  # Redis restarting, or a script stuck
+            raise BackendUnavailable("Redis is not ready yet") from None
+        raise
+
+
+class RedisLog:
+    def __init__(self, client: redis.Redis, retention: int = 100_000, stream: str = STREAM):
+        self.client = client
+        self.retention = retention
+        self.stream = stream
+
+    def append(self, topic: str, item: Any) -> str:
+        try:
+            raw = orjson.dumps(item)
+        except TypeError as exc:
+            raise BadRequest(f"item is not JSON: {exc}") from None
+        with unavailable_as_503():
+            position = self.client.xadd(self.stream, {"t": topic, "d": raw},
+                                        maxlen=self.retention, approximate=True)
+        return position.decode()
+
+    def tail(self) -> str:
+        with unavailable_as_503():
+            newest = self.client.xrevrange(self.stream, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    def read(self, after: str, block: float, count: int = 1000) -> list[Entry]:
+        with unavailable_as_503():
+            answer = self.client.xread({self.stream: after}, count=count,
+                                       block=max(1, int(block * 1000)) if block > 0 else None)
+        entries = []
+        for _stream, items in answer or []:
+            for position, fields in items:
+                topic = fields.get(b"t", b"").decode("utf-8", "replace")
+                entries.append(Entry(position.decode(), topic, fields.get(b"d", b"")))
+        return entries
+
+    def wake(self) -> None:
+        """Nothing to do: a blocked XREAD returns within its block time."""
+
+    def close(self) -> None:
+        self.client.close()

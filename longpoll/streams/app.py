@@ -1,0 +1,170 @@
+"""The status streams over HTTP: publishing, and the sample and filter long-polls.
+
+The streams are ordinary ``json_yield`` endpoints: a session's generator
+subscribes to the ``statuses`` topic with its filter and yields what the hub
+routes to it.  The identifier is bound to the session: a later poll must
+carry the same one (401 without it, 403 with another).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import cherrypy
+
+from ..broker import Broker
+from ..endpoint import json_yield
+from ..errors import BadParameter, LongPollError, MethodNotAllowed, NotFound, Unauthorized
+from ..params import PollLimits, identifier, request_params, single
+from ..registry import Registry
+from ..responses import error_body, json_body
+from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
+from .router import StatusRouter
+from .store import TOPIC, Store
+
+STATUS_ID = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    max_message_chars: int = 1000
+    max_name_chars: int = 100
+    filters: FilterLimits = FilterLimits()
+
+
+def _bound_identifier(params: dict[str, Any]) -> str:
+    return identifier({"identifier": params.get("identifier")})
+
+
+def _bearer_token() -> str:
+    header = cherrypy.serving.request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("a valid API token is required: Authorization: Bearer <token>")
+    return token.strip()
+
+
+def _text(params: dict[str, Any], name: str, longest: int, required: bool = True) -> str | None:
+    value = single(params, name)
+    if value is None or value == "":
+        if required:
+            raise BadParameter(name, "required")
+        return None
+    if not isinstance(value, str):
+        raise BadParameter(name, "must be text")
+    if len(value) > longest:
+        raise BadParameter(name, f"at most {longest} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadParameter(name, "must be valid Unicode text") from None
+    return value
+
+
+def _no_more(params: dict[str, Any]) -> None:
+    for name in params:
+        raise BadParameter(name, "unknown parameter")
+
+
+class Users:
+    def __init__(self, store: Store, poll_limits: PollLimits, limits: StreamLimits):
+        self.store = store
+        self.poll_limits = poll_limits
+        self.limits = limits
+
+    @cherrypy.expose
+    def index(self, **kwargs: Any) -> bytes:
+        try:
+            method = cherrypy.serving.request.method
+            if method != "POST":
+                raise MethodNotAllowed(method, ("POST",))
+            params = request_params(kwargs, self.poll_limits.max_param_chars)
+            login = _text(params, "login", 32)
+            if not LOGIN.fullmatch(login):
+                raise BadParameter("login", "1-32 characters of A-Z a-z 0-9 _ . -")
+            name = _text(params, "name", self.limits.max_name_chars, required=False) or login
+            _no_more(params)
+            return json_body(201, self.store.create_user(login, name))
+        except LongPollError as exc:
+            return error_body(exc)
+
+
+class Statuses:
+    def __init__(self, broker: Broker, store: Store, registry: Registry, poll_limits: PollLimits,
+                 limits: StreamLimits):
+        self.broker = broker
+        self.store = store
+        self.poll_limits = poll_limits
+        self.limits = limits
+        common = {"registry": registry, "limits": poll_limits, "bind": _bound_identifier}
+        self.sample_json = cherrypy.expose(json_yield(methods=("GET",), **common)(self._sample))
+        self.filter_json = cherrypy.expose(json_yield(methods=("POST",), **common)(self._filter))
+
+    # -- the long-polls ----------------------------------------------------
+
+    def _sample(self, identifier: str, percent: Any = None) -> Iterator[Any]:
+        return self._follow(parse_sample(identifier, percent))
+
+    def _filter(self, identifier: str, track: Any = None, follow: Any = None, locations: Any = None,
+                location: Any = None) -> Iterator[Any]:
+        if locations is not None and location is not None:
+            raise BadParameter("location", "give locations or its alias location, not both")
+        if location is not None:
+            return self._follow(parse_filter(track, follow, location, self.limits.filters, "location"))
+        return self._follow(parse_filter(track, follow, locations, self.limits.filters))
+
+    def _follow(self, flt: Any) -> Iterator[Any]:
+        with self.broker.subscribe(TOPIC, flt) as sub:
+            while True:
+                yield from sub.drain()
+                yield sub
+
+    # -- publishing --------------------------------------------------------
+
+    @cherrypy.expose
+    def index(self, **kwargs: Any) -> bytes:
+        """POST /statuses: post a status as the token's user."""
+        try:
+            method = cherrypy.serving.request.method
+            if method != "POST":
+                raise MethodNotAllowed(method, ("POST",))
+            token = _bearer_token()
+            params = request_params(kwargs, self.poll_limits.max_param_chars)
+            message = _text(params, "message", self.limits.max_message_chars)
+            location = _text(params, "location", 64, required=False)
+            if location is not None:
+                if parse_location(location) is None:
+                    raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
+                location = location.replace(" ", "")
+            _no_more(params)
+            return json_body(201, self.store.post_status(token, message, location))
+        except LongPollError as exc:
+            return error_body(exc)
+
+    @cherrypy.expose
+    def default(self, status_id: str = "", *rest: str, **kwargs: Any) -> bytes:
+        """GET or DELETE /statuses/<id>."""
+        try:
+            if rest or not STATUS_ID.fullmatch(status_id):
+                raise NotFound("no such status")
+            method = cherrypy.serving.request.method
+            if method == "GET":
+                return json_body(200, self.store.get_status(int(status_id)))
+            if method == "DELETE":
+                return json_body(200, self.store.delete_status(_bearer_token(), int(status_id)))
+            raise MethodNotAllowed(method, ("GET", "DELETE"))
+        except LongPollError as exc:
+            return error_body(exc)
+
+
+class StatusStreams:
+    """What ``longpoll serve`` mounts for the status streams: /users and /statuses."""
+
+    def __init__(self, broker: Broker, store: Store, registry: Registry,
+                 poll_limits: PollLimits = PollLimits(), limits: StreamLimits = StreamLimits()):
+        broker.hub.route(TOPIC, StatusRouter())
+        self.users = Users(store, poll_limits, limits)
+        self.statuses = Statuses(broker, store, registry, poll_limits, limits)

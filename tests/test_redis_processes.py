@@ -1,0 +1,90 @@
+"""The Redis backend across processes and outages: real redis-server, real server processes."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest_support import wait_until
+from tests.procs import ServerProcess
+from tests.redisproc import RedisProcess
+from tests.streams_helpers import Stream, post, signup, unique
+
+
+@pytest.fixture
+def redis_proc():
+    proc = RedisProcess(durable=True)
+    yield proc
+    proc.stop()
+
+
+def collect(stream: Stream, count: int, timeout: float = 30) -> list[int]:
+    """Poll like a client until count statuses arrived, riding out 503s as Retry-After says."""
+    deadline = time.monotonic() + timeout
+    while len(stream.ids()) < count:
+        assert time.monotonic() < deadline, f"only {len(stream.ids())} of {count} arrived"
+        response = stream.poll(timeout=2)
+        if response.status_code == 503:
+            assert int(response.headers["Retry-After"]) >= 1
+            time.sleep(0.2)
+        else:
+            assert response.status_code == 200, response.text
+    return stream.ids()
+
+
+def test_two_server_processes_on_one_redis_each_deliver_every_status(redis_proc):
+    with ServerProcess("--redis", redis_proc.url) as one, ServerProcess("--redis", redis_proc.url) as two:
+        with httpx.Client(base_url=one.wait_ready(), timeout=30) as a, \
+                httpx.Client(base_url=two.wait_ready(), timeout=30) as b:
+            streams = [Stream(a, "sample", percent=100), Stream(b, "sample", percent=100),
+                       Stream(b, "filter", track="shared")]
+            _, token = signup(a)
+            posted = [post(a if i % 2 else b, token, f"shared status {i}")["id"] for i in range(30)]
+            for stream in streams:
+                assert collect(stream, 30) == posted
+
+
+def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(redis_proc):
+    with ServerProcess("--redis", redis_proc.url) as server:
+        with httpx.Client(base_url=server.wait_ready(), timeout=30) as client:
+            stream = Stream(client, "sample", identifier=unique("outage"), percent=100)
+            _, token = signup(client)
+            posted = [post(client, token, f"before {i}")["id"] for i in range(5)]
+            assert collect(stream, 5) == posted
+
+            redis_proc.kill()
+            refused = client.post("/statuses", data={"message": "during"},
+                                  headers={"Authorization": f"Bearer {token}"})
+            assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+            assert refused.json()["error"] == "backend_unavailable"
+            wait_until(lambda: client.get("/healthz").status_code == 503, timeout=15, what="healthz to report it")
+            polled = stream.poll(timeout=1)
+            assert polled.status_code == 503 and polled.json()["error"] == "backend_unavailable"
+
+            redis_proc.start()  # same port, same append-only file
+            wait_until(lambda: client.get("/healthz").status_code == 200, timeout=30, what="the hub to reconnect")
+            posted += [post(client, token, f"after {i}")["id"] for i in range(5)]
+            assert collect(stream, 10) == posted
+            stream.poll(timeout=0.5)
+            assert stream.ids() == posted  # and nothing more turned up
+
+
+def test_raw_publish_on_the_seed_channel_reaches_sessions(client, broker, backend):
+    if backend != "redis":
+        pytest.skip("PUBLISH is the Redis backend's compatibility path")
+    assert broker.bridge.subscribed.wait(10)
+    stream = Stream(client, "filter", track="seeded")
+    status = {"id": 990001, "uid": 1, "login": "seed", "message": "seeded from redis-cli", "posted": 1.5}
+    before = broker.hub.malformed
+    broker.redis.publish("streaming:status:", b"not json at all")
+    broker.redis.publish("streaming:status:", orjson.dumps(status))
+    broker.redis.publish("streaming:status:", orjson.dumps({**status, "deleted": True}))
+    deadline = time.monotonic() + 15
+    while len(stream.items) < 2:
+        assert time.monotonic() < deadline, stream.items
+        stream.poll(timeout=2)
+    assert stream.items == [status, {"id": 990001, "deleted": True}]
+    assert broker.hub.malformed == before + 1
