@@ -1,3 +1,5 @@
+from glob import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -7,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["longpoll", "longpoll.*"]),
-    package_data={"longpoll": ["web/*"]},
+    data_files=[("share/longpoll/web", [f for f in glob("web/*") if "." in f.rsplit("/", 1)[-1]])],
     python_requires=">=3.10",
     install_requires=[
         "CherryPy>=18.8",

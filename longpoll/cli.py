@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
                        help="items a session buffers for a slow client before dropping the oldest (default 1000)")
     serve.add_argument("--retention", type=_positive(int), default=100_000, metavar="N",
                        help="entries the log keeps for readers that reconnect (Redis: XADD MAXLEN ~N; default 100000)")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="let pages from this origin poll and post (repeatable; '*' for any; default: none)")
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
 
     def client_options(command: argparse.ArgumentParser, token: bool = True) -> None:
@@ -76,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         run(Settings(host=args.host, port=args.port, redis_url=args.redis, idle_timeout=args.idle_timeout,
                      max_sessions=args.max_sessions, threads=args.threads, max_held_polls=args.max_held_polls,
-                     buffer=args.buffer, retention=args.retention, access_log=args.access_log))
+                     buffer=args.buffer, retention=args.retention, access_log=args.access_log,
+                     cors_origins=tuple(args.cors_origin)))
         return 0
     if getattr(args, "token", "") is None:
         print("longpoll: a token is needed: --token, or LONGPOLL_TOKEN from `longpoll signup`", file=sys.stderr)

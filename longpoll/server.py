@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import cherrypy
+import cherrypy.lib.static
 
+from . import cors
 from .backends import DEFAULT_RETENTION
 from .broker import DEFAULT_BUFFER, Broker
 from .demo import Demo
@@ -43,6 +45,7 @@ class Settings:
     buffer: int = DEFAULT_BUFFER
     retention: int = DEFAULT_RETENTION
     access_log: bool = False
+    cors_origins: tuple[str, ...] = ()
 
 
 def listen_backlog(wanted: int = 4096) -> int:
@@ -53,8 +56,19 @@ def listen_backlog(wanted: int = 4096) -> int:
         return wanted
 
 
+def web_dir() -> Path:
+    """web/ beside the package (a checkout or editable install), else where setup.py installed it."""
+    beside = Path(__file__).resolve().parent.parent / "web"
+    return beside if beside.is_dir() else Path(sys.prefix) / "share" / "longpoll" / "web"
+
+
 class Root(Service):
     """Everything ``longpoll serve`` answers, under one tree."""
+
+    @cherrypy.expose
+    def index(self) -> bytes:
+        """The demo page."""
+        return cherrypy.lib.static.serve_file(str(web_dir() / "index.html"), "text/html")
 
 
 def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
@@ -69,8 +83,11 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     streams = StatusStreams(broker, open_store(broker), registry, limits)
     root.users = streams.users  # type: ignore[attr-defined]
     root.statuses = streams.statuses  # type: ignore[attr-defined]
-    config = {"/": {**JSON_ERRORS, "request.body.maxbytes": settings.max_body_bytes,
-                    "tools.trailing_slash.on": False}}  # POST /users must not be redirected
+    config = {
+        "/": {**JSON_ERRORS, **cors.config(settings.cors_origins), "request.body.maxbytes": settings.max_body_bytes,
+              "tools.trailing_slash.on": False},  # POST /users must not be redirected
+        "/web": {"tools.staticdir.on": True, "tools.staticdir.dir": str(web_dir())},
+    }
     return root, config, broker
 
 
