@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, tail
 from .client import DEFAULT_URL, Client, ServerError
 from .server import Settings, run
 
@@ -70,6 +71,15 @@ def parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", help="delete one of the token's user's statuses")
     delete.add_argument("id", type=int)
     client_options(delete)
+
+    tail = commands.add_parser("tail", help="print statuses as they arrive (sample 100%% unless filtered)")
+    tail.add_argument("--sample", type=int, metavar="PERCENT", dest="percent", help="sample percent, 1-100")
+    tail.add_argument("--track", help="comma-separated phrases")
+    tail.add_argument("--follow", help="comma-separated logins")
+    tail.add_argument("--locations", metavar="LON1,LAT1,LON2,LAT2", help="boxes, four numbers each")
+    tail.add_argument("--identifier", default=f"tail-{secrets.token_hex(4)}", help="client identifier")
+    tail.add_argument("--json", action="store_true", help="print each item as a raw JSON line")
+    client_options(tail, token=False)
     return top
 
 
@@ -81,6 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                      buffer=args.buffer, retention=args.retention, access_log=args.access_log,
                      cors_origins=tuple(args.cors_origin)))
         return 0
+    if args.command == "tail":
+        params = {"identifier": args.identifier, "percent": args.percent, "track": args.track,
+                  "follow": args.follow, "locations": args.locations}
+        try:
+            return tail.run(args.url, {k: v for k, v in params.items() if v is not None}, args.json)
+        except ServerError as exc:
+            print(f"longpoll tail: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
     if getattr(args, "token", "") is None:
         print("longpoll: a token is needed: --token, or LONGPOLL_TOKEN from `longpoll signup`", file=sys.stderr)
         return 2

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+from redis.backoff import EqualJitterBackoff
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -62,3 +65,46 @@ class Client:
 
     def delete(self, status_id: int) -> dict[str, Any]:
         return self.request("DELETE", f"/statuses/{status_id}")
+
+    def follow(self, path: str, params: dict[str, Any], method: str = "GET", timeout: float = 25,
+               on_retry: Callable[[str, float], None] | None = None) -> Iterator[Any]:
+        """Every item of a long-poll stream, for as long as it lasts.
+
+        Carries key and cursor; retries network errors, 5xx and 429 with
+        jittered exponential backoff (at least ``Retry-After``); starts a new
+        session on 410 (the server restarted and forgot it); raises ServerError
+        on any other error, which retrying cannot fix.
+        """
+        key = cursor = None
+        backoff = EqualJitterBackoff(cap=30.0, base=0.5)
+        failures = 0
+        while True:
+            sent = {**params, "timeout": timeout, **({"key": key, "cursor": cursor} if key else {})}
+            try:
+                if method == "GET":
+                    response = self.http.get(path, params=sent, timeout=timeout + 10)
+                else:
+                    response = self.http.post(path, json=sent, timeout=timeout + 10)
+                body = _answer(response)
+            except (httpx.TransportError, ServerError) as exc:
+                status = getattr(exc, "status", None)
+                if status == 410:
+                    key = cursor = None
+                    if on_retry:
+                        on_retry("session expired; starting a new one", 0)
+                    continue
+                if status is not None and status < 500 and status != 429:
+                    raise
+                failures += 1
+                delay = max(backoff.compute(failures), getattr(exc, "retry_after", None) or 0)
+                if on_retry:
+                    on_retry(str(exc), delay)
+                time.sleep(delay)
+                continue
+            failures = 0
+            key, cursor = body["key"], body["cursor"]
+            yield from body["items"]
+            if body["state"] == "done":
+                return
+            if body.get("retry_ms"):
+                time.sleep(body["retry_ms"] / 1000)

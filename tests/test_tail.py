@@ -1,0 +1,91 @@
+"""`longpoll tail` against a live server: prints, survives a restart, stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+
+import httpx
+
+from longpoll.tail import describe
+from tests.conftest_support import free_port, wait_until
+from tests.procs import ROOT, ServerProcess
+
+
+class Tail:
+    def __init__(self, url: str, *args: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "longpoll", "tail", "--url", url, *args], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.errors: list[str] = []
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self.errors.append), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, sink) -> None:
+        for line in stream:
+            sink(line.rstrip("\n"))
+
+    def next_line(self, timeout: float = 20) -> str:
+        return self.lines.get(timeout=timeout)
+
+
+def signup_and_post(url: str, *messages: str) -> list[dict]:
+    with httpx.Client(base_url=url, timeout=10) as c:
+        token = c.post("/users", data={"login": f"t{os.urandom(4).hex()}"}).json()["token"]
+        return [c.post("/statuses", data={"message": m}, headers={"Authorization": f"Bearer {token}"}).json()
+                for m in messages]
+
+
+def sessions(url: str) -> int:
+    try:
+        return httpx.get(url + "/stats", timeout=5).json()["sessions"]
+    except httpx.TransportError:
+        return 0
+
+
+def test_tail_prints_resumes_after_a_restart_and_stops_on_ctrl_c():
+    port = free_port()
+    server = ServerProcess("--port", str(port))
+    url = server.wait_ready()
+    tail = Tail(url, "--json", "--track", "tailed")
+    try:
+        wait_until(lambda: sessions(url) >= 1, timeout=20, what="tail's session")
+        posted = signup_and_post(url, "tailed one", "not this", "tailed two")
+        assert [json.loads(tail.next_line()) for _ in range(2)] == [posted[0], posted[2]]
+
+        server.stop()
+        server = ServerProcess("--port", str(port))  # a new process: it knows nothing of tail's session
+        server.wait_ready()
+        wait_until(lambda: sessions(url) >= 1, timeout=60, what="tail to start a new session")
+        again = signup_and_post(url, "tailed after the restart")
+        assert json.loads(tail.next_line()) == again[0]
+        assert any("retrying" in e or "new one" in e for e in tail.errors)
+
+        tail.proc.send_signal(signal.SIGINT)
+        assert tail.proc.wait(15) == 0
+        assert not any("Traceback" in e for e in tail.errors)
+    finally:
+        if tail.proc.poll() is None:
+            tail.proc.kill()
+        server.stop()
+
+
+def test_tail_without_json_prints_lines_for_people():
+    line = describe({"id": 7, "login": "ann", "message": "two\nlines", "posted": 0, "location": "1,2"})
+    assert line.endswith("#7 @ann: two lines  (1,2)")
+    assert describe({"id": 7, "deleted": True}) == "[deleted] status 7"
+
+
+def test_tail_with_a_bad_filter_exits_with_the_servers_message():
+    with ServerProcess() as server:
+        url = server.wait_ready()
+        result = subprocess.run([sys.executable, "-m", "longpoll", "tail", "--url", url, "--sample", "0"],
+                                capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert result.returncode == 1 and "percent" in result.stderr
