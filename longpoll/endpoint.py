@@ -19,7 +19,7 @@ import cherrypy
 
 from .errors import BadParameter, Expired, Forbidden, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
 from .params import PollLimits, poll_params, request_params
-from .registry import Registry
+from .registry import Registry, Resume
 from .responses import JSON_ERRORS, error_body, json_body
 
 log = logging.getLogger("longpoll")
@@ -36,6 +36,8 @@ def json_yield(
     max_body_bytes: int = MAX_BODY_BYTES,
     bind: Callable[[dict[str, Any]], Any] | None = None,
     registry: Registry | None = None,
+    resume: Resume | None = None,
+    name: str | None = None,
 ) -> Callable[[Callable[..., Iterable[Any]]], Callable[..., bytes]]:
     """Turn a generator function into a long-poll endpoint.
 
@@ -44,13 +46,19 @@ def json_yield(
     one the session was created with is refused, so a key cannot be used by
     another identity.  ``registry`` lets several endpoints share one session
     limit; by default each endpoint has its own.
+
+    ``resume(definition, position)`` rebuilds a session's iterator in another
+    process (with a registry that has a session store): the decorated function
+    must then return an iterator with ``definition`` (JSON) and ``position``
+    attributes.  ``name`` identifies the endpoint in stored sessions; it
+    defaults to the function's qualified name.
     """
     allowed = tuple(m.upper() for m in methods)
 
     def decorate(func: Callable[..., Iterable[Any]]) -> Callable[..., bytes]:
         reg = registry if registry is not None else Registry(idle_timeout, max_sessions, name=func.__qualname__)
         signature = inspect.signature(func)
-        endpoint = object()  # registries may be shared: a key only works where it was made
+        endpoint = name or f"{func.__module__}.{func.__qualname__}"  # a key only works where it was made
 
         @functools.wraps(func)
         def handler(*args: Any, **kwargs: Any) -> bytes:
@@ -64,8 +72,8 @@ def json_yield(
                 if poll.key is None:
                     session = reg.create(_start(func, signature, args, params), (endpoint, tag))
                 else:
-                    session = reg.get(poll.key)
-                    if session.tag[0] is not endpoint:
+                    session = reg.get(poll.key, resume)
+                    if session.tag[0] != endpoint:
                         raise Expired()
                     if session.tag[1] != tag:
                         raise Forbidden("this session key was made for another identifier or resource")

@@ -106,9 +106,11 @@ class Hub:
             self._routers[topic] = router
 
     def subscribe(self, topic: str, filter: Any = None, maxlen: int | None = None) -> Subscription:
+        """A new subscription; its ``start`` is the last position it will not get."""
         sub = Subscription(self, topic, filter, maxlen or self.buffer)
         sub.error = self.error
         with self._lock:
+            sub.start = self.position
             router = self._routers.get(topic)
             if router is None:
                 router = self._routers[topic] = FanOut()
@@ -130,6 +132,10 @@ class Hub:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stopping.clear()
+        try:  # known before the first poll, so a session can resume up to exactly here
+            self.position = self.log.tail()
+        except BackendUnavailable:
+            self.position = None  # the reader finds it once the backend answers
         self._thread = threading.Thread(target=self._run, name="longpoll-hub", daemon=True)
         self._thread.start()
 
@@ -143,12 +149,11 @@ class Hub:
     def _run(self) -> None:
         backoff = EqualJitterBackoff(cap=5.0, base=0.1)
         failures = 0
-        position = None
         while not self._stopping.is_set():
             try:
-                if position is None:
-                    position = self.log.tail()
-                entries = self.log.read(position, BLOCK_SECONDS)
+                if self.position is None:
+                    self.position = self.log.tail()
+                entries = self.log.read(self.position, BLOCK_SECONDS)
             except BackendUnavailable as exc:
                 failures += 1
                 if failures == 1:
@@ -164,11 +169,10 @@ class Hub:
                 continue
             if failures:
                 failures = 0
-                log.warning("hub reads the backend again, from position %s", position)
+                log.warning("hub reads the backend again, from position %s", self.position)
                 self._fail(None)
             if entries:
                 self._dispatch(entries)
-                position = self.position = entries[-1].position
 
     def inject(self, topic: str, raw: bytes) -> None:
         """Dispatch an item that did not come through the log (pub/sub, say).
@@ -176,13 +180,17 @@ class Hub:
         It gets the hub's current position, so a session resumed from it skips
         nothing of the log; it cannot be replayed to a reader that was away.
         """
-        self._dispatch([Entry(self.position or "0", topic, raw)])
+        self._dispatch([Entry(self.position or "0", topic, raw)], advance=False)
 
-    def _dispatch(self, entries: list[Entry]) -> None:
+    def _dispatch(self, entries: list[Entry], advance: bool = True) -> None:
+        """Route entries; ``position`` moves under the same lock, so a subscription
+        made at any moment knows exactly which entries it will and will not get."""
         touched: dict[Subscription, None] = {}
         with self._lock:
             for entry in entries:
                 self.entries += 1
+                if advance:
+                    self.position = entry.position
                 try:
                     item = orjson.loads(entry.raw)
                 except orjson.JSONDecodeError:

@@ -3,6 +3,10 @@
 Sessions are kept in least-recently-polled order, so expiring idle ones only
 looks at the head of the map instead of every session.  Every registry in the
 process is swept by the one reaper (see ``reaper.py``).
+
+With a session store (``durable.py``) the map is a cache: durable sessions
+are looked up in the store on every poll, rebuilt when this process lacks
+them or holds them at an older batch, and saved after every new batch.
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import reaper
-from .errors import Expired, LongPollError, TooManySessions
+from .durable import SessionStore
+from .errors import Conflict, Expired, LongPollError, TooManySessions
 from .gate import HELD, HoldGate
 from .session import Batch, Session
+
+Resume = Callable[[Any, Any], Iterator[Any]]
+"""Rebuilds a durable session's iterator from its (definition, position)."""
 
 KEY_BYTES = 18
 """144 random bits per key: unguessable, and 24 URL-safe characters."""
@@ -25,7 +33,7 @@ KEY_BYTES = 18
 
 class Registry:
     def __init__(self, idle_timeout: float = 60.0, max_sessions: int = 10_000,
-                 name: str = "longpoll", gate: HoldGate | None = None):
+                 name: str = "longpoll", gate: HoldGate | None = None, store: SessionStore | None = None):
         if idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive")
         if max_sessions < 1:
@@ -34,12 +42,14 @@ class Registry:
         self.idle_timeout = float(idle_timeout)
         self.max_sessions = int(max_sessions)
         self.gate = gate if gate is not None else HELD
+        self.store = store
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
         self.polls = 0
         self.items_delivered = 0
         self.sessions_created = 0
         self.sessions_expired = 0
+        self.sessions_resumed = 0
         reaper.track(self)
 
     def __len__(self) -> int:
@@ -56,12 +66,36 @@ class Registry:
             session = Session(key, iterator, tag)
             self._sessions[key] = session
             self.sessions_created += 1
+        if self.store is not None and session.durable:
+            try:
+                self.store.save(key, session.snapshot(), -1)
+            except LongPollError:
+                self._discard(session)
+                session.close()
+                raise
         return session
 
-    def get(self, key: str) -> Session:
+    def get(self, key: str, resume: Resume | None = None) -> Session:
+        """The live session for a key: this process's, or one rebuilt from the store."""
         session = self._sessions.get(key)
-        if session is None or session.closed:
+        if session is not None and session.closed:
+            session = None
+        if self.store is None or (session is not None and not session.durable):
+            if session is None:
+                raise Expired()
+            return session
+        state = self.store.load(key)
+        if state is not None and session is not None and session.seq == state["seq"]:
+            return session
+        if session is not None:  # stale: another process has answered this session since
+            self._discard(session)
+            session.close()
+        if state is None or resume is None or state.get("definition") is None:
             raise Expired()
+        session = Session.restore(key, resume(state["definition"], state["position"]), state)
+        with self._lock:
+            self._sessions[key] = session
+            self.sessions_resumed += 1
         return session
 
     def poll(self, session: Session, cursor: str | None, timeout: float, max_items: int) -> Batch:
@@ -70,7 +104,14 @@ class Registry:
         except LongPollError:
             if session.closed:
                 self._discard(session)
+                if self.store is not None and session.durable:
+                    self.store.delete(session.key)
             raise
+        if self.store is not None and batch.snapshot is not None:
+            if not self.store.save(session.key, batch.snapshot, batch.snapshot["seq"] - 1):
+                self._discard(session)
+                session.close()
+                raise Conflict("another server answered a poll of this session at the same moment; poll again")
         with self._lock:
             self.polls += 1
             if batch.fresh:
@@ -117,4 +158,5 @@ class Registry:
             "items_delivered": self.items_delivered,
             "sessions_created": self.sessions_created,
             "sessions_expired": self.sessions_expired,
+            "sessions_resumed": self.sessions_resumed,
         }

@@ -23,6 +23,7 @@ from . import cors
 from .backends import DEFAULT_RETENTION
 from .broker import DEFAULT_BUFFER, Broker
 from .demo import Demo
+from .durable import RedisSessionStore
 from .params import PollLimits
 from .registry import Registry
 from .responses import JSON_ERRORS
@@ -74,7 +75,8 @@ class Root(Service):
 def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     """Make the app tree and its config (without touching global CherryPy state)."""
     broker = Broker(settings.redis_url, buffer=settings.buffer, retention=settings.retention)
-    registry = Registry(settings.idle_timeout, settings.max_sessions, name="longpoll serve")
+    store = RedisSessionStore(broker.redis, settings.idle_timeout) if broker.redis is not None else None
+    registry = Registry(settings.idle_timeout, settings.max_sessions, name="longpoll serve", store=store)
     limits = PollLimits()
     root = Root()
     demo = Demo(broker, registry, limits)

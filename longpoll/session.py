@@ -39,16 +39,17 @@ RETRY_MS_WHEN_FULL = 1000
 class Batch:
     """What one poll answers."""
 
-    __slots__ = ("state", "cursor", "items", "dropped", "retry_ms", "fresh")
+    __slots__ = ("state", "cursor", "items", "dropped", "retry_ms", "fresh", "snapshot")
 
     def __init__(self, state: str, cursor: str, items: list, dropped: int = 0,
-                 retry_ms: int | None = None, fresh: bool = False):
+                 retry_ms: int | None = None, fresh: bool = False, snapshot: dict[str, Any] | None = None):
         self.state = state
         self.cursor = cursor
         self.items = items
         self.dropped = dropped
         self.retry_ms = retry_ms
         self.fresh = fresh  # False for a re-sent or empty batch: nothing newly delivered
+        self.snapshot = snapshot  # a durable session's state as of this batch, to store
 
     def to_json(self, key: str) -> dict[str, Any]:
         body: dict[str, Any] = {"state": self.state, "key": key, "cursor": self.cursor, "items": self.items}
@@ -63,7 +64,7 @@ class Session:
     __slots__ = (
         "key", "tag", "last_seen", "_it", "_lock", "_cond", "_woken", "_ticket", "_inflight",
         "_watched", "_seq", "_cursor", "_prev", "_last", "_last_state", "_acked", "_closed",
-        "_finished", "_failure",
+        "_finished", "_failure", "_position",
     )
 
     def __init__(self, key: str, iterator: Iterator[Any], tag: Any = None):
@@ -86,10 +87,41 @@ class Session:
         self._closed = False
         self._finished = False
         self._failure: LongPollError | None = None
+        self._position = getattr(iterator, "position", None)  # the iterator's, as of the last batch
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def seq(self) -> int:
+        """The number of the last batch sent."""
+        return self._seq
+
+    @property
+    def durable(self) -> bool:
+        """Whether the iterator can be rebuilt elsewhere (it has a ``definition``)."""
+        return getattr(self._it, "definition", None) is not None
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a session store keeps to rebuild this session in another process."""
+        return {"seq": self._seq, "prev": self._prev, "last": self._last, "last_state": self._last_state,
+                "position": self._position, "definition": getattr(self._it, "definition", None),
+                "tag": list(self.tag) if isinstance(self.tag, tuple) else self.tag}
+
+    @classmethod
+    def restore(cls, key: str, iterator: Iterator[Any], state: dict[str, Any]) -> Session:
+        """A session rebuilt from a snapshot, at the same batch and cursors."""
+        tag = state["tag"]
+        session = cls(key, iterator, tuple(tag) if isinstance(tag, list) else tag)
+        session._seq = state["seq"]
+        session._cursor = str(state["seq"])
+        session._prev = state["prev"]
+        session._last = state["last"]
+        session._last_state = state["last_state"]
+        session._acked = state["seq"] == 0  # the last batch may be asked for again
+        session._position = state["position"]
+        return session
 
     def idle_since(self, now: float) -> float | None:
         """Seconds since the last poll ended; None while a poll is in flight."""
@@ -205,7 +237,9 @@ class Session:
         self._last = items
         self._last_state = state
         self._acked = False
-        return Batch(state, self._cursor, items, self._dropped(), fresh=True)
+        self._position = getattr(self._it, "position", None)
+        return Batch(state, self._cursor, items, self._dropped(), fresh=True,
+                     snapshot=self.snapshot() if self.durable else None)
 
     def _watch(self, signal: Signal) -> None:
         signal.add_waiter(self._wake)

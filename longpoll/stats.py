@@ -17,7 +17,7 @@ from . import reaper
 from .gate import HELD
 from .hub import HUBS
 
-COUNTERS = ("polls", "items_delivered", "items_dropped", "sessions_created", "sessions_expired",
+COUNTERS = ("polls", "items_delivered", "items_dropped", "sessions_created", "sessions_expired", "sessions_resumed",
             "entries_read", "entries_malformed", "backend_outages")
 GAUGES = ("sessions", "held_polls", "subscriptions")
 

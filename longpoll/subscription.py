@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 
 class Subscription(Signal):
-    __slots__ = ("topic", "filter", "maxlen", "dropped", "position", "_buf", "_lock", "_hub", "__weakref__")
+    __slots__ = ("topic", "filter", "maxlen", "dropped", "position", "start", "_buf", "_lock", "_hub",
+                 "__weakref__")
 
     def __init__(self, hub: Hub, topic: str, filter: Any, maxlen: int):
         super().__init__()
@@ -30,6 +31,7 @@ class Subscription(Signal):
         self.maxlen = maxlen
         self.dropped = 0
         self.position: str | None = None  # of the last item taken out
+        self.start: str | None = None  # the hub's position when subscribing: later entries come here
         self._buf: deque[tuple[str, Any]] = deque()
         self._lock = threading.Lock()
         self._hub = hub
@@ -43,6 +45,11 @@ class Subscription(Signal):
             self._buf.popleft()
             self.dropped += 1
             return False
+
+    def take(self) -> tuple[str, Any] | None:
+        """The oldest buffered (position, item), or None."""
+        with self._lock:
+            return self._buf.popleft() if self._buf else None
 
     def drain(self) -> Iterator[Any]:
         """Yield buffered items one by one until the buffer is empty."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -73,6 +74,30 @@ class Stream:
             assert response.status_code == 200, response.text
             if len(self.items) == before:
                 return self.items
+
+    def collect(self, count: int, timeout: float = 60, poll_timeout: float = 2,
+                clients: list[httpx.Client] | None = None) -> list[int]:
+        """Poll like a real client until count statuses arrived: ride out refused
+        connections, 503 (as long as Retry-After says) and 409 by polling again with
+        the same cursor; with several clients, alternate between them every poll."""
+        deadline = time.monotonic() + timeout
+        turn = 0
+        while len(self.ids()) < count:
+            assert time.monotonic() < deadline, f"only {len(self.ids())} of {count} arrived"
+            if clients:
+                self.client = clients[turn % len(clients)]
+                turn += 1
+            try:
+                response = self.poll(timeout=poll_timeout)
+            except httpx.TransportError:
+                time.sleep(0.1)
+                continue
+            if response.status_code == 503:
+                assert int(response.headers["Retry-After"]) >= 1
+                time.sleep(0.1)
+            elif response.status_code != 409:
+                assert response.status_code == 200, response.text
+        return self.ids()
 
     def ids(self) -> list[int]:
         return [item["id"] for item in self.items if not item.get("deleted")]

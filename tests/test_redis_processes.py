@@ -21,20 +21,6 @@ def redis_proc():
     proc.stop()
 
 
-def collect(stream: Stream, count: int, timeout: float = 30) -> list[int]:
-    """Poll like a client until count statuses arrived, riding out 503s as Retry-After says."""
-    deadline = time.monotonic() + timeout
-    while len(stream.ids()) < count:
-        assert time.monotonic() < deadline, f"only {len(stream.ids())} of {count} arrived"
-        response = stream.poll(timeout=2)
-        if response.status_code == 503:
-            assert int(response.headers["Retry-After"]) >= 1
-            time.sleep(0.2)
-        else:
-            assert response.status_code == 200, response.text
-    return stream.ids()
-
-
 def test_two_server_processes_on_one_redis_each_deliver_every_status(redis_proc):
     with ServerProcess("--redis", redis_proc.url) as one, ServerProcess("--redis", redis_proc.url) as two:
         with httpx.Client(base_url=one.wait_ready(), timeout=30) as a, \
@@ -44,7 +30,7 @@ def test_two_server_processes_on_one_redis_each_deliver_every_status(redis_proc)
             _, token = signup(a)
             posted = [post(a if i % 2 else b, token, f"shared status {i}")["id"] for i in range(30)]
             for stream in streams:
-                assert collect(stream, 30) == posted
+                assert stream.collect(30) == posted
 
 
 def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(redis_proc):
@@ -53,7 +39,7 @@ def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(redis_p
             stream = Stream(client, "sample", identifier=unique("outage"), percent=100)
             _, token = signup(client)
             posted = [post(client, token, f"before {i}")["id"] for i in range(5)]
-            assert collect(stream, 5) == posted
+            assert stream.collect(5) == posted
 
             redis_proc.kill()
             refused = client.post("/statuses", data={"message": "during"},
@@ -67,7 +53,7 @@ def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(redis_p
             redis_proc.start()  # same port, same append-only file
             wait_until(lambda: client.get("/healthz").status_code == 200, timeout=30, what="the hub to reconnect")
             posted += [post(client, token, f"after {i}")["id"] for i in range(5)]
-            assert collect(stream, 10) == posted
+            assert stream.collect(10) == posted
             stream.poll(timeout=0.5)
             assert stream.ids() == posted  # and nothing more turned up
 

@@ -29,6 +29,9 @@ class Log(Protocol):
         Raises BackendUnavailable when the backend cannot be reached.
         """
 
+    def range(self, after: str, upto: str, count: int = 1000) -> list[Entry]:
+        """Up to count entries with after < position <= upto, oldest first (no waiting)."""
+
     def wake(self) -> None:
         """Cut a blocked read short."""
 

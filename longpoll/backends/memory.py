@@ -41,17 +41,22 @@ class MemoryLog:
         return str(self._seq)
 
     def read(self, after: str, block: float, count: int = 1000) -> list[Entry]:
-        start = int(after)
         with self._cond:
-            if self._seq <= start and block > 0:
+            if self._seq <= int(after) and block > 0:
                 self._cond.wait(block)
-            if not self._entries or self._seq <= start:
-                return []
-            first = self._entries[0][0]
-            index = max(0, start + 1 - first)  # entries before `first` were trimmed
-            end = min(len(self._entries), index + count)
-            return [Entry(str(seq), topic, raw) for seq, topic, raw in
-                    (self._entries[i] for i in range(index, end))]
+            return self._slice(int(after), self._seq, count)
+
+    def range(self, after: str, upto: str, count: int = 1000) -> list[Entry]:
+        with self._cond:
+            return self._slice(int(after), int(upto), count)
+
+    def _slice(self, after: int, upto: int, count: int) -> list[Entry]:
+        if not self._entries or min(upto, self._seq) <= after:
+            return []
+        first = self._entries[0][0]  # sequence numbers are contiguous from here
+        index = max(0, after + 1 - first)  # entries before `first` were trimmed
+        end = min(len(self._entries), index + count, upto - first + 1)
+        return [Entry(str(seq), topic, raw) for seq, topic, raw in (self._entries[i] for i in range(index, end))]
 
     def wake(self) -> None:
         """Release a blocked read (the hub is stopping)."""

@@ -9,7 +9,6 @@ carry the same one (401 without it, 403 with another).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from ..errors import BadParameter, LongPollError, MethodNotAllowed, NotFound, Un
 from ..params import PollLimits, identifier, request_params, single
 from ..registry import Registry
 from ..responses import error_body, json_body
+from .feed import StatusFeed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
 from .router import StatusRouter
 from .store import TOPIC, Store
@@ -99,28 +99,38 @@ class Statuses:
         self.store = store
         self.poll_limits = poll_limits
         self.limits = limits
-        common = {"registry": registry, "limits": poll_limits, "bind": _bound_identifier}
-        self.sample_json = cherrypy.expose(json_yield(methods=("GET",), **common)(self._sample))
-        self.filter_json = cherrypy.expose(json_yield(methods=("POST",), **common)(self._filter))
+        common = {"registry": registry, "limits": poll_limits, "bind": _bound_identifier, "resume": self._resume}
+        self.sample_json = cherrypy.expose(json_yield(methods=("GET",), name="statuses.sample", **common)(
+            self._sample))
+        self.filter_json = cherrypy.expose(json_yield(methods=("POST",), name="statuses.filter", **common)(
+            self._filter))
 
     # -- the long-polls ----------------------------------------------------
 
-    def _sample(self, identifier: str, percent: Any = None) -> Iterator[Any]:
-        return self._follow(parse_sample(identifier, percent))
+    def _sample(self, identifier: str, percent: Any = None) -> StatusFeed:
+        return self._feed({"kind": "sample", "identifier": identifier, "percent": percent})
 
     def _filter(self, identifier: str, track: Any = None, follow: Any = None, locations: Any = None,
-                location: Any = None) -> Iterator[Any]:
+                location: Any = None) -> StatusFeed:
         if locations is not None and location is not None:
             raise BadParameter("location", "give locations or its alias location, not both")
-        if location is not None:
-            return self._follow(parse_filter(track, follow, location, self.limits.filters, "location"))
-        return self._follow(parse_filter(track, follow, locations, self.limits.filters))
+        return self._feed({"kind": "filter", "identifier": identifier, "track": track, "follow": follow,
+                           "locations": locations, "location": location})
 
-    def _follow(self, flt: Any) -> Iterator[Any]:
-        with self.broker.subscribe(TOPIC, flt) as sub:
-            while True:
-                yield from sub.drain()
-                yield sub
+    def _feed(self, definition: dict[str, Any], after: str | None = None) -> StatusFeed:
+        """Parse a stream's definition (the client's parameters) into a filter and feed it."""
+        if definition["kind"] == "sample":
+            flt = parse_sample(definition["identifier"], definition["percent"])
+        elif definition.get("location") is not None:
+            flt = parse_filter(definition["track"], definition["follow"], definition["location"],
+                               self.limits.filters, "location")
+        else:
+            flt = parse_filter(definition["track"], definition["follow"], definition["locations"],
+                               self.limits.filters)
+        return StatusFeed(self.broker, flt, definition, after)
+
+    def _resume(self, definition: dict[str, Any], position: str | None) -> StatusFeed:
+        return self._feed(definition, position)
 
     # -- publishing --------------------------------------------------------
 
