@@ -19,7 +19,8 @@ setup(
         "httpx>=0.27",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.4"],
+        "gevent": ["gunicorn>=22", "gevent>=24"],
+        "test": ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.4", "gunicorn>=22", "gevent>=24"],
     },
     entry_points={"console_scripts": ["longpoll = longpoll.cli:main"]},
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 import sys
@@ -39,8 +40,15 @@ def parser() -> argparse.ArgumentParser:
                        help="expire sessions not polled for this long (default 60)")
     serve.add_argument("--max-sessions", type=_positive(int), default=10_000, metavar="N",
                        help="live sessions before new ones get 429 (default 10000)")
+    serve.add_argument("--max-sessions-per-identifier", type=_positive(int), default=20, metavar="N",
+                       help="live stream sessions of one identifier before its new ones get 429 (default 20)")
+    serve.add_argument("--max-polls-per-second", type=_positive(float), default=50.0, metavar="R",
+                       help="sustained polls of one session (bursts of twice that) before 429 (default 50)")
     serve.add_argument("--threads", type=_positive(int), default=1000, metavar="N",
                        help="server worker threads; each held poll takes one (default 1000)")
+    serve.add_argument("--workers", type=_positive(int), default=0, metavar="N",
+                       help="run N gunicorn gevent worker processes instead of threads: 10,000+ held polls "
+                            "each (needs longpoll[gevent]; above 1 needs --redis)")
     serve.add_argument("--max-held-polls", type=_positive(int), default=None, metavar="N",
                        help="polls allowed to wait at once (default: threads minus a tenth)")
     serve.add_argument("--buffer", type=_positive(int), default=1000, metavar="N",
@@ -86,10 +94,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
-        run(Settings(host=args.host, port=args.port, redis_url=args.redis, idle_timeout=args.idle_timeout,
-                     max_sessions=args.max_sessions, threads=args.threads, max_held_polls=args.max_held_polls,
-                     buffer=args.buffer, retention=args.retention, access_log=args.access_log,
-                     cors_origins=tuple(args.cors_origin)))
+        fields = {f.name for f in dataclasses.fields(Settings)}
+        given = {name: value for name, value in vars(args).items() if name in fields}
+        run(Settings(**given, redis_url=args.redis, cors_origins=tuple(args.cors_origin)))
         return 0
     if args.command == "tail":
         params = {"identifier": args.identifier, "percent": args.percent, "track": args.track,

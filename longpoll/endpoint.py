@@ -35,6 +35,7 @@ def json_yield(
     limits: PollLimits = PollLimits(),
     max_body_bytes: int = MAX_BODY_BYTES,
     bind: Callable[[dict[str, Any]], Any] | None = None,
+    limit_per_bind: bool = False,
     registry: Registry | None = None,
     resume: Resume | None = None,
     name: str | None = None,
@@ -44,8 +45,10 @@ def json_yield(
     ``bind``, if given, computes a tag from each poll's parameters (it may raise
     a LongPollError, for example a 401); a later poll whose tag differs from the
     one the session was created with is refused, so a key cannot be used by
-    another identity.  ``registry`` lets several endpoints share one session
-    limit; by default each endpoint has its own.
+    another identity; with ``limit_per_bind`` the tag is also a client identity
+    whose live sessions the registry caps (``SessionLimits.max_per_owner``).
+    ``registry`` lets several endpoints share one session limit; by default
+    each endpoint has its own.
 
     ``resume(definition, position)`` rebuilds a session's iterator in another
     process (with a registry that has a session store): the decorated function
@@ -70,7 +73,8 @@ def json_yield(
                 poll = poll_params(params, limits)
                 tag = bind(params) if bind is not None else None
                 if poll.key is None:
-                    session = reg.create(_start(func, signature, args, params), (endpoint, tag))
+                    session = reg.create(_start(func, signature, args, params), (endpoint, tag),
+                                         str(tag) if limit_per_bind else None)
                 else:
                     session = reg.get(poll.key, resume)
                     if session.tag[0] != endpoint:

@@ -99,6 +99,13 @@ class TooManySessions(LongPollError):
     code = "too_many_sessions"
 
 
+class TooManyRequests(LongPollError):
+    """A client polls faster than the server allows; Retry-After says when to come back."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 class BackendUnavailable(LongPollError):
     """The shared backend (Redis) cannot be reached right now."""
 

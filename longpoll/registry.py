@@ -16,11 +16,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from . import reaper
 from .durable import SessionStore
-from .errors import Conflict, Expired, LongPollError, TooManySessions
+from .errors import Conflict, Expired, LongPollError, TooManyRequests, TooManySessions
 from .gate import HELD, HoldGate
 from .session import Batch, Session
 
@@ -31,16 +32,29 @@ KEY_BYTES = 18
 """144 random bits per key: unguessable, and 24 URL-safe characters."""
 
 
+@dataclass(frozen=True)
+class SessionLimits:
+    """How much one registry, and one client of it, may hold and ask."""
+
+    max_sessions: int = 10_000  # live sessions in this process (429 past it)
+    max_per_owner: int = 20  # live sessions of one identifier (429 past it)
+    polls_per_second: float = 50.0  # sustained polls of one session (429 with Retry-After past it)
+    poll_burst: float = 100.0
+
+
 class Registry:
     def __init__(self, idle_timeout: float = 60.0, max_sessions: int = 10_000,
-                 name: str = "longpoll", gate: HoldGate | None = None, store: SessionStore | None = None):
+                 name: str = "longpoll", gate: HoldGate | None = None, store: SessionStore | None = None,
+                 limits: SessionLimits | None = None):
         if idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive")
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
         self.name = name
         self.idle_timeout = float(idle_timeout)
-        self.max_sessions = int(max_sessions)
+        self.limits = limits or SessionLimits(max_sessions=max_sessions)
+        self.max_sessions = self.limits.max_sessions
+        self._owners: dict[str, int] = {}
         self.gate = gate if gate is not None else HELD
         self.store = store
         self._sessions: OrderedDict[str, Session] = OrderedDict()
@@ -55,16 +69,20 @@ class Registry:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, iterator: Iterator[Any], tag: Any = None) -> Session:
+    def create(self, iterator: Iterator[Any], tag: Any = None, owner: str | None = None) -> Session:
         with self._lock:
             if len(self._sessions) >= self.max_sessions:
                 raise TooManySessions(
                     f"this endpoint holds its limit of {self.max_sessions} sessions; retry later",
                     retry_after=min(self.idle_timeout, 30),
                 )
+            if owner is not None and self._owners.get(owner, 0) >= self.limits.max_per_owner:
+                raise TooManySessions(
+                    f"{owner!r} holds its limit of {self.limits.max_per_owner} sessions; reuse a session key, "
+                    "or let unused sessions expire", retry_after=min(self.idle_timeout, 30))
             key = secrets.token_urlsafe(KEY_BYTES)
-            session = Session(key, iterator, tag)
-            self._sessions[key] = session
+            session = Session(key, iterator, tag, owner)
+            self._add(session)
             self.sessions_created += 1
         if self.store is not None and session.durable:
             try:
@@ -94,11 +112,16 @@ class Registry:
             raise Expired()
         session = Session.restore(key, resume(state["definition"], state["position"]), state)
         with self._lock:
-            self._sessions[key] = session
+            self._add(session)
             self.sessions_resumed += 1
         return session
 
     def poll(self, session: Session, cursor: str | None, timeout: float, max_items: int) -> Batch:
+        with self._lock:
+            wait = session.admit(self.limits.polls_per_second, self.limits.poll_burst)
+        if wait:
+            raise TooManyRequests(f"more than {self.limits.polls_per_second:g} polls a second on one session; "
+                                  "wait as retry_ms says", retry_after=wait, retry_ms=max(1, round(wait * 1000)))
         try:
             batch = session.poll(cursor, timeout, max_items, self.gate)
         except LongPollError:
@@ -120,10 +143,29 @@ class Registry:
                 self._sessions.move_to_end(session.key)
         return batch
 
+    def _add(self, session: Session) -> None:
+        """Under the lock."""
+        old = self._sessions.get(session.key)
+        if old is not None:
+            self._remove(old)
+        self._sessions[session.key] = session
+        if session.owner is not None:
+            self._owners[session.owner] = self._owners.get(session.owner, 0) + 1
+
+    def _remove(self, session: Session) -> None:
+        """Under the lock."""
+        if self._sessions.get(session.key) is session:
+            del self._sessions[session.key]
+            if session.owner is not None:
+                left = self._owners[session.owner] - 1
+                if left:
+                    self._owners[session.owner] = left
+                else:
+                    del self._owners[session.owner]
+
     def _discard(self, session: Session) -> None:
         with self._lock:
-            if self._sessions.get(session.key) is session:
-                del self._sessions[session.key]
+            self._remove(session)
 
     def expire(self, now: float | None = None) -> int:
         """Close sessions nobody has polled for idle_timeout seconds."""
@@ -138,7 +180,7 @@ class Registry:
                     break  # polled order: everything after this was polled later
                 idle.append(session)
             for session in idle:
-                del self._sessions[session.key]
+                self._remove(session)
             self.sessions_expired += len(idle)
         for session in idle:  # outside the lock: a generator's finally may take time
             session.close()
@@ -148,6 +190,7 @@ class Registry:
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
+            self._owners.clear()
         for session in sessions:
             session.close()
 

@@ -25,7 +25,7 @@ from .broker import DEFAULT_BUFFER, Broker
 from .demo import Demo
 from .durable import RedisSessionStore
 from .params import PollLimits
-from .registry import Registry
+from .registry import Registry, SessionLimits
 from .responses import JSON_ERRORS
 from .service import Service
 from .streams import StatusStreams, open_store
@@ -40,6 +40,8 @@ class Settings:
     redis_url: str | None = None
     idle_timeout: float = 60.0
     max_sessions: int = 10_000
+    max_sessions_per_identifier: int = 20
+    max_polls_per_second: float = 50.0
     threads: int = 1000
     max_held_polls: int | None = None  # default: threads minus a tenth
     max_body_bytes: int = 64 * 1024
@@ -47,6 +49,7 @@ class Settings:
     retention: int = DEFAULT_RETENTION
     access_log: bool = False
     cors_origins: tuple[str, ...] = ()
+    workers: int = 0  # 0: cheroot threads in this process; N: N gunicorn gevent worker processes
 
 
 def listen_backlog(wanted: int = 4096) -> int:
@@ -76,13 +79,16 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     """Make the app tree and its config (without touching global CherryPy state)."""
     broker = Broker(settings.redis_url, buffer=settings.buffer, retention=settings.retention)
     store = RedisSessionStore(broker.redis, settings.idle_timeout) if broker.redis is not None else None
-    registry = Registry(settings.idle_timeout, settings.max_sessions, name="longpoll serve", store=store)
-    limits = PollLimits()
+    limits = SessionLimits(max_sessions=settings.max_sessions, max_per_owner=settings.max_sessions_per_identifier,
+                           polls_per_second=settings.max_polls_per_second,
+                           poll_burst=2 * settings.max_polls_per_second)
+    registry = Registry(settings.idle_timeout, name="longpoll serve", store=store, limits=limits)
+    poll_limits = PollLimits()
     root = Root()
-    demo = Demo(broker, registry, limits)
+    demo = Demo(broker, registry, poll_limits)
     root.primes = demo.primes  # type: ignore[attr-defined]
     root.topics = demo.topics  # type: ignore[attr-defined]
-    streams = StatusStreams(broker, open_store(broker), registry, limits)
+    streams = StatusStreams(broker, open_store(broker), registry, poll_limits)
     root.users = streams.users  # type: ignore[attr-defined]
     root.statuses = streams.statuses  # type: ignore[attr-defined]
     config = {
@@ -115,8 +121,28 @@ def configure(settings: Settings) -> None:
         logger.setLevel(logging.INFO)
 
 
+def wsgi_application(settings: Settings) -> Any:
+    """The app as a WSGI callable for another server (gunicorn's gevent workers).
+
+    CherryPy's own HTTP server stays off; its engine still runs the hub and the
+    reaper.  Greenlets cost little, so the hold gate is opened wide.
+    """
+    if settings.max_held_polls is None:
+        settings.max_held_polls = max(settings.max_sessions, 10_000)
+    configure(settings)
+    cherrypy.server.unsubscribe()
+    root, config, _ = build(settings)
+    cherrypy.tree.mount(root, "/", config)
+    cherrypy.engine.start()
+    return cherrypy.tree
+
+
 def run(settings: Settings) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM stop the engine cleanly)."""
+    if settings.workers:
+        from .workers import exec_gunicorn
+
+        exec_gunicorn(settings)  # does not return
     configure(settings)
     root, config, broker = build(settings)
     cherrypy.tree.mount(root, "/", config)

@@ -62,15 +62,18 @@ class Batch:
 
 class Session:
     __slots__ = (
-        "key", "tag", "last_seen", "_it", "_lock", "_cond", "_woken", "_ticket", "_inflight",
-        "_watched", "_seq", "_cursor", "_prev", "_last", "_last_state", "_acked", "_closed",
+        "key", "tag", "owner", "last_seen", "_allowance", "_checked", "_it", "_lock", "_cond", "_woken",
+        "_ticket", "_inflight", "_watched", "_seq", "_cursor", "_prev", "_last", "_last_state", "_acked", "_closed",
         "_finished", "_failure", "_position",
     )
 
-    def __init__(self, key: str, iterator: Iterator[Any], tag: Any = None):
+    def __init__(self, key: str, iterator: Iterator[Any], tag: Any = None, owner: str | None = None):
         self.key = key
         self.tag = tag  # what the session was created for (checked on later polls)
+        self.owner = owner  # the client identity it counts against (sessions per identifier)
         self.last_seen = time.monotonic()
+        self._allowance = -1.0  # poll tokens; filled on the first admit()
+        self._checked = self.last_seen
         self._it = iterator
         self._lock = threading.Lock()  # the generator and the batch state
         self._cond = threading.Condition(threading.Lock())  # parking and waking held polls
@@ -103,17 +106,29 @@ class Session:
         """Whether the iterator can be rebuilt elsewhere (it has a ``definition``)."""
         return getattr(self._it, "definition", None) is not None
 
+    def admit(self, rate: float, burst: float) -> float:
+        """A token bucket of polls: 0 if this poll may go ahead, else seconds to wait."""
+        now = time.monotonic()
+        if self._allowance < 0:
+            self._allowance = burst
+        self._allowance = min(burst, self._allowance + (now - self._checked) * rate)
+        self._checked = now
+        if self._allowance >= 1:
+            self._allowance -= 1
+            return 0.0
+        return (1 - self._allowance) / rate
+
     def snapshot(self) -> dict[str, Any]:
         """What a session store keeps to rebuild this session in another process."""
         return {"seq": self._seq, "prev": self._prev, "last": self._last, "last_state": self._last_state,
                 "position": self._position, "definition": getattr(self._it, "definition", None),
-                "tag": list(self.tag) if isinstance(self.tag, tuple) else self.tag}
+                "tag": list(self.tag) if isinstance(self.tag, tuple) else self.tag, "owner": self.owner}
 
     @classmethod
     def restore(cls, key: str, iterator: Iterator[Any], state: dict[str, Any]) -> Session:
         """A session rebuilt from a snapshot, at the same batch and cursors."""
         tag = state["tag"]
-        session = cls(key, iterator, tuple(tag) if isinstance(tag, list) else tag)
+        session = cls(key, iterator, tuple(tag) if isinstance(tag, list) else tag, state.get("owner"))
         session._seq = state["seq"]
         session._cursor = str(state["seq"])
         session._prev = state["prev"]

@@ -195,6 +195,9 @@ def test_racing_polls_on_one_key_lose_and_repeat_nothing(client, base, broker):
                     cursor = state["cursor"]
                 r = c.get("/topics/" + topic, params={"key": first["key"], "cursor": cursor,
                                                       "timeout": 0.2, "max": 7})
+                if r.status_code == 429:  # polling this fast is throttled: wait as told
+                    time.sleep(r.json()["retry_ms"] / 1000)
+                    continue
                 if r.status_code != 200:
                     if not (r.status_code == 400 and r.json().get("param") == "cursor"):
                         errors.append((r.status_code, r.text))
@@ -295,3 +298,34 @@ def test_unknown_path_is_404_json(client):
     response = client.get("/no/such/thing")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+def test_sessions_per_identifier_are_capped(client):
+    identifier = "crowded-" + uuid.uuid4().hex[:8]
+    made = [client.get("/statuses/sample.json", params={"identifier": identifier, "timeout": 0})
+            for _ in range(20)]
+    assert {r.status_code for r in made} == {200}
+    over = client.get("/statuses/sample.json", params={"identifier": identifier, "timeout": 0})
+    assert over.status_code == 429 and over.json()["error"] == "too_many_sessions"
+    assert int(over.headers["Retry-After"]) >= 1
+    other = client.get("/statuses/sample.json", params={"identifier": identifier + "x", "timeout": 0})
+    assert other.status_code == 200  # the cap is per identifier
+
+
+def test_polling_too_fast_is_429_with_retry_after(client):
+    body = client.get("/primes", params={"limit": 10_000_000, "max": 1}).json()
+    codes = []
+    for _ in range(2000):  # the burst allowance is 100 polls; nobody polls a long-poll this fast
+        r = client.get("/primes", params={"key": body["key"], "cursor": body["cursor"], "max": 1})
+        codes.append(r.status_code)
+        if r.status_code == 200:
+            body = r.json()
+        else:
+            assert r.status_code == 429 and r.json()["error"] == "too_many_requests"
+            assert int(r.headers["Retry-After"]) >= 1 and r.json()["retry_ms"] >= 1
+            break
+    assert codes[-1] == 429 and len(codes) > 100
+    time.sleep(r.json()["retry_ms"] / 1000)
+    resumed = client.get("/primes", params={"key": body["key"], "cursor": body["cursor"], "max": 1})
+    assert resumed.status_code == 200  # and nothing was lost meanwhile
+    assert resumed.json()["cursor"] == str(int(body["cursor"]) + 1)

@@ -159,3 +159,15 @@ def test_keys_are_long_and_unique():
     assert len(keys) == 1000
     assert min(len(k) for k in keys) >= 22  # at least 128 bits in URL-safe base64
     registry.close_all()
+
+
+def test_poll_rate_is_a_token_bucket(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("longpoll.session.time.monotonic", lambda: now[0])
+    s = Session("k", counting(10))
+    assert [s.admit(rate=2, burst=3) for _ in range(3)] == [0, 0, 0]  # a burst of 3
+    assert s.admit(rate=2, burst=3) == pytest.approx(0.5)  # then one every 1/rate seconds
+    now[0] += 0.5
+    assert s.admit(rate=2, burst=3) == 0
+    now[0] += 100
+    assert [s.admit(rate=2, burst=3) for _ in range(4)][-1] > 0  # idle time refills at most the burst

@@ -99,7 +99,8 @@ class Statuses:
         self.store = store
         self.poll_limits = poll_limits
         self.limits = limits
-        common = {"registry": registry, "limits": poll_limits, "bind": _bound_identifier, "resume": self._resume}
+        common = {"registry": registry, "limits": poll_limits, "bind": _bound_identifier, "limit_per_bind": True,
+                  "resume": self._resume}
         self.sample_json = cherrypy.expose(json_yield(methods=("GET",), name="statuses.sample", **common)(
             self._sample))
         self.filter_json = cherrypy.expose(json_yield(methods=("POST",), name="statuses.filter", **common)(

@@ -1,0 +1,22 @@
+"""The longpoll server as a WSGI app: ``gunicorn -k gevent longpoll.wsgi:application``.
+
+Settings come from $LONGPOLL_SERVE_SETTINGS (JSON of ``server.Settings``),
+which ``longpoll serve --workers N`` sets; without it, the defaults, with
+$LONGPOLL_REDIS_URL as the backend if set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .server import Settings, wsgi_application
+from .workers import SETTINGS_ENV
+
+_given = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
+if "redis_url" not in _given and os.environ.get("LONGPOLL_REDIS_URL"):
+    _given["redis_url"] = os.environ["LONGPOLL_REDIS_URL"]
+if "cors_origins" in _given:
+    _given["cors_origins"] = tuple(_given["cors_origins"])
+settings = Settings(**_given)
+application = wsgi_application(settings)
