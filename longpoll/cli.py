@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
                        help="live stream sessions of one identifier before its new ones get 429 (default 20)")
     serve.add_argument("--max-polls-per-second", type=_positive(float), default=50.0, metavar="R",
                        help="sustained polls of one session (bursts of twice that) before 429 (default 50)")
+    serve.add_argument("--max-timeout", type=_positive(float), default=60.0, metavar="SECONDS",
+                       help="longest a poll may be held, at most 60 (default 60)")
     serve.add_argument("--threads", type=_positive(int), default=1000, metavar="N",
                        help="server worker threads; each held poll takes one (default 1000)")
     serve.add_argument("--workers", type=_positive(int), default=0, metavar="N",
@@ -93,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "serve" and args.max_timeout > 60:
+        parser().error("--max-timeout: PROTOCOL.md caps a poll's timeout at 60 seconds")
     if args.command == "serve":
         fields = {f.name for f in dataclasses.fields(Settings)}
         given = {name: value for name, value in vars(args).items() if name in fields}

@@ -16,7 +16,7 @@ import cherrypy
 from .broker import Broker
 from .endpoint import json_yield
 from .errors import BadParameter, BadRequest, LongPollError, MethodNotAllowed
-from .params import PollLimits, json_request_body
+from .params import NO_BODY, PollLimits, json_request_body
 from .registry import Registry
 from .responses import error_body, json_body
 
@@ -66,7 +66,7 @@ class Demo:
     def _publish(self, topic: str) -> bytes:
         try:
             item = json_request_body()
-            if item is None:
+            if item is NO_BODY:
                 raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")
             position = self.broker.publish(topic, item)
         except LongPollError as exc:

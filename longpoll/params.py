@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import cherrypy
 import orjson
+from cherrypy import _cpreqbody
 
 from .errors import BadParameter, BadRequest, PayloadTooLarge, Unauthorized
 
@@ -45,20 +47,44 @@ class PollParams:
     max_items: int
 
 
-def bodyless_post_is_empty() -> None:
-    """A POST with neither Content-Length nor Transfer-Encoding has an empty body
-    (RFC 9112 6.3); CherryPy would answer 411, which trips up ``curl -X POST``."""
+NO_BODY = object()
+"""What json_request_body returns for a request without a JSON body (JSON null is a body)."""
+
+
+def _refusing_malformed(process: Callable[[Any], None]) -> Callable[[Any], None]:
+    def guarded(entity: Any) -> None:
+        try:
+            process(entity)
+        except (ValueError, UnicodeDecodeError, LookupError) as exc:
+            raise cherrypy.HTTPError(400, f"malformed request body: {exc}") from None
+
+    return guarded
+
+
+GUARDED_PROCESSORS = {content_type: _refusing_malformed(process)
+                      for content_type, process in _cpreqbody.RequestBody.processors.items()}
+
+
+def prepare_body() -> None:
+    """``hooks.before_request_body``: read bodies without surprises.
+
+    A POST with neither Content-Length nor Transfer-Encoding has an empty body
+    (RFC 9112 6.3); CherryPy would answer 411, which trips up ``curl -X POST``.
+    A malformed multipart body (no boundary, say) is a 400, not CherryPy's 500.
+    """
     request = cherrypy.serving.request
     if "Content-Length" not in request.headers and "Transfer-Encoding" not in request.headers:
         request.process_request_body = False
+    elif request.body is not None:
+        request.body.processors = dict(GUARDED_PROCESSORS)
 
 
 def json_request_body() -> Any:
-    """The request's JSON body, or None when it has none (or is not JSON-typed)."""
+    """The request's JSON body, or NO_BODY when it has none (or is not JSON-typed)."""
     request = cherrypy.serving.request
     content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
     if request.body is None or content_type != "application/json" or not request.process_request_body:
-        return None
+        return NO_BODY
     try:
         raw = request.body.read()
     except cherrypy.HTTPError as exc:
@@ -66,7 +92,7 @@ def json_request_body() -> Any:
             raise PayloadTooLarge("the request body is too large") from None
         raise BadRequest("the request body could not be read") from None
     if not raw.strip():
-        return None
+        return NO_BODY
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -77,7 +103,7 @@ def request_params(kwargs: dict[str, Any], max_chars: int) -> dict[str, Any]:
     """Merge CherryPy's query/form parameters with a JSON object body, if any."""
     params = dict(kwargs)
     body = json_request_body()
-    if body is not None:
+    if body is not NO_BODY:
         if not isinstance(body, dict):
             raise BadRequest("the JSON body must be an object of parameters")
         for name, value in body.items():
@@ -123,7 +149,7 @@ def text(params: dict[str, Any], name: str, pattern: re.Pattern[str], what: str)
 
 def number(params: dict[str, Any], name: str, low: float, high: float, default: float) -> float:
     value = single(params, name)
-    if value is None or value == "":
+    if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) and not DECIMAL.fullmatch(str(value)):
         raise BadParameter(name, f"must be a number from {low:g} to {high:g}")
@@ -135,7 +161,7 @@ def number(params: dict[str, Any], name: str, low: float, high: float, default: 
 
 def integer(params: dict[str, Any], name: str, low: int, high: int, default: int) -> int:
     value = single(params, name)
-    if value is None or value == "":
+    if value is None:
         return default
     if isinstance(value, (bool, float)) or not isinstance(value, int) and not WHOLE.fullmatch(str(value)):
         raise BadParameter(name, f"must be a whole number from {low} to {high}")

@@ -15,7 +15,7 @@ import cherrypy
 import orjson
 
 from .errors import LongPollError
-from .params import bodyless_post_is_empty
+from .params import prepare_body
 
 
 def json_body(status: int, body: Any, headers: dict[str, str] | None = None) -> bytes:
@@ -66,7 +66,8 @@ JSON_ERRORS: dict[str, Any] = {
     "error_page.default": json_error_page,
     "request.show_tracebacks": False,
     "hooks.before_finalize": _unpad,
-    "hooks.before_request_body": bodyless_post_is_empty,
+    "hooks.before_request_body": prepare_body,
 }
-"""Per-app config that makes CherryPy's own error answers JSON (and spares
-body-less POSTs CherryPy's 411)."""
+"""Per-app config that makes CherryPy's own error answers JSON (and reads
+request bodies without CherryPy's 411 for body-less POSTs or its 500 for
+malformed multipart)."""

@@ -18,8 +18,9 @@ from typing import Any
 
 import cherrypy
 import cherrypy.lib.static
+import orjson
 
-from . import cors
+from . import cors, openapi
 from .backends import DEFAULT_RETENTION
 from .broker import DEFAULT_BUFFER, Broker
 from .demo import Demo
@@ -42,6 +43,7 @@ class Settings:
     max_sessions: int = 10_000
     max_sessions_per_identifier: int = 20
     max_polls_per_second: float = 50.0
+    max_timeout: float = 60.0  # longest a poll may be held (PROTOCOL.md: at most 60)
     threads: int = 1000
     max_held_polls: int | None = None  # default: threads minus a tenth
     max_body_bytes: int = 64 * 1024
@@ -69,7 +71,18 @@ def web_dir() -> Path:
 class Root(Service):
     """Everything ``longpoll serve`` answers, under one tree."""
 
+    def __init__(self, openapi: dict[str, Any]):
+        self._openapi = orjson.dumps(openapi)
+
     @cherrypy.expose
+    @cherrypy.tools.allow(methods=["GET", "HEAD"])
+    def openapi_json(self) -> bytes:
+        """The OpenAPI document of this server, with its own limits."""
+        cherrypy.response.headers["Content-Type"] = "application/json"
+        return self._openapi
+
+    @cherrypy.expose
+    @cherrypy.tools.allow(methods=["GET", "HEAD"])
     def index(self) -> bytes:
         """The demo page."""
         return cherrypy.lib.static.serve_file(str(web_dir() / "index.html"), "text/html")
@@ -83,8 +96,9 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
                            polls_per_second=settings.max_polls_per_second,
                            poll_burst=2 * settings.max_polls_per_second)
     registry = Registry(settings.idle_timeout, name="longpoll serve", store=store, limits=limits)
-    poll_limits = PollLimits()
-    root = Root()
+    poll_limits = PollLimits(max_timeout=settings.max_timeout,
+                             default_timeout=min(PollLimits.default_timeout, settings.max_timeout))
+    root = Root(openapi.document(poll_limits))
     demo = Demo(broker, registry, poll_limits)
     root.primes = demo.primes  # type: ignore[attr-defined]
     root.topics = demo.topics  # type: ignore[attr-defined]
@@ -106,7 +120,9 @@ def configure(settings: Settings) -> None:
         "server.socket_port": settings.port,
         "server.thread_pool": settings.threads,
         "server.socket_queue_size": listen_backlog(),
-        "server.max_request_body_size": settings.max_body_bytes,
+        # CherryPy refuses bodies over max_body_bytes with a JSON 413; cheroot's own,
+        # plain-text limit stays far above it as a last guard.
+        "server.max_request_body_size": max(1 << 20, 4 * settings.max_body_bytes),
         "engine.autoreload.on": False,
         "checker.on": False,
         "log.screen": False,

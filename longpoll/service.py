@@ -10,6 +10,7 @@ from .responses import json_body
 
 class Service:
     @cherrypy.expose
+    @cherrypy.tools.allow(methods=["GET", "HEAD"])
     def healthz(self) -> bytes:
         figures = counters.snapshot()
         if not figures["backend_available"]:
@@ -18,10 +19,12 @@ class Service:
         return json_body(200, {"status": "ok"})
 
     @cherrypy.expose
+    @cherrypy.tools.allow(methods=["GET", "HEAD"])
     def stats(self) -> bytes:
         return json_body(200, counters.snapshot())
 
     @cherrypy.expose
+    @cherrypy.tools.allow(methods=["GET", "HEAD"])
     def metrics(self) -> bytes:
         cherrypy.response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
         return counters.prometheus_text()

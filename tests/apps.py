@@ -50,6 +50,9 @@ class Short:
         self.tracked = cherrypy.expose(longpoll.json_yield(registry=registry)(tracked))
         self.waiting = cherrypy.expose(longpoll.json_yield(registry=registry)(
             lambda topic, token: waiting(broker, topic, token)))
+        many = Registry(idle_timeout=60, max_sessions=5000, name="tests-neglect")  # expired by the test itself
+        self.many = cherrypy.expose(longpoll.json_yield(registry=many)(
+            lambda topic, token: waiting(broker, topic, token)))
 
 
 class Probe:

@@ -33,19 +33,20 @@ def server() -> Iterator[dict[str, object]]:
         "log.screen": False,
     })
     mounts: dict[str, object] = {}
+    probes: dict[str, Probe] = {}
     root, config, broker = build(Settings())
     cherrypy.tree.mount(root, "/mem", config)
-    cherrypy.tree.mount(Probe(broker), "/mem/t", config)
+    probes["mem"] = cherrypy.tree.mount(Probe(broker), "/mem/t", config).root
     mounts["mem"] = broker
     redis_proc = None
     if redis_server_path():
         redis_proc = RedisProcess()
         root, config, broker = build(Settings(redis_url=redis_proc.url))
         cherrypy.tree.mount(root, "/redis", config)
-        cherrypy.tree.mount(Probe(broker), "/redis/t", config)
+        probes["redis"] = cherrypy.tree.mount(Probe(broker), "/redis/t", config).root
         mounts["redis"] = broker
     cherrypy.engine.start()
-    yield {"url": f"http://127.0.0.1:{port}", "brokers": mounts, "redis": redis_proc}
+    yield {"url": f"http://127.0.0.1:{port}", "brokers": mounts, "probes": probes, "redis": redis_proc}
     cherrypy.engine.exit()
     if redis_proc is not None:
         redis_proc.stop()
@@ -69,6 +70,11 @@ def base(server: dict, backend: str) -> str:
 @pytest.fixture
 def broker(server: dict, backend: str):
     return server["brokers"][backend]
+
+
+@pytest.fixture
+def probe(server: dict, backend: str) -> Probe:
+    return server["probes"][backend]
 
 
 @pytest.fixture

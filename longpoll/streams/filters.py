@@ -117,15 +117,16 @@ Filter = Sample | Track | Follow | Locations | AnyOf
 
 # -- parsing ---------------------------------------------------------------
 
-def _values(name: str, value: Any) -> list[str]:
-    """Comma-separated text, or a JSON list of strings (or numbers, for boxes)."""
+def _values(name: str, value: Any, numbers: bool = False) -> list[str]:
+    """Comma-separated text, or a JSON list of strings (or of numbers, for boxes)."""
     if value is None:
         return []
     if isinstance(value, list):
         parts = []
+        allowed = (str, int, float) if numbers else (str,)
         for v in value:
-            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-                raise BadParameter(name, "list items must be strings or numbers")
+            if isinstance(v, bool) or not isinstance(v, allowed):
+                raise BadParameter(name, "list items must be strings" + (" or numbers" if numbers else ""))
             parts.extend(str(v).split(",") if isinstance(v, str) else [str(v)])
         return parts
     if not isinstance(value, str):
@@ -134,7 +135,7 @@ def _values(name: str, value: Any) -> list[str]:
 
 
 def parse_sample(identifier: str, percent: Any, default: int = 10) -> Sample:
-    if percent is None or percent == "":
+    if percent is None:
         return Sample(identifier, default)
     if isinstance(percent, bool) or not (
             isinstance(percent, int) or isinstance(percent, str) and re.fullmatch(r"\s*\d{1,3}\s*", percent)):
@@ -171,7 +172,7 @@ def parse_follow(value: Any, limits: FilterLimits) -> Follow | None:
 
 
 def parse_locations(value: Any, limits: FilterLimits, name: str = "locations") -> Locations | None:
-    raw = [part.strip() for part in _values(name, value)]
+    raw = [part.strip() for part in _values(name, value, numbers=True)]
     if raw == [""] or not raw:
         return None
     if len(raw) % 4:
