@@ -21,7 +21,7 @@ setup(
     extras_require={
         "gevent": ["gunicorn>=22", "gevent>=24"],
         "test": ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.4", "gunicorn>=22", "gevent>=24",
-                 "schemathesis>=4.0"],
+                 "schemathesis>=4.0", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["longpoll = longpoll.cli:main"]},
 )

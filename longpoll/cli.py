@@ -93,8 +93,24 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+COORDINATE_OPTIONS = ("--location", "--locations")
+
+
+def _glue_coordinates(argv: Sequence[str]) -> list[str]:
+    """``--location -33.87,151.21``: argparse takes a value starting with "-" for an
+    option, so give coordinates to their option as ``--location=-33.87,151.21``."""
+    glued: list[str] = []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in COORDINATE_OPTIONS and args and args[0][:1] == "-" and args[0][1:2].isdigit():
+            arg = f"{arg}={args.pop(0)}"
+        glued.append(arg)
+    return glued
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_glue_coordinates(sys.argv[1:] if argv is None else argv))
     if args.command == "serve" and args.max_timeout > 60:
         parser().error("--max-timeout: PROTOCOL.md caps a poll's timeout at 60 seconds")
     if args.command == "serve":

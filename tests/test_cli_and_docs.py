@@ -85,11 +85,11 @@ def test_signup_post_and_delete_from_the_command_line():
         token = re.search(r"LONGPOLL_TOKEN=(\S+)", made.stdout).group(1)
         assert longpoll("signup", "CLI_USER").returncode == 1  # taken, case-insensitively
         assert "a token is needed" in longpoll("post", "hi").stderr
-        posted = longpoll("post", "hello from the cli", "--location", "1.5,2.5", token=token)
+        posted = longpoll("post", "hello from the cli", "--location", "-33.87,151.21", token=token)
         assert posted.returncode == 0, posted.stderr
         status_id = int(re.search(r"posted status (\d+)", posted.stdout).group(1))
         status = httpx.get(f"{url}/statuses/{status_id}", timeout=10).json()
-        assert status["message"] == "hello from the cli" and status["location"] == "1.5,2.5"
+        assert status["message"] == "hello from the cli" and status["location"] == "-33.87,151.21"
         bad = longpoll("post", "x", "--location", "north", token=token)
         assert bad.returncode == 1 and "location" in bad.stderr
         assert longpoll("delete", str(status_id), token=token).returncode == 0
