@@ -14,11 +14,11 @@ from typing import Any
 import cherrypy
 
 from .broker import Broker
-from .endpoint import json_yield
-from .errors import BadParameter, BadRequest, LongPollError, MethodNotAllowed
+from .endpoint import json_handler, json_yield
+from .errors import BadParameter, BadRequest
 from .params import NO_BODY, PollLimits, json_request_body
 from .registry import Registry
-from .responses import error_body, json_body
+from .responses import json_body
 
 TOPIC = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 PRIMES_LIMIT = 10_000_000
@@ -53,22 +53,14 @@ class Demo:
                 yield sub
 
     @cherrypy.expose
+    @json_handler("GET", "POST")
     def topics(self, name: str = "", *rest: str, **params: Any) -> bytes:
+        """GET long-polls the topic; POST publishes its JSON body to it."""
         if rest or not TOPIC.fullmatch(name):
-            return error_body(BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->"))
-        method = cherrypy.request.method
-        if method == "POST":
-            return self._publish(name)
-        if method != "GET":
-            return error_body(MethodNotAllowed(method, ("GET", "POST")))
-        return self._follow(topic=name, **params)
-
-    def _publish(self, topic: str) -> bytes:
-        try:
-            item = json_request_body()
-            if item is NO_BODY:
-                raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")
-            position = self.broker.publish(topic, item)
-        except LongPollError as exc:
-            return error_body(exc)
-        return json_body(201, {"topic": topic, "position": position})
+            raise BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->")
+        if cherrypy.serving.request.method == "GET":
+            return self._follow(topic=name, **params)
+        item = json_request_body()
+        if item is NO_BODY:
+            raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")
+        return json_body(201, {"topic": name, "position": self.broker.publish(name, item)})

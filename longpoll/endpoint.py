@@ -96,6 +96,26 @@ def json_yield(
     return decorate
 
 
+def json_handler(*methods: str) -> Callable[[Callable[..., bytes]], Callable[..., bytes]]:
+    """A plain JSON endpoint: other methods get 405, and a LongPollError raised
+    inside becomes its JSON error answer."""
+
+    def decorate(func: Callable[..., bytes]) -> Callable[..., bytes]:
+        @functools.wraps(func)
+        def handler(*args: Any, **kwargs: Any) -> bytes:
+            method = cherrypy.serving.request.method
+            try:
+                if method not in methods:
+                    raise MethodNotAllowed(method, methods)
+                return func(*args, **kwargs)
+            except LongPollError as exc:
+                return error_body(exc)
+
+        return handler
+
+    return decorate
+
+
 def _start(func: Callable[..., Iterable[Any]], signature: inspect.Signature,
            args: tuple[Any, ...], params: dict[str, Any]) -> Any:
     """Call the generator function with the request's own parameters."""

@@ -73,6 +73,14 @@ def broker(server: dict, backend: str):
 
 
 @pytest.fixture
+def durable_redis() -> Iterator[RedisProcess]:
+    """A redis-server of the test's own that keeps its data across a kill and restart (fsync'd AOF)."""
+    proc = RedisProcess(durable=True)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
 def probe(server: dict, backend: str) -> Probe:
     return server["probes"][backend]
 

@@ -11,12 +11,10 @@ import threading
 import time
 
 import httpx
-import pytest
 
 from longpoll.gate import HELD
 from tests.conftest_support import free_port, wait_until
 from tests.procs import ServerProcess
-from tests.redisproc import RedisProcess
 from tests.streams_helpers import Stream, post, settle, signup, unique
 
 
@@ -29,17 +27,10 @@ def tally(name: str, published: list[int], received: list[int]) -> None:
     assert received == published
 
 
-@pytest.fixture
-def redis_proc():
-    proc = RedisProcess(durable=True)
-    yield proc
-    proc.stop()
-
-
-def test_a_server_killed_and_restarted_while_clients_poll(redis_proc):
+def test_a_server_killed_and_restarted_while_clients_poll(durable_redis):
     port = free_port()
-    polled = ServerProcess("--redis", redis_proc.url, "--port", str(port))
-    with ServerProcess("--redis", redis_proc.url) as publisher:
+    polled = ServerProcess("--redis", durable_redis.url, "--port", str(port))
+    with ServerProcess("--redis", durable_redis.url) as publisher:
         url = polled.wait_ready()
         with httpx.Client(base_url=url, timeout=30) as a, \
                 httpx.Client(base_url=publisher.wait_ready(), timeout=30) as p:
@@ -61,7 +52,7 @@ def test_a_server_killed_and_restarted_while_clients_poll(redis_proc):
                 if i == 15:
                     polled.kill()  # SIGKILL: no cleanup, sessions only in Redis now
                 if i == 25:
-                    polled = ServerProcess("--redis", redis_proc.url, "--port", str(port))
+                    polled = ServerProcess("--redis", durable_redis.url, "--port", str(port))
                     polled.wait_ready()
                 time.sleep(0.02)
             for thread in threads:
@@ -71,8 +62,8 @@ def test_a_server_killed_and_restarted_while_clients_poll(redis_proc):
                 tally(f"server SIGKILLed, {name}", published, results[name])
 
 
-def test_polls_alternating_between_two_server_processes(redis_proc):
-    with ServerProcess("--redis", redis_proc.url) as one, ServerProcess("--redis", redis_proc.url) as two:
+def test_polls_alternating_between_two_server_processes(durable_redis):
+    with ServerProcess("--redis", durable_redis.url) as one, ServerProcess("--redis", durable_redis.url) as two:
         with httpx.Client(base_url=one.wait_ready(), timeout=30) as a, \
                 httpx.Client(base_url=two.wait_ready(), timeout=30) as b:
             author, token = signup(a)

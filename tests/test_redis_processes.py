@@ -10,19 +10,11 @@ import pytest
 
 from tests.conftest_support import wait_until
 from tests.procs import ServerProcess
-from tests.redisproc import RedisProcess
 from tests.streams_helpers import Stream, post, signup, unique
 
 
-@pytest.fixture
-def redis_proc():
-    proc = RedisProcess(durable=True)
-    yield proc
-    proc.stop()
-
-
-def test_two_server_processes_on_one_redis_each_deliver_every_status(redis_proc):
-    with ServerProcess("--redis", redis_proc.url) as one, ServerProcess("--redis", redis_proc.url) as two:
+def test_two_server_processes_on_one_redis_each_deliver_every_status(durable_redis):
+    with ServerProcess("--redis", durable_redis.url) as one, ServerProcess("--redis", durable_redis.url) as two:
         with httpx.Client(base_url=one.wait_ready(), timeout=30) as a, \
                 httpx.Client(base_url=two.wait_ready(), timeout=30) as b:
             streams = [Stream(a, "sample", percent=100), Stream(b, "sample", percent=100),
@@ -33,15 +25,15 @@ def test_two_server_processes_on_one_redis_each_deliver_every_status(redis_proc)
                 assert stream.collect(30) == posted
 
 
-def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(redis_proc):
-    with ServerProcess("--redis", redis_proc.url) as server:
+def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(durable_redis):
+    with ServerProcess("--redis", durable_redis.url) as server:
         with httpx.Client(base_url=server.wait_ready(), timeout=30) as client:
             stream = Stream(client, "sample", identifier=unique("outage"), percent=100)
             _, token = signup(client)
             posted = [post(client, token, f"before {i}")["id"] for i in range(5)]
             assert stream.collect(5) == posted
 
-            redis_proc.kill()
+            durable_redis.kill()
             refused = client.post("/statuses", data={"message": "during"},
                                   headers={"Authorization": f"Bearer {token}"})
             assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
@@ -50,7 +42,7 @@ def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(redis_p
             polled = stream.poll(timeout=1)
             assert polled.status_code == 503 and polled.json()["error"] == "backend_unavailable"
 
-            redis_proc.start()  # same port, same append-only file
+            durable_redis.start()  # same port, same append-only file
             wait_until(lambda: client.get("/healthz").status_code == 200, timeout=30, what="the hub to reconnect")
             posted += [post(client, token, f"after {i}")["id"] for i in range(5)]
             assert stream.collect(10) == posted

@@ -15,11 +15,11 @@ from typing import Any
 import cherrypy
 
 from ..broker import Broker
-from ..endpoint import json_yield
-from ..errors import BadParameter, LongPollError, MethodNotAllowed, NotFound, Unauthorized
+from ..endpoint import json_handler, json_yield
+from ..errors import BadParameter, NotFound, Unauthorized
 from ..params import PollLimits, identifier, request_params, single
 from ..registry import Registry
-from ..responses import error_body, json_body
+from ..responses import json_body
 from .feed import StatusFeed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
 from .router import StatusRouter
@@ -76,20 +76,16 @@ class Users:
         self.limits = limits
 
     @cherrypy.expose
+    @json_handler("POST")
     def index(self, **kwargs: Any) -> bytes:
-        try:
-            method = cherrypy.serving.request.method
-            if method != "POST":
-                raise MethodNotAllowed(method, ("POST",))
-            params = request_params(kwargs, self.poll_limits.max_param_chars)
-            login = _text(params, "login", 32)
-            if not LOGIN.fullmatch(login):
-                raise BadParameter("login", "1-32 characters of A-Z a-z 0-9 _ . -")
-            name = _text(params, "name", self.limits.max_name_chars, required=False) or login
-            _no_more(params)
-            return json_body(201, self.store.create_user(login, name))
-        except LongPollError as exc:
-            return error_body(exc)
+        """POST /users: a new user, and its token, shown only now."""
+        params = request_params(kwargs, self.poll_limits.max_param_chars)
+        login = _text(params, "login", 32)
+        if not LOGIN.fullmatch(login):
+            raise BadParameter("login", "1-32 characters of A-Z a-z 0-9 _ . -")
+        name = _text(params, "name", self.limits.max_name_chars, required=False) or login
+        _no_more(params)
+        return json_body(201, self.store.create_user(login, name))
 
 
 class Statuses:
@@ -136,39 +132,29 @@ class Statuses:
     # -- publishing --------------------------------------------------------
 
     @cherrypy.expose
+    @json_handler("POST")
     def index(self, **kwargs: Any) -> bytes:
         """POST /statuses: post a status as the token's user."""
-        try:
-            method = cherrypy.serving.request.method
-            if method != "POST":
-                raise MethodNotAllowed(method, ("POST",))
-            token = _bearer_token()
-            params = request_params(kwargs, self.poll_limits.max_param_chars)
-            message = _text(params, "message", self.limits.max_message_chars)
-            location = _text(params, "location", 64, required=False)
-            if location is not None:
-                if parse_location(location) is None:
-                    raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
-                location = location.replace(" ", "")
-            _no_more(params)
-            return json_body(201, self.store.post_status(token, message, location))
-        except LongPollError as exc:
-            return error_body(exc)
+        token = _bearer_token()
+        params = request_params(kwargs, self.poll_limits.max_param_chars)
+        message = _text(params, "message", self.limits.max_message_chars)
+        location = _text(params, "location", 64, required=False)
+        if location is not None:
+            if parse_location(location) is None:
+                raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
+            location = location.replace(" ", "")
+        _no_more(params)
+        return json_body(201, self.store.post_status(token, message, location))
 
     @cherrypy.expose
+    @json_handler("GET", "DELETE")
     def default(self, status_id: str = "", *rest: str, **kwargs: Any) -> bytes:
         """GET or DELETE /statuses/<id>."""
-        try:
-            if rest or not STATUS_ID.fullmatch(status_id):
-                raise NotFound("no such status")
-            method = cherrypy.serving.request.method
-            if method == "GET":
-                return json_body(200, self.store.get_status(int(status_id)))
-            if method == "DELETE":
-                return json_body(200, self.store.delete_status(_bearer_token(), int(status_id)))
-            raise MethodNotAllowed(method, ("GET", "DELETE"))
-        except LongPollError as exc:
-            return error_body(exc)
+        if rest or not STATUS_ID.fullmatch(status_id):
+            raise NotFound("no such status")
+        if cherrypy.serving.request.method == "GET":
+            return json_body(200, self.store.get_status(int(status_id)))
+        return json_body(200, self.store.delete_status(_bearer_token(), int(status_id)))
 
 
 class StatusStreams:
