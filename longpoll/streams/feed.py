@@ -42,7 +42,7 @@ class StatusFeed:
         self.definition = definition
         self.sub = broker.subscribe(TOPIC, flt)
         self.position = after if after is not None else self.sub.start
-        self._catchup: deque[tuple[str, Any]] = deque()
+        self._catchup: deque[tuple[str, Any]] | None = None  # only a resumed session replays
         # This process's hub may be behind the one that served the session so
         # far: live items up to `after` were delivered already.
         self._floor = order(after) if after is not None else None
@@ -54,6 +54,7 @@ class StatusFeed:
                 raise
 
     def _replay(self, broker: Broker, flt: Any, after: str) -> None:
+        self._catchup = catchup = deque()
         upto = self.sub.start if self.sub.start is not None else broker.log.tail()
         while True:
             entries = broker.log.range(after, upto, PAGE)
@@ -65,9 +66,9 @@ class StatusFeed:
                 except (ValueError, TypeError, KeyError, AttributeError):
                     continue  # malformed: the live hub counts these; do not count twice
                 if item is not None:
-                    self._catchup.append((entry.position, item))
-                    if len(self._catchup) > self.sub.maxlen:  # the same bound as the live buffer
-                        self._catchup.popleft()
+                    catchup.append((entry.position, item))
+                    if len(catchup) > self.sub.maxlen:  # the same bound as the live buffer
+                        catchup.popleft()
                         self.sub.dropped += 1
             if len(entries) < PAGE:
                 return

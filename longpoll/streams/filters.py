@@ -54,15 +54,19 @@ class Sample:
 
     identifier: str
     percent: int
-    residues: frozenset[int] = field(init=False)
+    mask: int = field(init=False, repr=False)  # bit r set: residue r kept (40 bytes, not a 700-byte set)
 
     def __post_init__(self) -> None:
         ids = list(range(100))
         random.Random(self.identifier).shuffle(ids)
-        self.residues = frozenset(ids[:max(self.percent, 1)])
+        self.mask = sum(1 << r for r in ids[:max(self.percent, 1)])
+
+    @property
+    def residues(self) -> frozenset[int]:
+        return frozenset(r for r in range(100) if self.mask >> r & 1)
 
     def check(self, status: dict[str, Any]) -> bool:
-        return status["id"] % 100 in self.residues
+        return bool(self.mask >> status["id"] % 100 & 1)
 
 
 @dataclass
