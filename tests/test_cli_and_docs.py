@@ -28,6 +28,16 @@ def test_serve_starts_on_the_embedded_backend_and_stops_cleanly(tmp_path):
         assert server.stop() == 0
 
 
+def test_access_log_only_when_asked():
+    """Off by default (serve skips CherryPy's per-request formatting), on with --access-log."""
+    for args, logged in (((), False), (("--access-log",), True)):
+        with ServerProcess(*args) as server:
+            url = server.wait_ready()
+            assert httpx.get(url + "/primes?limit=5", timeout=10).status_code == 200
+            assert server.stop() == 0
+        assert any("GET /primes?limit=5" in line for line in server.output) is logged, args
+
+
 def test_serve_rejects_bad_options():
     import subprocess
 
