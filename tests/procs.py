@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVING = re.compile(r"serving on (http://\S+?)/? ")
@@ -17,10 +18,11 @@ SERVING = re.compile(r"serving on (http://\S+?)/? ")
 class ServerProcess:
     """``longpoll serve`` (or any command printing "serving on URL") in a child process."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, command: list[str] | None = None):
+    def __init__(self, *args: str, env: dict[str, str] | None = None, command: list[str] | None = None,
+                 stderr: Any = subprocess.STDOUT):
         cmd = command or [sys.executable, "-m", "longpoll", "serve", "--port", "0", "--threads", "50", *args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                     stderr=stderr, text=True, start_new_session=True)
         self.url: str | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
