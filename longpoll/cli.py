@@ -33,9 +33,9 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server (embedded backend unless --redis is given)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
-    serve.add_argument("--redis", metavar="URL", default=os.environ.get("LONGPOLL_REDIS_URL") or None,
-                       help="Redis URL, e.g. redis://127.0.0.1:6379/0 (default: $LONGPOLL_REDIS_URL, "
-                            "else the embedded in-process backend)")
+    serve.add_argument("--redis", metavar="URL", default=os.environ.get("LONGPOLL_REDIS_URL") or None, type=_redis_url,
+                       help="Redis URL, e.g. redis://127.0.0.1:6379/0, or redis+sentinel://HOST:PORT[,...]/SERVICE "
+                            "(default: $LONGPOLL_REDIS_URL, else the embedded in-process backend)")
     serve.add_argument("--idle-timeout", type=_positive(float), default=60.0, metavar="SECONDS",
                        help="expire sessions not polled for this long (default 60)")
     serve.add_argument("--max-sessions", type=_positive(int), default=10_000, metavar="N",
@@ -91,6 +91,15 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="print each item as a raw JSON line")
     client_options(tail, token=False)
     return top
+
+
+def _redis_url(url: str) -> str:
+    from .backends.redis import check_url
+
+    try:
+        return check_url(url)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 COORDINATE_OPTIONS = ("--location", "--locations")

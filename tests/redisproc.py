@@ -31,8 +31,9 @@ def require_redis_server() -> str:
 class RedisProcess:
     """redis-server in a temporary directory; ``durable`` keeps an fsync-always AOF across restarts."""
 
-    def __init__(self, durable: bool = False, port: int | None = None):
+    def __init__(self, durable: bool = False, port: int | None = None, args: tuple[str, ...] = ()):
         self.binary = require_redis_server()
+        self.args = args
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="longpoll-redis-")
         self.durable = durable
@@ -47,6 +48,7 @@ class RedisProcess:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
+        args += self.args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 15

@@ -21,6 +21,7 @@ from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
 from ..errors import BackendUnavailable, BadRequest
+from . import sentinel
 from .base import Entry
 
 STREAM = "longpoll:log"
@@ -31,12 +32,27 @@ redis-py's default of 10 retries would hold a publisher for seconds."""
 
 
 def connect(url: str, max_connections: int = 64) -> redis.Redis:
-    """A client whose pool waits (briefly) for a free connection rather than opening thousands."""
-    pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=5, socket_timeout=5,
-        socket_connect_timeout=2, health_check_interval=15, retry=RETRY,
-    )
+    """A client whose pool waits (briefly) for a free connection rather than opening thousands.
+
+    ``redis://``, ``rediss://`` and ``unix://`` URLs as redis-py reads them;
+    ``redis+sentinel://host:port[,host:port...]/service[/db]`` for a primary
+    that Sentinel fails over (see :mod:`.sentinel`).
+    """
+    options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 15,
+                               "retry": RETRY}
+    if url.startswith(sentinel.SCHEME + "://"):
+        return sentinel.connect(url, max_connections, **options)
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)
     return redis.Redis(connection_pool=pool)
+
+
+def check_url(url: str) -> str:
+    """The URL if :func:`connect` can use it; ValueError saying why not (before anything connects)."""
+    if url.startswith(sentinel.SCHEME + "://"):
+        sentinel.parse(url)
+    else:
+        redis.connection.parse_url(url)
+    return url
 
 
 @contextmanager
