@@ -436,11 +436,12 @@ def main() -> int:
         f"{r['published']:,}", f"{r['delivered']:,}", f"{r['lost']:,}", ms(r["p50"]), ms(r["p99"]), ms(r["max"]),
         ms(r["lag_p99"]), f"{100 * r['server_cpu']:.0f}%",
         f"{100 * r['poller_cpu']:.0f}% + {100 * r['publisher_cpu']:.0f}%",
-    ] for r in rows], ["server", "backend", "sessions", "asked", "sent", "published", "delivered", "lost",
+    ] for r in rows], ["server", "backend", "sessions", "asked", "sent", "published", "delivered", "missing",
                        "p50", "p99", "max", "send lag p99", "server CPU", "pollers + publisher CPU"]))
     print()
-    print("(sent: statuses per second the publisher sent in the measured window; published/delivered/lost count "
-          "them; send lag: how late the publisher sent a status against its steady schedule, which it keeps by "
+    print("(sent: statuses per second the publisher sent in the measured window; published/delivered/missing count "
+          "them, missing being not delivered by the end of the drain, --drain seconds after the window; "
+          "send lag: how late the publisher sent a status against its steady schedule, which it keeps by "
           "sending late ones at once; latency counts from the actual send; CPU is % of one core)")
     for r in rows:
         notes = []
@@ -453,7 +454,8 @@ def main() -> int:
         if r["publish_failed"]:
             notes.append(f"{r['publish_failed']} publishes failed")
         if r["lost_all"] or r["duplicates"]:
-            notes.append(f"over the whole run {r['lost_all']} lost, {r['duplicates']} delivered twice")
+            notes.append(f"over the whole run {r['lost_all']} not delivered by the end of the drain, "
+                         f"{r['duplicates']} delivered twice")
         if r["poller_cpu"] > 0.85 or r["publisher_cpu"] > 0.85:
             notes.append("a load generator process was near a full core: it may limit these figures")
         print(f"{r['server']}, {r['backend']}, {r['rate']:g}/s: poller counts {r['counts']}; publisher "
@@ -465,7 +467,7 @@ def main() -> int:
         met = r["p99"] < 0.050 and r["lost"] == 0 and r["achieved_rate"] >= 0.97 * r["rate"]
         verdict = "met" if met else "NOT met"
         print(f"target p99 < 50 ms with nothing lost, {args.sessions:,} sessions at {r['rate']:g}/s: {r['server']}, "
-              f"{r['backend']}: {verdict} (p99 {ms(r['p99'])}, lost {r['lost']}, "
+              f"{r['backend']}: {verdict} (p99 {ms(r['p99'])}, missing {r['lost']}, "
               f"{r['achieved_rate']:.0f}/s achieved)")
     for r in rows:
         if "profile" in r:

@@ -30,6 +30,14 @@ redis.call('HSET', KEYS[3], ARGV[4], id)
 return id
 """
 
+AUTHOR = """
+local uid = redis.call('HGET', KEYS[1], ARGV[1])
+if not uid then return false end
+return {uid, redis.call('HGET', 'user:' .. uid, 'token')}
+"""
+# The token index and the user's own digest in one round trip; the digests are
+# compared in Python, in constant time.
+
 POST_STATUS = """
 local user = 'user:' .. ARGV[1]
 local login = redis.call('HGET', user, 'login')
@@ -72,6 +80,7 @@ class RedisStore:
         self.client = client
         self.log = log
         self._create_user = client.register_script(CREATE_USER)
+        self._author_of = client.register_script(AUTHOR)
         self._post = client.register_script(POST_STATUS)
         self._delete = client.register_script(DELETE_STATUS)
 
@@ -88,9 +97,9 @@ class RedisStore:
         """The author's user id, comparing token digests in constant time."""
         hashed = digest(token)
         with unavailable_as_503():
-            uid = self.client.hget("tokens:", hashed)
-            stored = self.client.hget(b"user:" + uid, "token") if uid else None
-        if stored is None or not hmac.compare_digest(stored, hashed.encode()):
+            found = self._author_of(keys=["tokens:"], args=[hashed])
+        uid, stored = found if found else (None, None)
+        if uid is None or stored is None or not hmac.compare_digest(stored, hashed.encode()):
             raise bad_token()
         return uid.decode()
 
