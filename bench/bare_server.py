@@ -17,8 +17,8 @@ this server, to show what that one cheroot setting changes.
 Options are ``longpoll serve``'s, with one default changed for load:
 ``--max-polls-per-second`` (the per-session cap; a benchmark connection polls
 its session hundreds of times a second).  ``--keep-alive-conn-limit`` sets
-cheroot's ``keep_alive_conn_limit`` (default: cheroot's own, 10, which is
-what ``longpoll serve`` runs with; ``none`` lifts it).
+cheroot's ``keep_alive_conn_limit`` (default: what ``longpoll serve`` sets,
+``--max-sessions``; cheroot's own is 10; ``none`` lifts it).
 
 Prints ``bare server serving on http://127.0.0.1:PORT/ ...`` when ready.
 """
@@ -33,7 +33,7 @@ import cherrypy
 
 from longpoll import json_yield
 from longpoll.responses import json_body
-from longpoll.server import Settings, build, configure
+from longpoll.server import Settings, build, configure, keep_clients_connected
 
 
 @cherrypy.expose
@@ -58,7 +58,8 @@ def main() -> None:
     ap.add_argument("--redis", metavar="URL", default=None, help="Redis URL (default: the embedded backend)")
     ap.add_argument("--max-polls-per-second", type=float, default=1_000_000.0)
     ap.add_argument("--keep-alive-conn-limit", default="default",
-                    help="cheroot's keep_alive_conn_limit: default (cheroot's 10, as longpoll serve), N, or none")
+                    help="cheroot's keep_alive_conn_limit: default (as longpoll serve: --max-sessions), N, "
+                         "or none")
     args = ap.parse_args()
     settings = Settings(host=args.host, port=args.port, threads=args.threads, max_sessions=args.max_sessions,
                         idle_timeout=args.idle_timeout, redis_url=args.redis,
@@ -69,6 +70,7 @@ def main() -> None:
     cherrypy.tree.mount(root, "/", config)
     cherrypy.engine.signals.subscribe()
     cherrypy.engine.start()
+    keep_clients_connected(settings)
     httpserver = cherrypy.server.httpserver
     if args.keep_alive_conn_limit != "default":
         httpserver.keep_alive_conn_limit = None if args.keep_alive_conn_limit == "none" else int(

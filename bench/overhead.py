@@ -16,9 +16,10 @@ generator processes.  Reported: the rate of each, the ratio (target at least
 cannot distort).
 
 cheroot answers ``Connection: close`` whenever more than
-``keep_alive_conn_limit`` (default 10) connections wait between requests;
-``longpoll serve`` keeps that default, and so does this benchmark unless
-``--keep-alive-conn-limit none``.  Reconnections are counted and printed.
+``keep_alive_conn_limit`` connections wait between requests (cheroot's
+default is 10; ``longpoll serve``, and so this benchmark, sets
+``--max-sessions``; ``--keep-alive-conn-limit`` changes it).  Reconnections
+are counted and printed.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ def main() -> int:
     ap.add_argument("--round-seconds", type=float, default=3.0, help="seconds per round (default 3)")
     ap.add_argument("--threads", type=int, default=1000, help="server threads (default 1000, as longpoll serve)")
     ap.add_argument("--keep-alive-conn-limit", default="default",
-                    help="threads mode: cheroot's keep_alive_conn_limit: default (10, as longpoll serve), N or none")
+                    help="threads mode: cheroot's keep_alive_conn_limit: default (as longpoll serve), "
+                         "N or none")
     ap.add_argument("--profile", metavar="DIR", help="record the server with py-spy during every round")
     ap.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
     ap.add_argument("--quick", action="store_true", help="a smoke test: threads, 8 connections, 1 process, 2 x 1 s")

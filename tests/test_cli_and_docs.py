@@ -108,3 +108,21 @@ def test_signup_post_and_delete_from_the_command_line():
         assert bad.returncode == 1 and "location" in bad.stderr
         assert longpoll("delete", str(status_id), token=token).returncode == 0
         assert httpx.get(f"{url}/statuses/{status_id}", timeout=10).status_code == 404
+
+
+def test_serve_keeps_many_polling_clients_connected():
+    """cheroot alone closes a connection once 10 others wait between requests; long-poll clients all do."""
+    with ServerProcess() as server:
+        url = server.wait_ready()
+        clients = [httpx.Client(base_url=url, timeout=10) for _ in range(30)]
+        try:
+            closed = []
+            for _ in range(2):
+                for client in clients:  # each leaves its connection waiting before the next one asks
+                    answer = client.get("/healthz")
+                    assert answer.status_code == 200
+                    closed.append(answer.headers.get("connection", "").lower() == "close")
+            assert not any(closed), f"{sum(closed)} of {len(closed)} answers closed their connection"
+        finally:
+            for client in clients:
+                client.close()

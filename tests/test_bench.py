@@ -1,0 +1,33 @@
+"""The benchmarks still run: each one's --quick smoke test, with no thresholds (bench/README.md)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.procs import ROOT
+from tests.redisproc import redis_server_path
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", ["heldpolls", "latency", "matching", "overhead", "memory"])
+def test_benchmark_quick_mode_runs_and_prints_its_figures(name):
+    result = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick"], capture_output=True, text=True,
+                            timeout=170, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"-m bench.{name} --quick" in result.stdout  # the header names the command
+    assert "\n|" in result.stdout and "target" in result.stdout, result.stdout[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+
+
+def test_latency_quick_on_redis_with_statuses_published_to_redis():
+    if not redis_server_path():
+        pytest.skip("redis-server is not installed")
+    result = subprocess.run([sys.executable, "-m", "bench.latency", "--quick", "--backends", "redis-publish"],
+                            capture_output=True, text=True, timeout=110, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| redis-publish" in result.stdout
+    assert not re.search(r"[1-9]\d* delivered twice", result.stdout), result.stdout[-3000:]
