@@ -19,7 +19,7 @@ def test_benchmark_quick_mode_runs_and_prints_its_figures(name):
                             timeout=170, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"-m bench.{name} --quick" in result.stdout  # the header names the command
-    assert "\n|" in result.stdout and "target" in result.stdout, result.stdout[-3000:]
+    assert "\n| " in result.stdout, result.stdout[-3000:]  # its table of figures
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
 
 
