@@ -200,14 +200,14 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def threads_of(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+def recv(pipe: Any, timeout: float, what: str) -> Any:
+    """The next message a load-generator process sends; its own failure raised here."""
+    if not pipe.poll(timeout):
+        raise RuntimeError(f"{what} sent nothing for {timeout:.0f} s")
+    message = pipe.recv()
+    if isinstance(message, tuple) and message[0] == "error":
+        raise RuntimeError(f"{what} failed: {message[1]}")
+    return message
 
 
 def process_cpu(pid: int) -> float:

@@ -51,6 +51,7 @@ from .common import (
     percentile,
     post_json,
     raise_nofile,
+    recv,
     table,
 )
 from .profile import Profiler
@@ -226,15 +227,6 @@ def publisher_process(port: int, tokens: list[str], rate: float, sessions: int, 
 
 # -- one configuration ---------------------------------------------------------------
 
-def _recv(pipe: Any, timeout: float, what: str) -> Any:
-    if not pipe.poll(timeout):
-        raise RuntimeError(f"{what} sent nothing for {timeout:.0f} s")
-    message = pipe.recv()
-    if isinstance(message, tuple) and message[0] == "error":
-        raise RuntimeError(f"{what} failed: {message[1]}")
-    return message
-
-
 def run_config(mode: str, backend: str, rate: float, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     row: dict[str, Any] = {"mode": mode, "backend": backend, "rate": rate}
@@ -275,7 +267,7 @@ def run_config(mode: str, backend: str, rate: float, args: argparse.Namespace, p
                 proc.start()
                 procs.append(proc)
                 pipes.append(mine)
-            created = sum(_recv(p, 120, "a poller")[1] for p in pipes)
+            created = sum(recv(p, 120, "a poller")[1] for p in pipes)
             progress(f"{mode}/{backend}: {created} sessions created", force=True)
             start = time.time() + 0.5
             measure_from = start + args.warmup
@@ -315,8 +307,8 @@ def run_config(mode: str, backend: str, rate: float, args: argparse.Namespace, p
                     except Exception as exc:  # a slow /stats is no reason to stop
                         progress(f"{mode}/{backend}: /stats failed: {exc}")
                 time.sleep(0.5)
-            published = _recv(mine, 60, "the publisher")
-            results = [_recv(p, 60, "a poller") for p in pipes]
+            published = recv(mine, 60, "the publisher")
+            results = [recv(p, 60, "a poller") for p in pipes]
             if profiler is not None:
                 row["profile"] = profiler.finish()
             row["server_cpu"] = (cpu_at.get("end", server.cpu()) - cpu_at.get("start", 0.0)) / max(

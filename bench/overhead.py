@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from . import client
-from .common import Progress, Server, cpu_seconds, header, raise_nofile, table
+from .common import Progress, Server, cpu_seconds, header, raise_nofile, recv, table
 from .profile import Profiler, summarise
 
 # -- the load generator (a process each) ---------------------------------------------
@@ -107,15 +107,6 @@ def generator_process(port: int, connections: int, pipe: Any) -> None:
         pipe.send(("error", repr(exc)))
 
 
-def _recv(pipe: Any, timeout: float) -> Any:
-    if not pipe.poll(timeout):
-        raise RuntimeError(f"a load generator sent nothing for {timeout:.0f} s")
-    message = pipe.recv()
-    if isinstance(message, tuple) and message[0] == "error":
-        raise RuntimeError(f"a load generator failed: {message[1]}")
-    return message
-
-
 def server_command(mode: str, args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     if mode == "threads":
         return [sys.executable, "-m", "bench.bare_server", "--port", "0", "--threads", str(args.threads),
@@ -150,7 +141,7 @@ def run_mode(mode: str, args: argparse.Namespace, progress: Progress) -> dict[st
                 procs.append(proc)
                 pipes.append(mine)
             for p in pipes:
-                _recv(p, 60)
+                recv(p, 60, "a load generator")
             for r in range(args.rounds):
                 kind = "poll" if r % 2 == 0 else "bare"
                 start = time.time() + 0.3
@@ -173,7 +164,7 @@ def run_mode(mode: str, args: argparse.Namespace, progress: Progress) -> dict[st
                         with whole.open("a" if r >= 2 else "w") as out:
                             out.write(profiler.out.read_text())
                         profiler.out.unlink()
-                results = [_recv(p, 60) for p in pipes]
+                results = [recv(p, 60, "a load generator") for p in pipes]
                 row = {"kind": kind, "seconds": end - start, "server_cpu": server_cpu,
                        **{k: sum(x[k] for x in results) for k in ("requests", "errors", "reconnects", "cpu")},
                        "max_proc_cpu": max(x["cpu"] for x in results) / (end - start)}
