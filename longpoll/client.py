@@ -11,6 +11,11 @@ from redis.backoff import EqualJitterBackoff
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+"""Answers worth polling again after a wait, as the browser client (web/longpoll.js)
+treats them: a proxy's timeout, a poll another process answered at the same
+moment (durable sessions), too early, too many."""
+
 
 class ServerError(Exception):
     """The server answered an error (its JSON message is the text), or could not be reached."""
@@ -71,7 +76,8 @@ class Client:
         """Every item of a long-poll stream, for as long as it lasts.
 
         Carries key and cursor; retries network errors, 5xx and 429 with
-        jittered exponential backoff (at least ``Retry-After``); starts a new
+        jittered exponential backoff (at least ``Retry-After``), and so the
+        4xx answers in :data:`RETRYABLE_4XX`; starts a new
         session on 410 (the server restarted and forgot it); raises ServerError
         on any other error, which retrying cannot fix.
         """
@@ -93,7 +99,7 @@ class Client:
                     if on_retry:
                         on_retry("session expired; starting a new one", 0)
                     continue
-                if status is not None and status < 500 and status != 429:
+                if status is not None and status < 500 and status not in RETRYABLE_4XX:
                     raise
                 failures += 1
                 delay = max(backoff.compute(failures), getattr(exc, "retry_after", None) or 0)

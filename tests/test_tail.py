@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import queue
@@ -12,6 +13,7 @@ import threading
 
 import httpx
 
+from longpoll.client import Client
 from longpoll.tail import describe
 from tests.conftest_support import free_port, wait_until
 from tests.procs import ROOT, ServerProcess
@@ -89,3 +91,35 @@ def test_tail_with_a_bad_filter_exits_with_the_servers_message():
         result = subprocess.run([sys.executable, "-m", "longpoll", "tail", "--url", url, "--sample", "0"],
                                 capture_output=True, text=True, timeout=30, cwd=ROOT)
         assert result.returncode == 1 and "percent" in result.stderr
+
+
+def test_follow_polls_again_after_a_409_as_the_readme_says():
+    """A durable session answered by two processes at once: the loser says 409 and the client polls again."""
+    answers = [(409, {"error": "conflict", "message": "another server answered a poll of this session"}),
+               (200, {"state": "done", "key": "k", "cursor": "1", "items": [1, 2]})]
+    asked: list[str] = []
+
+    class Scripted(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            status, body = answers.pop(0)
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    retries: list[str] = []
+    try:
+        with Client(f"http://127.0.0.1:{server.server_address[1]}", timeout=10) as client:
+            items = list(client.follow("/s", {"identifier": "x"}, on_retry=lambda why, delay: retries.append(why)))
+    finally:
+        server.shutdown()
+    assert items == [1, 2]
+    assert len(asked) == 2 and len(retries) == 1 and retries[0].startswith("409")
