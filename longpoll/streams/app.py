@@ -16,14 +16,14 @@ import cherrypy
 
 from ..broker import Broker
 from ..endpoint import json_handler, json_yield
-from ..errors import BadParameter, NotFound, Unauthorized
+from ..errors import BadParameter, NotFound
 from ..params import PollLimits, identifier, request_params, single
 from ..registry import Registry
 from ..responses import json_body
 from .feed import StatusFeed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
 from .router import StatusRouter
-from .store import TOPIC, Store
+from .store import TOPIC, Store, bad_token
 
 STATUS_ID = re.compile(r"[0-9]{1,18}")
 
@@ -43,7 +43,7 @@ def _bearer_token() -> str:
     header = cherrypy.serving.request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("a valid API token is required: Authorization: Bearer <token>")
+        raise bad_token()
     return token.strip()
 
 
@@ -96,7 +96,7 @@ class Statuses:
         self.poll_limits = poll_limits
         self.limits = limits
         common = {"registry": registry, "limits": poll_limits, "bind": _bound_identifier, "limit_per_bind": True,
-                  "resume": self._resume}
+                  "resume": self._feed}
         self.sample_json = cherrypy.expose(json_yield(methods=("GET",), name="statuses.sample", **common)(
             self._sample))
         self.filter_json = cherrypy.expose(json_yield(methods=("POST",), name="statuses.filter", **common)(
@@ -118,16 +118,11 @@ class Statuses:
         """Parse a stream's definition (the client's parameters) into a filter and feed it."""
         if definition["kind"] == "sample":
             flt = parse_sample(definition["identifier"], definition["percent"])
-        elif definition.get("location") is not None:
-            flt = parse_filter(definition["track"], definition["follow"], definition["location"],
-                               self.limits.filters, "location")
         else:
-            flt = parse_filter(definition["track"], definition["follow"], definition["locations"],
-                               self.limits.filters)
+            boxes = "location" if definition.get("location") is not None else "locations"  # errors name the one given
+            flt = parse_filter(definition["track"], definition["follow"], definition[boxes], self.limits.filters,
+                               boxes)
         return StatusFeed(self.broker, flt, definition, after)
-
-    def _resume(self, definition: dict[str, Any], position: str | None) -> StatusFeed:
-        return self._feed(definition, position)
 
     # -- publishing --------------------------------------------------------
 
