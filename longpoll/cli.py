@@ -31,32 +31,38 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the server (embedded backend unless --redis is given)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
+    serve.add_argument("--host", default=Settings.host,
+                       help="address to listen on (default %(default)s; 0.0.0.0 for all)")
+    serve.add_argument("--port", type=int, default=Settings.port,
+                       help="port to listen on (default %(default)s; 0 picks a free one)")
     serve.add_argument("--redis", metavar="URL", default=os.environ.get("LONGPOLL_REDIS_URL") or None, type=_redis_url,
                        help="Redis URL, e.g. redis://127.0.0.1:6379/0, or redis+sentinel://HOST:PORT[,...]/SERVICE "
                             "(default: $LONGPOLL_REDIS_URL, else the embedded in-process backend)")
-    serve.add_argument("--idle-timeout", type=_positive(float), default=60.0, metavar="SECONDS",
-                       help="expire sessions not polled for this long (default 60)")
-    serve.add_argument("--max-sessions", type=_positive(int), default=10_000, metavar="N",
-                       help="live sessions before new ones get 429 (default 10000)")
-    serve.add_argument("--max-sessions-per-identifier", type=_positive(int), default=20, metavar="N",
-                       help="live stream sessions of one identifier before its new ones get 429 (default 20)")
-    serve.add_argument("--max-polls-per-second", type=_positive(float), default=50.0, metavar="R",
-                       help="sustained polls of one session (bursts of twice that) before 429 (default 50)")
-    serve.add_argument("--max-timeout", type=_positive(float), default=60.0, metavar="SECONDS",
-                       help="longest a poll may be held, at most 60 (default 60)")
-    serve.add_argument("--threads", type=_positive(int), default=1000, metavar="N",
-                       help="server worker threads; each held poll takes one (default 1000)")
+    serve.add_argument("--idle-timeout", type=_positive(float), default=Settings.idle_timeout, metavar="SECONDS",
+                       help="expire sessions not polled for this long (default %(default)g)")
+    serve.add_argument("--max-sessions", type=_positive(int), default=Settings.max_sessions, metavar="N",
+                       help="live sessions before new ones get 429 (default %(default)s)")
+    serve.add_argument("--max-sessions-per-identifier", type=_positive(int),
+                       default=Settings.max_sessions_per_identifier, metavar="N",
+                       help="live stream sessions of one identifier before its new ones get 429 (default %(default)s)")
+    serve.add_argument("--max-polls-per-second", type=_positive(float), default=Settings.max_polls_per_second,
+                       metavar="R",
+                       help="sustained polls of one session (bursts of twice that) before 429 (default %(default)g)")
+    serve.add_argument("--max-timeout", type=_positive(float), default=Settings.max_timeout, metavar="SECONDS",
+                       help="longest a poll may be held, at most 60 (default %(default)g)")
+    serve.add_argument("--threads", type=_positive(int), default=Settings.threads, metavar="N",
+                       help="server worker threads; each held poll takes one (default %(default)s)")
     serve.add_argument("--workers", type=_positive(int), default=0, metavar="N",
                        help="run N gunicorn gevent worker processes instead of threads: 10,000+ held polls "
                             "each (needs longpoll[gevent]; above 1 needs --redis)")
     serve.add_argument("--max-held-polls", type=_positive(int), default=None, metavar="N",
                        help="polls allowed to wait at once (default: threads minus a tenth)")
-    serve.add_argument("--buffer", type=_positive(int), default=1000, metavar="N",
-                       help="items a session buffers for a slow client before dropping the oldest (default 1000)")
-    serve.add_argument("--retention", type=_positive(int), default=100_000, metavar="N",
-                       help="entries the log keeps for readers that reconnect (Redis: XADD MAXLEN ~N; default 100000)")
+    serve.add_argument("--buffer", type=_positive(int), default=Settings.buffer, metavar="N",
+                       help="items a session buffers for a slow client before dropping the oldest "
+                            "(default %(default)s)")
+    serve.add_argument("--retention", type=_positive(int), default=Settings.retention, metavar="N",
+                       help="entries the log keeps for readers that reconnect (Redis: XADD MAXLEN ~N; "
+                            "default %(default)s)")
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                        help="let pages from this origin poll and post (repeatable; '*' for any; default: none)")
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
