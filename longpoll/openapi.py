@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import params
 from .params import PollLimits
+from .streams import filters
 from .streams.app import StreamLimits
 
-IDENTIFIER = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
-KEY = {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_-]{0,128}$"}  # empty or null: a new session
-CURSOR = {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_.:-]{0,128}$"}
-LOGIN = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$"}
+# The server's own patterns, anchored: the document cannot drift from the checks.
+IDENTIFIER = {"type": "string", "pattern": f"^{params.IDENTIFIER.pattern}$"}
+KEY = {"type": ["string", "null"], "pattern": f"^({params.KEY.pattern})?$"}  # empty or null: a new session
+CURSOR = {"type": ["string", "null"], "pattern": f"^({params.CURSOR.pattern})?$"}
+LOGIN = {"type": "string", "pattern": f"^{filters.LOGIN.pattern}$"}
 LAT_LON = r"^(-?[0-9]{1,2}(\.[0-9]+)?,-?[0-9]{1,3}(\.[0-9]+)?)?$"  # empty: no location
 
 
