@@ -40,7 +40,7 @@ def connect(url: str, max_connections: int = 64) -> redis.Redis:
     """
     options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 15,
                                "retry": RETRY}
-    if url.startswith(sentinel.SCHEME + "://"):
+    if sentinel.is_url(url):
         return sentinel.connect(url, max_connections, **options)
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)
     return redis.Redis(connection_pool=pool)
@@ -48,7 +48,7 @@ def connect(url: str, max_connections: int = 64) -> redis.Redis:
 
 def check_url(url: str) -> str:
     """The URL if :func:`connect` can use it; ValueError saying why not (before anything connects)."""
-    if url.startswith(sentinel.SCHEME + "://"):
+    if sentinel.is_url(url):
         sentinel.parse(url)
     else:
         redis.connection.parse_url(url)

@@ -20,6 +20,10 @@ SCHEME = "redis+sentinel"
 DEFAULT_PORT = 26379
 
 
+def is_url(url: str) -> bool:
+    return url.startswith(SCHEME + "://")
+
+
 class _BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
     """Finds the primary through Sentinel; waits up to ``timeout`` seconds for a free connection."""
 
