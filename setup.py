@@ -2,6 +2,10 @@ from glob import glob
 
 from setuptools import find_packages, setup
 
+LIBRARY = ["CherryPy>=18.8", "redis>=5.0", "orjson>=3.9", "prometheus_client>=0.17"]
+SERVER = ["httpx>=0.27"]
+GEVENT = ["gunicorn>=22", "gevent>=24"]
+
 setup(
     name="longpoll",
     version="0.1.0",
@@ -11,17 +15,13 @@ setup(
     packages=find_packages(include=["longpoll", "longpoll.*"]),
     data_files=[("share/longpoll/web", [f for f in glob("web/*") if "." in f.rsplit("/", 1)[-1]])],
     python_requires=">=3.10",
-    install_requires=[
-        "CherryPy>=18.8",
-        "redis>=5.0",
-        "orjson>=3.9",
-        "prometheus_client>=0.17",
-        "httpx>=0.27",
-    ],
+    # What an app that embeds json_yield needs; the server product (longpoll.server) adds its own.
+    install_requires=LIBRARY,
     extras_require={
-        "gevent": ["gunicorn>=22", "gevent>=24"],
-        "test": ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.4", "gunicorn>=22", "gevent>=24",
-                 "schemathesis>=4.0", "playwright>=1.40"],
+        "server": SERVER,
+        "gevent": GEVENT,
+        "test": SERVER + GEVENT + ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.4",
+                                   "schemathesis>=4.0", "playwright>=1.40"],
     },
-    entry_points={"console_scripts": ["longpoll = longpoll.cli:main"]},
+    entry_points={"console_scripts": ["longpoll = longpoll.server.cli:main"]},
 )

@@ -1,7 +1,7 @@
 """The server of ``bench.overhead``: ``longpoll serve``'s app and a bare handler in one process.
 
 It configures CherryPy exactly as ``longpoll serve`` does (``configure`` and
-``build`` from ``longpoll.server`` with ``Settings``) and adds, on the same
+``build`` from ``longpoll.server.app`` with ``Settings``) and adds, on the same
 app tree and so under the same config, a trivial exposed handler at
 ``/bare`` that answers ``{"state": "ready", "items": [1]}`` through
 ``longpoll.responses.json_body``, as the long-poll endpoints answer, and
@@ -33,7 +33,7 @@ import cherrypy
 
 from longpoll import json_yield
 from longpoll.responses import json_body
-from longpoll.server import Settings, build, configure, keep_clients_connected
+from longpoll.server.app import Settings, build, configure, keep_clients_connected
 
 
 @cherrypy.expose

@@ -91,8 +91,8 @@ def breakdown(kind: str, n: int, top: int = 12) -> str:
     import gc
     import tracemalloc
 
-    from longpoll.demo import primes
-    from longpoll.server import Settings, build
+    from longpoll.server.app import Settings, build
+    from longpoll.server.demo import primes
 
     root, _, _ = build(Settings(max_sessions=10 * n + 1000, max_sessions_per_identifier=5))
 

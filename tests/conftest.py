@@ -11,7 +11,7 @@ import cherrypy
 import httpx
 import pytest
 
-from longpoll.server import Settings, build
+from longpoll.server.app import Settings, build
 from tests.apps import Probe
 from tests.conftest_support import free_port
 from tests.redisproc import RedisProcess, redis_server_path

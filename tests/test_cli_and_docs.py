@@ -41,11 +41,11 @@ def test_access_log_only_when_asked():
 def test_serve_rejects_bad_options():
     import subprocess
 
-    result = subprocess.run([sys.executable, "-m", "longpoll", "serve", "--idle-timeout", "-5"],
+    result = subprocess.run([sys.executable, "-m", "longpoll.server", "serve", "--idle-timeout", "-5"],
                             capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 2 and "must be positive" in result.stderr
     for url, says in (("bogus://x", "must specify one of"), ("redis+sentinel://h:1", "a Sentinel URL is")):
-        result = subprocess.run([sys.executable, "-m", "longpoll", "serve", "--redis", url],
+        result = subprocess.run([sys.executable, "-m", "longpoll.server", "serve", "--redis", url],
                                 capture_output=True, text=True, timeout=30, cwd=ROOT)
         assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
 
@@ -89,7 +89,7 @@ def test_signup_post_and_delete_from_the_command_line():
 
     def longpoll(*args: str, token: str | None = None) -> subprocess.CompletedProcess:
         env = {**os.environ, "LONGPOLL_URL": url, "LONGPOLL_TOKEN": token or ""}
-        return subprocess.run([sys.executable, "-m", "longpoll", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "longpoll.server", *args], capture_output=True, text=True,
                               timeout=60, cwd=ROOT, env=env)
 
     with ServerProcess() as server:

@@ -13,15 +13,15 @@ import threading
 
 import httpx
 
-from longpoll.client import Client
-from longpoll.tail import describe
+from longpoll.server.client import Client
+from longpoll.server.tail import describe
 from tests.conftest_support import free_port, wait_until
 from tests.procs import ROOT, ServerProcess
 
 
 class Tail:
     def __init__(self, url: str, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "longpoll", "tail", "--url", url, *args], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "longpoll.server", "tail", "--url", url, *args], cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: queue.Queue[str] = queue.Queue()
@@ -88,7 +88,7 @@ def test_tail_without_json_prints_lines_for_people():
 def test_tail_with_a_bad_filter_exits_with_the_servers_message():
     with ServerProcess() as server:
         url = server.wait_ready()
-        result = subprocess.run([sys.executable, "-m", "longpoll", "tail", "--url", url, "--sample", "0"],
+        result = subprocess.run([sys.executable, "-m", "longpoll.server", "tail", "--url", url, "--sample", "0"],
                                 capture_output=True, text=True, timeout=30, cwd=ROOT)
         assert result.returncode == 1 and "percent" in result.stderr
 

@@ -7,7 +7,7 @@ process holds 10,000 polls and still answers a ready poll in milliseconds
 
 The command replaces itself with gunicorn, so that gevent patches the standard
 library in each fresh worker before longpoll, CherryPy or redis-py is imported
-(``longpoll.wsgi`` builds the app there); settings travel in the environment.
+(``longpoll.server.wsgi`` builds the app there); settings travel in the environment.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .server import Settings
+    from .app import Settings
 
 SETTINGS_ENV = "LONGPOLL_SERVE_SETTINGS"
 WORKER_CONNECTIONS = 20_000
@@ -33,7 +33,7 @@ class WorkersUnavailable(SystemExit):
 
 
 def gunicorn_argv(settings: Settings) -> list[str]:
-    from .server import listen_backlog
+    from .app import listen_backlog
 
     return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
             "--workers", str(settings.workers), "--bind", f"{settings.host}:{settings.port}",
@@ -43,7 +43,7 @@ def gunicorn_argv(settings: Settings) -> list[str]:
             # CherryPy before gevent patches threading.local in the workers
             "--config", str(Path(__file__).with_name("gunicorn_conf.py")),
             *(["--access-logfile", "-"] if settings.access_log else []),
-            "longpoll.wsgi:application"]
+            "longpoll.server.wsgi:application"]
 
 
 def exec_gunicorn(settings: Settings) -> None:

@@ -13,12 +13,12 @@ from typing import Any
 
 import cherrypy
 
-from .broker import Broker
-from .endpoint import json_handler, json_yield
-from .errors import BadParameter, BadRequest
-from .params import NO_BODY, PollLimits, json_request_body
-from .registry import Registry
-from .responses import json_body
+from ..broker import Broker
+from ..endpoint import json_handler, json_yield
+from ..errors import BadParameter, BadRequest
+from ..params import NO_BODY, PollLimits, json_request_body
+from ..registry import Registry
+from ..responses import json_body
 
 TOPIC = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 PRIMES_LIMIT = 10_000_000

@@ -1,4 +1,4 @@
-"""The longpoll server as a WSGI app: ``gunicorn -k gevent longpoll.wsgi:application``.
+"""The longpoll server as a WSGI app: ``gunicorn -k gevent longpoll.server.wsgi:application``.
 
 Settings come from $LONGPOLL_SERVE_SETTINGS (JSON of ``server.Settings``),
 which ``longpoll serve --workers N`` sets; without it, the defaults, with
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from .server import Settings, wsgi_application
+from .app import Settings, wsgi_application
 from .workers import SETTINGS_ENV
 
 _given = json.loads(os.environ.get(SETTINGS_ENV) or "{}")

@@ -20,16 +20,17 @@ import cherrypy
 import cherrypy.lib.static
 import orjson
 
+from ..backends import DEFAULT_RETENTION
+from ..broker import DEFAULT_BUFFER, Broker
+from ..durable import RedisSessionStore
+from ..params import PollLimits
+from ..registry import Registry, SessionLimits
+from ..responses import JSON_ERRORS
+from ..streams import StatusStreams, open_store
+from ..webclient import web_dir
 from . import cors, openapi
-from .backends import DEFAULT_RETENTION
-from .broker import DEFAULT_BUFFER, Broker
 from .demo import Demo
-from .durable import RedisSessionStore
-from .params import PollLimits
-from .registry import Registry, SessionLimits
-from .responses import JSON_ERRORS
 from .service import Service
-from .streams import StatusStreams, open_store
 
 log = logging.getLogger("longpoll")
 
@@ -60,12 +61,6 @@ def listen_backlog(wanted: int = 4096) -> int:
         return min(wanted, int(Path("/proc/sys/net/core/somaxconn").read_text()))
     except (OSError, ValueError):
         return wanted
-
-
-def web_dir() -> Path:
-    """web/ beside the package (a checkout or editable install), else where setup.py installed it."""
-    beside = Path(__file__).resolve().parent.parent / "web"
-    return beside if beside.is_dir() else Path(sys.prefix) / "share" / "longpoll" / "web"
 
 
 class Root(Service):

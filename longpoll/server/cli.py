@@ -9,9 +9,10 @@ import secrets
 import sys
 from collections.abc import Sequence
 
-from . import __version__, tail
+from .. import __version__
+from . import tail
+from .app import Settings, run
 from .client import DEFAULT_URL, Client, ServerError
-from .server import Settings, run
 
 
 def _positive(kind: type) -> object:
@@ -100,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _redis_url(url: str) -> str:
-    from .backends.redis import check_url
+    from ..backends.redis import check_url
 
     try:
         return check_url(url)

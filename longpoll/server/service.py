@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import cherrypy
 
-from . import stats as counters
-from .responses import json_body
+from .. import stats as counters
+from ..responses import json_body
 
 
 class Service:

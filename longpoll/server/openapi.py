@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import params
-from .params import PollLimits
-from .streams import filters
-from .streams.app import StreamLimits
+from .. import params
+from ..params import PollLimits
+from ..streams import filters
+from ..streams.app import StreamLimits
 
 # The server's own patterns, anchored: the document cannot drift from the checks.
 IDENTIFIER = {"type": "string", "pattern": f"^{params.IDENTIFIER.pattern}$"}
