@@ -33,7 +33,7 @@ import cherrypy
 
 from longpoll import json_yield
 from longpoll.responses import json_body
-from longpoll.server.app import Settings, build, configure, keep_clients_connected
+from longpoll.server.app import Settings, build, configure, plugin
 
 
 @cherrypy.expose
@@ -65,12 +65,12 @@ def main() -> None:
                         idle_timeout=args.idle_timeout, redis_url=args.redis,
                         max_polls_per_second=args.max_polls_per_second)
     configure(settings)
+    plugin(settings)
     root, config, broker = build(settings)
     add_handlers(root)
     cherrypy.tree.mount(root, "/", config)
     cherrypy.engine.signals.subscribe()
     cherrypy.engine.start()
-    keep_clients_connected(settings)
     httpserver = cherrypy.server.httpserver
     if args.keep_alive_conn_limit != "default":
         httpserver.keep_alive_conn_limit = None if args.keep_alive_conn_limit == "none" else int(

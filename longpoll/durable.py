@@ -2,69 +2,135 @@
 
 What is kept is what it takes to carry on anywhere: the iterator's
 definition and its position after the last batch, the cursors and the last
-(possibly unacknowledged) batch, under ``session:<key>`` with a TTL of the
-idle timeout, refreshed by every poll.  A process's registry is then only a
-cache of live generators: a poll whose key it lacks, or holds at an older
-batch than Redis does, rebuilds the generator from here and continues.
+(possibly unacknowledged) batch, under ``session:<key>``.  A process's
+registry is then only a cache of live generators: a poll whose key it lacks,
+or holds at an older batch than Redis does, rebuilds the generator from here
+and continues.
 
-Writes are compare-and-set on the batch number, so two processes answering
-polls of one session at the same moment cannot both commit a batch: the loser
-answers 409 and its client polls again.
+Every poll takes a *ticket* when it loads the state (the hash's ``ticket``
+counter) and marks the session ``open``.  Only the holder of the newest
+ticket may commit a batch, so when a client abandons a poll and polls again
+in another process, the newer poll wins; the store also tells every process
+(``PUBLISH`` on the release channel) that a newer poll began while one was
+open, so a poll held elsewhere answers at once instead of waiting out its
+timeout.  Commits are also compare-and-set on the batch number.
+
+Expiry: loading the state sets the TTL to the idle timeout plus the longest
+hold, and a poll's end (a commit, or :meth:`finish`) sets it back to the idle
+timeout from then.  A held poll therefore never outlives its own session.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
 import redis
 
+from .backends.channel import ChannelListener
 from .backends.redis import unavailable_as_503
+
+RELEASE_CHANNEL = "longpoll:release"
 
 LOAD = """
 local state = redis.call('HGET', KEYS[1], 'state')
-if state then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return state
+if not state then return false end
+local ticket = redis.call('HINCRBY', KEYS[1], 'ticket', 1)
+local open = redis.call('HGET', KEYS[1], 'open')
+redis.call('HSET', KEYS[1], 'open', ticket)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if open then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return {state, ticket}
 """
 
 SAVE = """
+if ARGV[2] ~= '' then
+  local newest = redis.call('HGET', KEYS[1], 'ticket')
+  if newest and newest ~= ARGV[2] then return -1 end
+end
 local current = redis.call('HGET', KEYS[1], 'seq')
 if current and tonumber(current) ~= tonumber(ARGV[1]) then return 0 end
 if not current and tonumber(ARGV[1]) >= 0 then return 0 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'state', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'state', ARGV[4])
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'open') == ARGV[2] then redis.call('HDEL', KEYS[1], 'open') end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
+FINISH = """
+if redis.call('HGET', KEYS[1], 'open') == ARGV[1] then redis.call('HDEL', KEYS[1], 'open') end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+Release = Callable[[str], None]
+
 
 class SessionStore(Protocol):
-    def load(self, key: str) -> dict[str, Any] | None:
-        """The session's state (and its TTL refreshed), or None if unknown or expired."""
+    def load(self, key: str) -> tuple[dict[str, Any] | None, int | None]:
+        """The session's state and this poll's ticket, or (None, None) if the key is unknown or expired."""
 
-    def save(self, key: str, state: dict[str, Any], expected_seq: int) -> bool:
-        """Store state if the stored batch number is still expected_seq (-1: not stored yet)."""
+    def save(self, key: str, state: dict[str, Any], expected_seq: int, ticket: int | None) -> int:
+        """Commit a batch: 1 done; 0 the stored batch number is not expected_seq (-1: not stored yet);
+        -1 a newer poll holds the session (``ticket`` is not the newest)."""
+
+    def finish(self, key: str, ticket: int) -> None:
+        """A poll ended without a commit."""
 
     def delete(self, key: str) -> None: ...
 
+    def on_release(self, release: Release) -> None:
+        """Call ``release(key)`` when a newer poll of a session began anywhere."""
+
 
 class RedisSessionStore:
-    def __init__(self, client: redis.Redis, ttl: float, prefix: str = "session:"):
+    def __init__(self, client: redis.Redis, ttl: float, prefix: str = "session:", hold: float = 65.0,
+                 channel: str = RELEASE_CHANNEL):
+        """``ttl`` is the idle timeout; ``hold`` the longest a poll (or stream) holds between refreshes."""
         self.client = client
         self.ttl_ms = max(1, int(ttl * 1000))
+        self.hold_ms = self.ttl_ms + int(hold * 1000)
         self.prefix = prefix
+        self.channel = channel
         self._load = client.register_script(LOAD)
         self._save = client.register_script(SAVE)
+        self._finish = client.register_script(FINISH)
+        self._releases: list[Release] = []
+        self.listener: ChannelListener | None = None
 
-    def load(self, key: str) -> dict[str, Any] | None:
+    def load(self, key: str) -> tuple[dict[str, Any] | None, int | None]:
         with unavailable_as_503():
-            raw = self._load(keys=[self.prefix + key], args=[self.ttl_ms])
-        return orjson.loads(raw) if raw else None
+            found = self._load(keys=[self.prefix + key], args=[self.hold_ms, self.channel, key])
+        if not found:
+            return None, None
+        raw, ticket = found
+        return orjson.loads(raw), int(ticket)
 
-    def save(self, key: str, state: dict[str, Any], expected_seq: int) -> bool:
+    def save(self, key: str, state: dict[str, Any], expected_seq: int, ticket: int | None) -> int:
         with unavailable_as_503():
-            return bool(self._save(keys=[self.prefix + key],
-                                   args=[expected_seq, state["seq"], orjson.dumps(state), self.ttl_ms]))
+            return int(self._save(keys=[self.prefix + key],
+                                  args=[expected_seq, "" if ticket is None else ticket, state["seq"],
+                                        orjson.dumps(state), self.ttl_ms]))
+
+    def finish(self, key: str, ticket: int) -> None:
+        with unavailable_as_503():
+            self._finish(keys=[self.prefix + key], args=[ticket, self.ttl_ms])
 
     def delete(self, key: str) -> None:
         with unavailable_as_503():
             self.client.delete(self.prefix + key)
+
+    def on_release(self, release: Release) -> None:
+        """Start listening for releases (once; the listener runs with the engine's longpoll plugin)."""
+        self._releases.append(release)
+        if self.listener is None:
+            from . import plugin
+
+            self.listener = ChannelListener(self.client, self.channel, self._released)
+            plugin.current().attach(self.listener)
+
+    def _released(self, data: bytes) -> None:
+        key = data.decode("ascii", "replace")
+        for release in self._releases:
+            release(key)

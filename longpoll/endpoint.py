@@ -5,6 +5,12 @@ decorated function with the request's own parameters (all but ``key``,
 ``cursor``, ``timeout`` and ``max``) and keeps the iterator it returns in the
 endpoint's registry; later polls take the next batch from it.  Errors, ours or
 the generator's, answer in the protocol's JSON shape and never as a traceback.
+
+The poll itself (:meth:`Endpoint.answer`) knows nothing of CherryPy's
+request and response objects: it takes the method, the parameters and the
+request's config, and returns status, headers and body, so a faster front
+than CherryPy's request machinery can answer continuation polls with exactly
+the same code.
 """
 
 from __future__ import annotations
@@ -12,19 +18,32 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import cherrypy
+import orjson
 
-from .errors import BadParameter, Expired, Forbidden, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
+from . import config as lpconfig
+from .clients import request_address
+from .errors import BadParameter, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
 from .params import PollLimits, poll_params, request_params
-from .registry import Registry, Resume
-from .responses import JSON_ERRORS, error_body, json_body
+from .registry import Registry, Resume, SessionLimits
+from .responses import JSON_ERRORS, error_body
 
 log = logging.getLogger("longpoll")
 
 MAX_BODY_BYTES = 64 * 1024
+
+OVERRUN_WARNING = 1.0
+"""A poll answering this many seconds after its timeout is logged: its generator blocks."""
+
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+"""Dict keys that are not strings become strings, as the json module does."""
+
+Answer = tuple[int, dict[str, str], bytes]
 
 
 def json_yield(
@@ -32,68 +51,165 @@ def json_yield(
     max_sessions: int = 10_000,
     *,
     methods: Iterable[str] = ("GET", "POST"),
-    limits: PollLimits = PollLimits(),
+    poll_limits: PollLimits = PollLimits(),
+    session_limits: SessionLimits | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     bind: Callable[[dict[str, Any]], Any] | None = None,
     limit_per_bind: bool = False,
     registry: Registry | None = None,
     resume: Resume | None = None,
     name: str | None = None,
+    default: Callable[[Any], Any] | None = None,
 ) -> Callable[[Callable[..., Iterable[Any]]], Callable[..., bytes]]:
     """Turn a generator function into a long-poll endpoint.
 
-    ``bind``, if given, computes a tag from each poll's parameters (it may raise
-    a LongPollError, for example a 401); a later poll whose tag differs from the
-    one the session was created with is refused, so a key cannot be used by
-    another identity; with ``limit_per_bind`` the tag is also a client identity
-    whose live sessions the registry caps (``SessionLimits.max_per_owner``).
-    ``registry`` lets several endpoints share one session limit; by default
-    each endpoint has its own.
+    ``bind`` computes a tag from each poll's parameters (it may raise a
+    LongPollError, for example a 401).  A later poll whose tag differs from
+    the one the session was created with is refused with 403, so a key cannot
+    be used by another identity: ``bind=lambda params: cherrypy.request.login``
+    ties sessions to the logged-in user.  With ``limit_per_bind`` the tag is
+    also a client identity whose live sessions are capped
+    (``SessionLimits.max_per_owner``).
+
+    ``default`` encodes items that JSON has no type for (``Decimal``, ``set``,
+    your own classes), as ``json.dumps(default=...)`` does.  An item that
+    still cannot be encoded ends its session as ``generator_failed``, after
+    the items before it are delivered.
+
+    ``registry`` lets several endpoints share sessions' limits; by default
+    each endpoint has its own, made with ``idle_timeout``, ``max_sessions``
+    and ``session_limits``, which the ``longpoll.*`` config of the path it
+    first answers on overrides (see ``config.py``).
 
     ``resume(definition, position)`` rebuilds a session's iterator in another
     process (with a registry that has a session store): the decorated function
     must then return an iterator with ``definition`` (JSON) and ``position``
     attributes.  ``name`` identifies the endpoint in stored sessions; it
     defaults to the function's qualified name.
+
+    The handler has ``registry`` and ``endpoint`` (the :class:`Endpoint`)
+    attributes.  Used on a ``GET``/``POST`` method of a class (CherryPy's
+    MethodDispatcher), it also makes the class's own errors JSON, so a method
+    the resource lacks is a JSON 405.
     """
-    allowed = tuple(m.upper() for m in methods)
+    if max_sessions != 10_000 and session_limits is not None:
+        raise ValueError("give max_sessions or session_limits, not both")
 
     def decorate(func: Callable[..., Iterable[Any]]) -> Callable[..., bytes]:
-        reg = registry if registry is not None else Registry(idle_timeout, max_sessions, name=func.__qualname__)
-        signature = inspect.signature(func)
-        endpoint = name or f"{func.__module__}.{func.__qualname__}"  # a key only works where it was made
+        own = registry is None
+        endpoint = Endpoint(func, Registry(
+            idle_timeout, session_limits=session_limits or SessionLimits(max_sessions=max_sessions),
+            name=func.__qualname__) if own else registry, configurable=own, methods=methods, poll_limits=poll_limits,
+            bind=bind, limit_per_bind=limit_per_bind, resume=resume, name=name, default=default)
 
         @functools.wraps(func)
         def handler(*args: Any, **kwargs: Any) -> bytes:
-            try:
-                method = cherrypy.serving.request.method
-                if method not in allowed:
-                    raise MethodNotAllowed(method, allowed)
-                params = request_params(kwargs, limits.max_param_chars)
-                poll = poll_params(params, limits)
-                tag = bind(params) if bind is not None else None
-                if poll.key is None:
-                    session = reg.create(_start(func, signature, args, params), (endpoint, tag),
-                                         str(tag) if limit_per_bind else None)
-                else:
-                    session = reg.get(poll.key, resume)
-                    if session.tag[0] != endpoint:
-                        raise Expired()
-                    if session.tag[1] != tag:
-                        raise Forbidden("this session key was made for another identifier or resource")
-                batch = reg.poll(session, poll.cursor, poll.timeout, poll.max_items)
-                return json_body(200, batch.to_json(session.key))
-            except LongPollError as exc:
-                return error_body(exc)
-            except Exception:
-                log.exception("unexpected error in long-poll endpoint %s", func.__qualname__)
-                return error_body(LongPollError("internal error; the server log has the details"))
+            request = cherrypy.serving.request
+            status, headers, body = endpoint.answer(request.method, args, kwargs, request.config)
+            response = cherrypy.serving.response
+            response.status = status
+            response.headers.update(headers)
+            return body
 
-        handler.registry = reg  # type: ignore[attr-defined]
+        handler.endpoint = endpoint  # type: ignore[attr-defined]
+        handler.registry = endpoint.registry  # type: ignore[attr-defined]
         handler._cp_config = {**JSON_ERRORS, "request.body.maxbytes": max_body_bytes}  # type: ignore[attr-defined]
+        _json_errors_for_resource(func.__name__, sys._getframe(1).f_locals)
         return handler
 
     return decorate
+
+
+def _json_errors_for_resource(name: str, namespace: dict[str, Any]) -> None:
+    """Under MethodDispatcher, a method the resource class lacks (DELETE) is answered by
+    CherryPy from the class's config, never reaching a handler: give the class JSON errors.
+    ``namespace`` is where the decorator was applied; a class body has ``__qualname__``
+    and ``__module__`` (the frame trick ``cherrypy.expose`` uses for aliases)."""
+    if name.isupper() and "__qualname__" in namespace and "__module__" in namespace:
+        namespace["_cp_config"] = {**JSON_ERRORS, **namespace.get("_cp_config", {})}
+
+
+class Endpoint:
+    """A long-poll endpoint's poll, apart from CherryPy's request and response objects."""
+
+    def __init__(self, func: Callable[..., Iterable[Any]], registry: Registry, *, configurable: bool,
+                 methods: Iterable[str], poll_limits: PollLimits, bind: Callable[[dict[str, Any]], Any] | None,
+                 limit_per_bind: bool, resume: Resume | None, name: str | None,
+                 default: Callable[[Any], Any] | None):
+        allowed = tuple(m.upper() for m in methods)
+        self.allowed = allowed + (("HEAD",) if "GET" in allowed and "HEAD" not in allowed else ())
+        self.func = func
+        self.signature = inspect.signature(func)
+        self.name = name or f"{func.__module__}.{func.__qualname__}"  # a key only works where it was made
+        self.registry = registry
+        self.poll_limits = poll_limits
+        self.bind = bind
+        self.limit_per_bind = limit_per_bind
+        self.resume = resume
+        self.encode = functools.partial(_encode, default=default)
+        self._configurable = configurable  # its own registry: the path's longpoll.* config applies
+        self._configured: dict[str, Any] | None = None
+
+    def _configure(self, config: dict[str, Any]) -> None:
+        """Apply the path's registry settings once, at the first request (one registry per endpoint)."""
+        self._configured = lpconfig.registry_settings(config)
+        if self._configured:
+            self.registry.configure(**self._configured)
+
+    def answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+               config: dict[str, Any]) -> Answer:
+        """One poll: status, headers and body, never an exception."""
+        try:
+            if method not in self.allowed:
+                raise MethodNotAllowed(method, self.allowed)
+            if self._configurable and self._configured is None:
+                self._configure(config)
+            limits = lpconfig.poll_limits(config, self.poll_limits)
+            params = request_params(kwargs, limits.max_param_chars)
+            poll = poll_params(params, limits)
+            tag = (self.name, self.bind(params) if self.bind is not None else None)
+            registry = self.registry
+            started = time.monotonic()
+            if poll.key is None:
+                owner = str(tag[1]) if self.limit_per_bind else None
+                session = registry.create(lambda: self._start(args, params), tag, owner, request_address())
+                ticket = None
+            else:
+                session, ticket = registry.lease(poll.key, tag, self.resume, check_tag=True)
+            batch = registry.poll(session, poll.cursor, poll.timeout, poll.max_items, ticket, self.encode)
+            late = time.monotonic() - started - poll.timeout
+            if late > OVERRUN_WARNING:
+                log.warning("a poll of %s answered %.1f s after its timeout: its generator blocks instead of "
+                            "yielding a Signal", self.name, late)
+            return 200, JSON_HEADERS, orjson.dumps(batch.to_json(session.key))
+        except LongPollError as exc:
+            return exc.status, {**JSON_HEADERS, **exc.headers()}, orjson.dumps(exc.body())
+        except Exception:
+            log.exception("unexpected error in long-poll endpoint %s", self.name)
+            failure = LongPollError("internal error; the server log has the details")
+            return failure.status, JSON_HEADERS, orjson.dumps(failure.body())
+
+    def _start(self, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
+        """Call the generator function with the request's own parameters."""
+        try:
+            self.signature.bind(*args, **params)
+        except TypeError:
+            raise _binding_error(self.signature, args, params) from None
+        try:
+            return iter(self.func(*args, **params))
+        except LongPollError:
+            raise
+        except Exception as exc:
+            log.exception("starting a session of %s raised", self.name)
+            raise GeneratorFailed(f"starting the session raised {type(exc).__name__}") from None
+
+
+JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+def _encode(item: Any, default: Callable[[Any], Any] | None) -> orjson.Fragment:
+    """An item as JSON, once, when it is taken: resends and stored sessions reuse the bytes."""
+    return orjson.Fragment(orjson.dumps(item, default=default, option=JSON_OPTIONS))
 
 
 def json_handler(*methods: str) -> Callable[[Callable[..., bytes]], Callable[..., bytes]]:
@@ -116,22 +232,6 @@ def json_handler(*methods: str) -> Callable[[Callable[..., bytes]], Callable[...
     return decorate
 
 
-def _start(func: Callable[..., Iterable[Any]], signature: inspect.Signature,
-           args: tuple[Any, ...], params: dict[str, Any]) -> Any:
-    """Call the generator function with the request's own parameters."""
-    try:
-        signature.bind(*args, **params)
-    except TypeError:
-        raise _binding_error(signature, args, params) from None
-    try:
-        return iter(func(*args, **params))
-    except LongPollError:
-        raise
-    except Exception as exc:
-        log.exception("starting a session of %s raised", func.__qualname__)
-        raise GeneratorFailed(f"starting the session raised {type(exc).__name__}") from None
-
-
 def _binding_error(signature: inspect.Signature, args: tuple[Any, ...], params: dict[str, Any]) -> LongPollError:
     kinds = {p.kind for p in signature.parameters.values()}
     if inspect.Parameter.VAR_KEYWORD not in kinds:
@@ -148,3 +248,5 @@ def _binding_error(signature: inspect.Signature, args: tuple[Any, ...], params: 
                 and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)):
             return BadParameter(name, "required")
     return NotFound("no such resource")
+
+

@@ -20,11 +20,11 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-import cherrypy
 import orjson
-from cherrypy.process import plugins, wspbus
+from cherrypy.process import wspbus
 from redis.backoff import EqualJitterBackoff
 
+from . import plugin
 from .backends.base import Entry, Log
 from .errors import BackendUnavailable, LongPollError
 from .subscription import Subscription
@@ -33,10 +33,6 @@ log = logging.getLogger("longpoll")
 
 BLOCK_SECONDS = 1.0
 """Longest a read waits for news; bounds how long stopping the hub takes."""
-
-
-HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()
-"""Every hub of the process, for /stats."""
 
 
 class Router(Protocol):
@@ -77,24 +73,31 @@ class FanOut:
 
 
 class Hub:
+    """One reader of a log and the routers of its topics.
+
+    The hub runs while the engine's longpoll plugin runs; it is attached to
+    it on first subscription, not in the constructor.  Its reader thread
+    holds it only weakly between reads, so a hub whose broker is dropped is
+    collected and its thread ends.
+    """
+
     def __init__(self, log: Log, *, buffer: int = 1000, bus: wspbus.Bus | None = None):
         self.log = log
         self.buffer = buffer
+        self.bus = bus
         self._routers: dict[str, Router] = {}
+        self._routed: set[str] = set()  # topics given a router by route(): kept when empty
+        self._companions: list[Any] = []  # started and stopped with the hub (a PUBLISH bridge)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._attached = False
         self.error: LongPollError | None = None
         self.position: str | None = None
         self.entries = 0
         self.malformed = 0
         self.dropped = 0
         self.outages = 0
-        HUBS.add(self)
-        self._plugin = _HubPlugin(bus or cherrypy.engine, self)
-        self._plugin.subscribe()
-        if self._plugin.bus.state == wspbus.states.STARTED:
-            self.start()
 
     # -- subscriptions ---------------------------------------------------
 
@@ -104,12 +107,14 @@ class Hub:
             if self._routers.get(topic):
                 raise RuntimeError(f"topic {topic!r} already has subscribers")
             self._routers[topic] = router
+            self._routed.add(topic)
 
     def subscribe(self, topic: str, filter: Any = None, maxlen: int | None = None) -> Subscription:
         """A new subscription; its ``start`` is the last position it will not get."""
+        self._attach()
         sub = Subscription(self, topic, filter, maxlen or self.buffer)
-        sub.error = self.error
-        with self._lock:
+        with self._lock:  # the error and the position as of the same moment as the router's
+            sub.error = self.error
             sub.start = self.position
             router = self._routers.get(topic)
             if router is None:
@@ -122,9 +127,27 @@ class Hub:
             router = self._routers.get(sub.topic)
             if router is not None:
                 router.remove(sub)
+                if not len(router) and sub.topic not in self._routed:
+                    del self._routers[sub.topic]  # anyone can make topics: keep none that nobody reads
 
     def subscriptions(self) -> int:
-        return sum(len(r) for r in self._routers.values())
+        with self._lock:
+            return sum(len(r) for r in self._routers.values())
+
+    def topics(self) -> int:
+        with self._lock:
+            return len(self._routers)
+
+    def attach(self, companion: Any) -> None:
+        """Run something (``start``/``stop``) with this hub, e.g. a PUBLISH bridge into it."""
+        self._companions.append(companion)
+        if self._thread is not None:
+            companion.start()
+
+    def _attach(self) -> None:
+        if not self._attached:
+            self._attached = True
+            plugin.current(self.bus).attach(self)
 
     # -- the reader ------------------------------------------------------
 
@@ -136,43 +159,49 @@ class Hub:
             self.position = self.log.tail()
         except BackendUnavailable:
             self.position = None  # the reader finds it once the backend answers
-        self._thread = threading.Thread(target=self._run, name="longpoll-hub", daemon=True)
+        self._thread = threading.Thread(target=_read, args=(weakref.ref(self), self._stopping),
+                                        name="longpoll-hub", daemon=True)
         self._thread.start()
+        for companion in self._companions:
+            companion.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self.log.wake()
+        for companion in self._companions:
+            companion.stop()
         if self._thread is not None:
             self._thread.join(timeout=BLOCK_SECONDS * 5)
             self._thread = None
 
-    def _run(self) -> None:
-        backoff = EqualJitterBackoff(cap=5.0, base=0.1)
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                if self.position is None:
-                    self.position = self.log.tail()
-                entries = self.log.read(self.position, BLOCK_SECONDS)
-            except BackendUnavailable as exc:
-                failures += 1
-                if failures == 1:
-                    self.outages += 1
-                    log.warning("hub cannot read the backend (%s); retrying with backoff", exc.message)
-                    self._fail(exc)
-                self._stopping.wait(backoff.compute(failures))
-                continue
-            except Exception:  # a bug must not end the only reader of the process
-                log.exception("hub read failed")
-                failures += 1
-                self._stopping.wait(backoff.compute(failures))
-                continue
-            if failures:
-                failures = 0
-                log.warning("hub reads the backend again, from position %s", self.position)
-                self._fail(None)
-            if entries:
-                self._dispatch(entries)
+    def __del__(self) -> None:
+        self._stopping.set()
+
+    def _read_once(self, state: dict[str, Any]) -> None:
+        """One read and its dispatch; ``state`` carries the reader's failure count between reads."""
+        try:
+            if self.position is None:
+                self.position = self.log.tail()
+            entries = self.log.read(self.position, BLOCK_SECONDS)
+        except BackendUnavailable as exc:
+            state["failures"] += 1
+            if state["failures"] == 1:
+                self.outages += 1
+                log.warning("hub cannot read the backend (%s); retrying with backoff", exc.message)
+                self._fail(exc)
+            self._stopping.wait(state["backoff"].compute(state["failures"]))
+            return
+        except Exception:  # a bug must not end the only reader of the process
+            log.exception("hub read failed")
+            state["failures"] += 1
+            self._stopping.wait(state["backoff"].compute(state["failures"]))
+            return
+        if state["failures"]:
+            state["failures"] = 0
+            log.warning("hub reads the backend again, from position %s", self.position)
+            self._fail(None)
+        if entries:
+            self._dispatch(entries)
 
     def inject(self, topic: str, raw: bytes) -> None:
         """Dispatch an item that did not come through the log (pub/sub, say).
@@ -214,8 +243,8 @@ class Hub:
             sub.notify()
 
     def _fail(self, error: LongPollError | None) -> None:
-        self.error = error
-        with self._lock:
+        with self._lock:  # with subscribe(): a new subscription sees this error or is in this list
+            self.error = error
             subs = [sub for router in self._routers.values() for sub in router.members()]
         for sub in subs:
             sub.fail(error)
@@ -231,15 +260,12 @@ class Hub:
         }
 
 
-class _HubPlugin(plugins.SimplePlugin):
-    """Starts and stops the hub's reader with the CherryPy engine."""
-
-    def __init__(self, bus: wspbus.Bus, hub: Hub):
-        super().__init__(bus)
-        self.hub = hub
-
-    def start(self) -> None:
-        self.hub.start()
-
-    def stop(self) -> None:
-        self.hub.stop()
+def _read(ref: weakref.ref[Hub], stopping: threading.Event) -> None:
+    """The reader thread: holds its hub only for one read at a time, so a dropped hub ends it."""
+    state = {"failures": 0, "backoff": EqualJitterBackoff(cap=5.0, base=0.1)}
+    while not stopping.is_set():
+        hub = ref()
+        if hub is None:
+            return
+        hub._read_once(state)
+        del hub

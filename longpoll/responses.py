@@ -52,8 +52,8 @@ def json_error_page(status: str = "500", message: str = "", traceback: str = "",
     return orjson.dumps({"error": _code(code), "message": text})
 
 
-def _unpad() -> None:
-    """Undo CherryPy's padding of short error bodies (an old IE workaround) on JSON."""
+def unpad() -> None:
+    """``hooks.before_finalize``: undo CherryPy's padding of short error bodies (an old IE workaround) on JSON."""
     response = cherrypy.serving.response
     if response.status and int(str(response.status)[:3]) >= 400 and \
             response.headers.get("Content-Type") == "application/json":
@@ -65,9 +65,22 @@ def _unpad() -> None:
 JSON_ERRORS: dict[str, Any] = {
     "error_page.default": json_error_page,
     "request.show_tracebacks": False,
-    "hooks.before_finalize": _unpad,
+    "hooks.before_finalize": unpad,
     "hooks.before_request_body": prepare_body,
 }
 """Per-app config that makes CherryPy's own error answers JSON (and reads
 request bodies without CherryPy's 411 for body-less POSTs or its 500 for
-malformed multipart)."""
+malformed multipart).  From a config file, use the tool instead:
+``tools.longpoll_json_errors.on = True``."""
+
+
+def _json_errors() -> None:
+    """The tool behind ``tools.longpoll_json_errors``: JSON_ERRORS for the request, set at its start."""
+    request = cherrypy.serving.request
+    request.error_page["default"] = json_error_page
+    request.show_tracebacks = False
+    request.hooks.attach("before_finalize", unpad)
+    request.hooks.attach("before_request_body", prepare_body)
+
+
+cherrypy.tools.longpoll_json_errors = cherrypy.Tool("on_start_resource", _json_errors, priority=10)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import BadParameter, Expired, GeneratorFailed, LongPollError
@@ -31,6 +31,9 @@ DONE = "done"
 
 MAX_WATCHED = 8
 """Signals a session stays registered with; older ones are let go."""
+
+Encode = Callable[[Any], Any]
+"""Turns an item into what is sent; raises for an item that cannot be sent."""
 
 RETRY_MS_WHEN_FULL = 1000
 """What a poll turned away by the hold gate tells the client to wait."""
@@ -62,16 +65,19 @@ class Batch:
 
 class Session:
     __slots__ = (
-        "key", "tag", "owner", "last_seen", "_allowance", "_checked", "_it", "_lock", "_cond", "_woken",
-        "_ticket", "_inflight", "_watched", "_seq", "_cursor", "_prev", "_last", "_last_state", "_acked", "_closed",
-        "_finished", "_failure", "_position",
+        "key", "tag", "owner", "quotas", "last_seen", "served", "_allowance", "_checked", "_it", "_lock", "_cond",
+        "_woken", "_ticket", "_inflight", "_watched", "_seq", "_cursor", "_prev", "_last", "_last_state", "_acked",
+        "_closed", "_finished", "_failure", "_position",
     )
 
-    def __init__(self, key: str, iterator: Iterator[Any], tag: Any = None, owner: str | None = None):
+    def __init__(self, key: str, iterator: Iterator[Any], tag: Any = None, owner: str | None = None,
+                 quotas: tuple[tuple[str, str], ...] = ()):
         self.key = key
         self.tag = tag  # what the session was created for (checked on later polls)
         self.owner = owner  # the client identity it counts against (sessions per identifier)
+        self.quotas = quotas  # the registry's caps it counts against: ("owner", id), ("address", ip)
         self.last_seen = time.monotonic()
+        self.served = 0  # polls that have ended
         self._allowance = -1.0  # poll tokens; filled on the first admit()
         self._checked = self.last_seen
         self._it = iterator
@@ -80,7 +86,7 @@ class Session:
         self._woken = False
         self._ticket = 0  # the newest poll's number; an older poll that sees a newer one gives way
         self._inflight = 0
-        self._watched: list[Signal] = []
+        self._watched: tuple[Signal, ...] = ()  # replaced, never mutated: read without the lock
         self._seq = 0
         self._cursor = "0"  # cursor of the last batch sent
         self._prev: str | None = None  # cursor the last batch was asked for with
@@ -122,13 +128,15 @@ class Session:
         """What a session store keeps to rebuild this session in another process."""
         return {"seq": self._seq, "prev": self._prev, "last": self._last, "last_state": self._last_state,
                 "position": self._position, "definition": getattr(self._it, "definition", None),
-                "tag": list(self.tag) if isinstance(self.tag, tuple) else self.tag, "owner": self.owner}
+                "tag": list(self.tag) if isinstance(self.tag, tuple) else self.tag, "owner": self.owner,
+                "quotas": [list(q) for q in self.quotas]}
 
     @classmethod
     def restore(cls, key: str, iterator: Iterator[Any], state: dict[str, Any]) -> Session:
         """A session rebuilt from a snapshot, at the same batch and cursors."""
         tag = state["tag"]
-        session = cls(key, iterator, tuple(tag) if isinstance(tag, list) else tag, state.get("owner"))
+        quotas = tuple(tuple(q) for q in state.get("quotas", ()))
+        session = cls(key, iterator, tuple(tag) if isinstance(tag, list) else tag, state.get("owner"), quotas)
         session._seq = state["seq"]
         session._cursor = str(state["seq"])
         session._prev = state["prev"]
@@ -142,20 +150,31 @@ class Session:
         """Seconds since the last poll ended; None while a poll is in flight."""
         return None if self._inflight else now - self.last_seen
 
-    def poll(self, cursor: str | None, timeout: float, max_items: int, gate: HoldGate | None = None) -> Batch:
+    def poll(self, cursor: str | None, timeout: float, max_items: int, gate: HoldGate | None = None,
+             encode: Encode | None = None) -> Batch:
+        """The next batch.  ``encode`` turns each item into what is sent (JSON, say) as it is taken;
+        an item it refuses ends the session as the generator raising would, after the items before it."""
         with self._cond:
             self._ticket += 1
             ticket = self._ticket
             self._inflight += 1
             self._cond.notify_all()  # an older poll on this key answers now
         try:
-            return self._poll(ticket, "0" if cursor is None else cursor, timeout, max_items, gate)
+            return self._poll(ticket, "0" if cursor is None else cursor, timeout, max_items, gate, encode)
         finally:
             with self._cond:
                 self._inflight -= 1
+                self.served += 1
                 self.last_seen = time.monotonic()
 
-    def _poll(self, ticket: int, cursor: str, timeout: float, max_items: int, gate: HoldGate | None) -> Batch:
+    def release(self) -> None:
+        """Answer a held poll at once, as a newer poll would (one that began in another process)."""
+        with self._cond:
+            self._ticket += 1
+            self._cond.notify_all()
+
+    def _poll(self, ticket: int, cursor: str, timeout: float, max_items: int, gate: HoldGate | None,
+              encode: Encode | None) -> Batch:
         deadline = time.monotonic() + timeout
         with self._lock:
             resent = self._acknowledge(cursor)
@@ -171,7 +190,7 @@ class Session:
                         return self._empty(cursor)
                     with self._cond:
                         self._woken = False
-                    batch = self._pull(cursor, max_items)
+                    batch = self._pull(cursor, max_items, encode)
                     if batch is not None:
                         return batch
                 if time.monotonic() >= deadline:
@@ -209,7 +228,7 @@ class Session:
             return Batch(self._last_state, self._cursor, self._last, self._dropped())
         raise BadParameter("cursor", "does not match this session; send the cursor of the last response")
 
-    def _pull(self, cursor: str, max_items: int) -> Batch | None:
+    def _pull(self, cursor: str, max_items: int, encode: Encode | None = None) -> Batch | None:
         """Advance the generator for up to max_items; None when nothing is ready."""
         items: list = []
         unavailable: LongPollError | None = None
@@ -219,7 +238,7 @@ class Session:
             while len(items) < max_items:
                 value = next(self._it)
                 if not isinstance(value, Signal):
-                    items.append(value)
+                    items.append(value if encode is None else self._encoded(encode, value))
                     continue
                 if not any(w is value for w in self._watched):
                     self._watch(value)
@@ -256,11 +275,22 @@ class Session:
         return Batch(state, self._cursor, items, self._dropped(), fresh=True,
                      snapshot=self.snapshot() if self.durable else None)
 
+    def _encoded(self, encode: Encode, value: Any) -> Any:
+        try:
+            return encode(value)
+        except Exception as exc:
+            log.warning("session generator %s yielded an item that cannot be sent (%s); ending its session",
+                        getattr(self._it, "__name__", self._it), exc)
+            raise GeneratorFailed(f"the session's generator yielded an item that cannot be encoded "
+                                  f"({type(value).__name__}); the session has ended") from None
+
     def _watch(self, signal: Signal) -> None:
         signal.add_waiter(self._wake)
-        self._watched.append(signal)
-        if len(self._watched) > MAX_WATCHED:  # a generator making a new signal per wait
-            self._watched.pop(0).remove_waiter(self._wake)
+        watched = (*self._watched, signal)
+        if len(watched) > MAX_WATCHED:  # a generator making a new signal per wait
+            watched[0].remove_waiter(self._wake)
+            watched = watched[1:]
+        self._watched = watched
 
     def _empty(self, cursor: str, retry_ms: int | None = None) -> Batch:
         return Batch(READY, cursor, [], self._dropped(), retry_ms)
@@ -285,7 +315,7 @@ class Session:
         self._closed = True
         for signal in self._watched:
             signal.remove_waiter(self._wake)
-        self._watched = []
+        self._watched = ()
         self._last = []
         close = getattr(self._it, "close", None)
         if close is not None:

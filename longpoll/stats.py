@@ -13,9 +13,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from . import reaper
+from . import plugin
 from .gate import HELD
-from .hub import HUBS
+from .hub import Hub
 
 COUNTERS = ("polls", "items_delivered", "items_dropped", "sessions_created", "sessions_expired", "sessions_resumed",
             "entries_read", "entries_malformed", "backend_outages")
@@ -24,11 +24,12 @@ GAUGES = ("sessions", "held_polls", "subscriptions")
 
 def snapshot() -> dict[str, Any]:
     totals: dict[str, Any] = dict.fromkeys(COUNTERS + GAUGES, 0)
-    for registry in reaper.registries():
+    running = plugin.subscribed()
+    for registry in {r for p in running for r in list(p.registries)}:
         for name, value in registry.stats().items():
             totals[name] += value
     available = True
-    for hub in list(HUBS):
+    for hub in {w for p in running for w in list(p.workers) if isinstance(w, Hub)}:
         stats = hub.stats()
         available = available and stats.pop("backend_available")
         for name, value in stats.items():

@@ -10,7 +10,7 @@ from typing import Any
 import cherrypy
 
 import longpoll
-from longpoll.registry import Registry
+from longpoll.registry import Registry, SessionLimits
 
 FINALLY: defaultdict[str, threading.Event] = defaultdict(threading.Event)
 """token -> set once the generator of the session made with that token has been closed."""
@@ -50,7 +50,9 @@ class Short:
         self.tracked = cherrypy.expose(longpoll.json_yield(registry=registry)(tracked))
         self.waiting = cherrypy.expose(longpoll.json_yield(registry=registry)(
             lambda topic, token: waiting(broker, topic, token)))
-        many = Registry(idle_timeout=60, max_sessions=5000, name="tests-neglect")  # expired by the test itself
+        many = Registry(idle_timeout=60, name="tests-neglect",  # expired by the test itself
+                        session_limits=SessionLimits(max_sessions=5000, max_per_address=5000,
+                                                     unconfirmed_idle_timeout=60))
         self.many = cherrypy.expose(longpoll.json_yield(registry=many)(
             lambda topic, token: waiting(broker, topic, token)))
 

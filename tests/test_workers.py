@@ -26,7 +26,7 @@ def test_two_gevent_workers_serve_one_stream_without_loss(durable_redis):
 
 
 def test_a_gevent_worker_holds_many_polls_and_still_answers_a_ready_one():
-    with ServerProcess("--workers", "1") as server:
+    with ServerProcess("--workers", "1", "--max-sessions-per-address", "5000") as server:
         url = server.wait_ready()
         n = 1000  # more than the default threaded server lets wait (900)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cherrypy
@@ -24,8 +23,10 @@ from ..backends import DEFAULT_RETENTION
 from ..broker import DEFAULT_BUFFER, Broker
 from ..durable import RedisSessionStore
 from ..params import PollLimits
+from ..plugin import Plugin
 from ..registry import Registry, SessionLimits
 from ..responses import JSON_ERRORS
+from ..sizing import listen_backlog, reserve
 from ..streams import StatusStreams, open_store
 from ..webclient import web_dir
 from . import cors, openapi
@@ -43,6 +44,8 @@ class Settings:
     idle_timeout: float = 60.0
     max_sessions: int = 10_000
     max_sessions_per_identifier: int = 20
+    max_sessions_per_address: int = 1000
+    trusted_proxies: tuple[str, ...] = ()
     max_polls_per_second: float = 50.0
     max_timeout: float = 60.0  # longest a poll may be held (PROTOCOL.md: at most 60)
     threads: int = 1000
@@ -53,14 +56,6 @@ class Settings:
     access_log: bool = False
     cors_origins: tuple[str, ...] = ()
     workers: int = 0  # 0: cheroot threads in this process; N: N gunicorn gevent worker processes
-
-
-def listen_backlog(wanted: int = 4096) -> int:
-    """The kernel caps the listen queue at net.core.somaxconn; ask for no more."""
-    try:
-        return min(wanted, int(Path("/proc/sys/net/core/somaxconn").read_text()))
-    except (OSError, ValueError):
-        return wanted
 
 
 class Root(Service):
@@ -88,9 +83,10 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     broker = Broker(settings.redis_url, buffer=settings.buffer, retention=settings.retention)
     store = RedisSessionStore(broker.redis, settings.idle_timeout) if broker.redis is not None else None
     limits = SessionLimits(max_sessions=settings.max_sessions, max_per_owner=settings.max_sessions_per_identifier,
+                           max_per_address=settings.max_sessions_per_address,
                            polls_per_second=settings.max_polls_per_second,
                            poll_burst=2 * settings.max_polls_per_second)
-    registry = Registry(settings.idle_timeout, name="longpoll serve", store=store, limits=limits)
+    registry = Registry(settings.idle_timeout, name="longpoll serve", store=store, session_limits=limits)
     poll_limits = PollLimits(max_timeout=settings.max_timeout,
                              default_timeout=min(PollLimits.default_timeout, settings.max_timeout))
     root = Root(openapi.document(poll_limits))
@@ -126,6 +122,7 @@ def configure(settings: Settings) -> None:
         "checker.on": False,
         "log.screen": False,
         "longpoll.max_held_polls": settings.max_held_polls,
+        "longpoll.trusted_proxies": tuple(settings.trusted_proxies),
         **JSON_ERRORS,
     })
     if settings.access_log:
@@ -142,17 +139,15 @@ def configure(settings: Settings) -> None:
         logger.setLevel(logging.INFO)
 
 
-def keep_clients_connected(settings: Settings) -> None:
-    """Let up to ``max_sessions`` keep-alive connections wait between requests (cheroot: 10).
-
-    Past its limit cheroot answers ``Connection: close``, and a long-poll client,
-    which comes straight back, must open a new connection: bench.latency counted
-    one on every other poll.  Idle connections still close after
-    ``server.socket_timeout``.  Call after the engine has started the server.
-    """
-    httpserver = cherrypy.server.httpserver
-    if httpserver is not None:
-        httpserver.keep_alive_conn_limit = settings.max_sessions
+def plugin(settings: Settings, threads: bool = True) -> Plugin:
+    """longpoll's engine plugin: with threads, sized to the pool; with greenlets, to the sessions."""
+    if threads:
+        held = settings.max_held_polls or settings.threads - reserve(settings.threads)
+    else:
+        held = settings.max_held_polls or settings.max_sessions
+    engine_plugin = Plugin(cherrypy.engine, held_polls=held)
+    engine_plugin.subscribe()
+    return engine_plugin
 
 
 def wsgi_application(settings: Settings) -> Any:
@@ -165,6 +160,7 @@ def wsgi_application(settings: Settings) -> Any:
         settings.max_held_polls = max(settings.max_sessions, 10_000)
     configure(settings)
     cherrypy.server.unsubscribe()
+    plugin(settings, threads=False)
     root, config, _ = build(settings)
     cherrypy.tree.mount(root, "/", config)
     cherrypy.engine.start()
@@ -178,11 +174,11 @@ def run(settings: Settings) -> None:
 
         exec_gunicorn(settings)  # does not return
     configure(settings)
+    plugin(settings)
     root, config, broker = build(settings)
     cherrypy.tree.mount(root, "/", config)
     cherrypy.engine.signals.subscribe()
     cherrypy.engine.start()
-    keep_clients_connected(settings)
     host, port = cherrypy.server.bound_addr[:2]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"longpoll serving on http://{shown}:{port}/ ({broker.backend} backend, "

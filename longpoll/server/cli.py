@@ -46,6 +46,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-sessions-per-identifier", type=_positive(int),
                        default=Settings.max_sessions_per_identifier, metavar="N",
                        help="live stream sessions of one identifier before its new ones get 429 (default %(default)s)")
+    serve.add_argument("--max-sessions-per-address", type=_positive(int), default=Settings.max_sessions_per_address,
+                       metavar="N", help="live sessions made from one client address before its new ones get 429 "
+                                         "(default %(default)s; see --trust-proxy)")
+    serve.add_argument("--trust-proxy", action="append", default=[], metavar="CIDR", dest="trusted_proxies",
+                       type=_network,
+                       help="a reverse proxy (address or network) whose X-Forwarded-For names the client "
+                            "(repeatable; default: none, the peer address is the client)")
     serve.add_argument("--max-polls-per-second", type=_positive(float), default=Settings.max_polls_per_second,
                        metavar="R",
                        help="sustained polls of one session (bursts of twice that) before 429 (default %(default)g)")
@@ -109,6 +116,16 @@ def _redis_url(url: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _network(text: str) -> str:
+    from ..clients import networks
+
+    try:
+        networks((text,))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 COORDINATE_OPTIONS = ("--location", "--locations")
 
 
@@ -132,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         fields = {f.name for f in dataclasses.fields(Settings)}
         given = {name: value for name, value in vars(args).items() if name in fields}
+        given["trusted_proxies"] = tuple(args.trusted_proxies)
         run(Settings(**given, redis_url=args.redis, cors_origins=tuple(args.cors_origin)))
         return 0
     if args.command == "tail":

@@ -42,8 +42,8 @@ def primes(limit: Any = "1000") -> Iterator[int]:
 class Demo:
     def __init__(self, broker: Broker, registry: Registry, limits: PollLimits = PollLimits()):
         self.broker = broker
-        self.primes = cherrypy.expose(json_yield(registry=registry, limits=limits)(primes))
-        self._follow = json_yield(methods=("GET",), registry=registry, limits=limits,
+        self.primes = cherrypy.expose(json_yield(registry=registry, poll_limits=limits)(primes))
+        self._follow = json_yield(methods=("GET",), registry=registry, poll_limits=limits,
                                   bind=lambda params: params.get("topic"))(self._topic_items)
 
     def _topic_items(self, topic: str) -> Iterator[Any]:

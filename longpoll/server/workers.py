@@ -33,7 +33,7 @@ class WorkersUnavailable(SystemExit):
 
 
 def gunicorn_argv(settings: Settings) -> list[str]:
-    from .app import listen_backlog
+    from ..sizing import listen_backlog
 
     return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
             "--workers", str(settings.workers), "--bind", f"{settings.host}:{settings.port}",

@@ -16,7 +16,8 @@ from .workers import SETTINGS_ENV
 _given = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
 if "redis_url" not in _given and os.environ.get("LONGPOLL_REDIS_URL"):
     _given["redis_url"] = os.environ["LONGPOLL_REDIS_URL"]
-if "cors_origins" in _given:
-    _given["cors_origins"] = tuple(_given["cors_origins"])
+for _name in ("cors_origins", "trusted_proxies"):
+    if _name in _given:
+        _given[_name] = tuple(_given[_name])
 settings = Settings(**_given)
 application = wsgi_application(settings)

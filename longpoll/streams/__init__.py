@@ -12,10 +12,10 @@ def open_store(broker: Broker) -> Store:
     """The store that goes with the broker's backend (and, on Redis, the PUBLISH bridge)."""
     if broker.redis is None:
         return MemoryStore(broker.log)  # type: ignore[arg-type]
-    from .bridge import PublishBridge
+    from .bridge import publish_bridge
     from .redis_store import RedisStore
 
-    broker.bridge = PublishBridge(broker.redis, broker.hub)  # type: ignore[attr-defined]
+    broker.bridge = publish_bridge(broker.redis, broker.hub)  # type: ignore[attr-defined]
     return RedisStore(broker.redis, broker.log)  # type: ignore[arg-type]
 
 

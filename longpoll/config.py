@@ -1,0 +1,99 @@
+"""The ``longpoll`` config namespace: settings from an app's config file, per app and per path.
+
+CherryPy libraries take their settings from config sections like this one::
+
+    [global]
+    longpoll.max_held_polls = 2000          # process-wide
+
+    [/api/chat]
+    longpoll.idle_timeout = 30              # per app or path: any key below
+    longpoll.max_timeout = 45
+    longpoll.trusted_proxies = ["10.0.0.0/8"]
+
+A ``json_yield`` decorator's arguments are the defaults; config overrides
+them where it is given.  Per-poll limits are read on every request;
+registry settings (idle timeout, session caps) when the endpoint's registry
+is made, at its first request.  Registering the namespace also keeps
+CherryPy's config checker from warning about these keys.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+from typing import Any
+
+import cherrypy
+from cherrypy import _cprequest
+
+from .clients import networks
+from .params import PollLimits
+
+POLL_KEYS = {"default_timeout": float, "max_timeout": float, "default_max": int, "max_items": int,
+             "max_param_chars": int}
+"""Read per request into PollLimits (``max_items`` is PollLimits.max_max)."""
+
+REGISTRY_KEYS = {"idle_timeout": float, "max_sessions": int, "max_sessions_per_identifier": int,
+                 "max_sessions_per_address": int, "polls_per_second": float, "poll_burst": float,
+                 "unconfirmed_idle_timeout": float}
+"""Read when an endpoint's own registry is made."""
+
+OTHER_KEYS = {"max_held_polls", "trusted_proxies"}
+
+KNOWN = set(POLL_KEYS) | set(REGISTRY_KEYS) | OTHER_KEYS
+
+
+def _check(key: str, value: Any) -> None:
+    if key not in KNOWN:
+        raise ValueError(f"longpoll.{key} is not a longpoll setting; known: {', '.join(sorted(KNOWN))}")
+    kind = POLL_KEYS.get(key) or REGISTRY_KEYS.get(key)
+    if kind is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise ValueError(f"longpoll.{key} must be a positive number, not {value!r}")
+    if key == "max_held_polls" and value is not None and (not isinstance(value, int) or value < 1):
+        raise ValueError(f"longpoll.max_held_polls must be a whole number of at least 1, not {value!r}")
+    if key == "trusted_proxies":
+        networks((value,) if isinstance(value, str) else tuple(value or ()))
+
+
+def _global(key: str, value: Any) -> None:
+    _check(key, value)
+
+
+def _per_request(key: str, value: Any) -> None:
+    """Nothing to do per request: endpoints read ``request.config`` themselves."""
+
+
+def register() -> None:
+    cherrypy.config.namespaces["longpoll"] = _global
+    _cprequest.Request.namespaces["longpoll"] = _per_request
+
+
+def setting(config: dict[str, Any], key: str, default: Any) -> Any:
+    return config.get("longpoll." + key, default)
+
+
+@functools.lru_cache(maxsize=64)
+def _poll_limits(base: PollLimits, overrides: tuple[tuple[str, Any], ...]) -> PollLimits:
+    changes = {}
+    for key, value in overrides:
+        _check(key, value)
+        changes["max_max" if key == "max_items" else key] = POLL_KEYS[key](value)
+    return replace(base, **changes)
+
+
+def poll_limits(config: dict[str, Any], base: PollLimits) -> PollLimits:
+    """``base`` with the request's config applied (cached: the same config gives the same object)."""
+    overrides = tuple((key, config["longpoll." + key]) for key in POLL_KEYS if "longpoll." + key in config)
+    return _poll_limits(base, overrides) if overrides else base
+
+
+def registry_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The registry keys the config gives, checked."""
+    found = {}
+    for key, kind in REGISTRY_KEYS.items():
+        value = config.get("longpoll." + key)
+        if value is not None:
+            _check(key, value)
+            found[key] = kind(value)
+    return found
+
