@@ -7,14 +7,15 @@ an error rather than a silent pick.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import cherrypy
-import orjson
 from cherrypy import _cpreqbody
 
 from .errors import BadParameter, BadRequest, PayloadTooLarge, Unauthorized
@@ -22,8 +23,10 @@ from .errors import BadParameter, BadRequest, PayloadTooLarge, Unauthorized
 IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 CURSOR = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-DECIMAL = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
-WHOLE = re.compile(r"\s*[+-]?\d{1,18}\s*", re.ASCII)
+DECIMAL = re.compile(r" *[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)? *")
+WHOLE = re.compile(r" *[+-]?[0-9]{1,18} *")
+"""Numbers as a person types them in ASCII: no ``_``, other scripts' digits or tabs,
+which Python's float() and int() accept but a client in another language would not."""
 IGNORED = frozenset({"_"})
 """jQuery's cache buster (``cache: false`` adds ``_=<time>``)."""
 
@@ -79,6 +82,17 @@ def prepare_body() -> None:
         request.body.processors = dict(GUARDED_PROCESSORS)
 
 
+def check_query_string() -> None:
+    """``hooks.on_start_resource``: a query string that is not UTF-8 is a malformed request (400);
+    CherryPy, which looks next, would answer 404."""
+    query = cherrypy.serving.request.query_string
+    if query:
+        try:
+            urllib.parse.parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise cherrypy.HTTPError(400, "the query string is not valid UTF-8") from None
+
+
 def json_request_body() -> Any:
     """The request's JSON body, or NO_BODY when it has none (or is not JSON-typed)."""
     request = cherrypy.serving.request
@@ -94,9 +108,35 @@ def json_request_body() -> Any:
     if not raw.strip():
         return NO_BODY
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        return json.loads(raw, object_pairs_hook=_unique_names, parse_constant=_no_constant)
+    except DuplicateName as exc:
+        raise BadParameter(exc.name, "given more than once") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("the request body is not valid JSON") from None
+
+
+class DuplicateName(ValueError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose names are unique (RFC 8259 says they SHOULD be; a second one is not a silent pick)."""
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in found:
+            raise DuplicateName(name[:64])
+        found[name] = value
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class JsonList(list):
+    """A list that came as one JSON value, not as a repeated query or form parameter."""
 
 
 def request_params(kwargs: dict[str, Any], max_chars: int) -> dict[str, Any]:
@@ -109,7 +149,7 @@ def request_params(kwargs: dict[str, Any], max_chars: int) -> dict[str, Any]:
         for name, value in body.items():
             if name in params:
                 raise BadParameter(name, "given more than once")
-            params[name] = value
+            params[name] = JsonList(value) if isinstance(value, list) else value
     for name, value in params.items():
         if isinstance(value, list):
             if not all(isinstance(v, (str, int, float)) for v in value):
@@ -133,6 +173,8 @@ def request_params(kwargs: dict[str, Any], max_chars: int) -> dict[str, Any]:
 def single(params: dict[str, Any], name: str) -> Any:
     """The one value of a parameter, or None; a repeated query parameter is an error."""
     value = params.pop(name, None)
+    if isinstance(value, JsonList):
+        raise BadParameter(name, "must be a single value, not a list")
     if isinstance(value, list):
         raise BadParameter(name, "given more than once")
     return value

@@ -15,7 +15,7 @@ import cherrypy
 import orjson
 
 from .errors import LongPollError
-from .params import prepare_body
+from .params import check_query_string, prepare_body
 
 
 def json_body(status: int, body: Any, headers: dict[str, str] | None = None) -> bytes:
@@ -67,6 +67,7 @@ JSON_ERRORS: dict[str, Any] = {
     "request.show_tracebacks": False,
     "hooks.before_finalize": unpad,
     "hooks.before_request_body": prepare_body,
+    "hooks.on_start_resource": check_query_string,
 }
 """Per-app config that makes CherryPy's own error answers JSON (and reads
 request bodies without CherryPy's 411 for body-less POSTs or its 500 for
@@ -81,6 +82,7 @@ def _json_errors() -> None:
     request.show_tracebacks = False
     request.hooks.attach("before_finalize", unpad)
     request.hooks.attach("before_request_body", prepare_body)
+    check_query_string()
 
 
 cherrypy.tools.longpoll_json_errors = cherrypy.Tool("on_start_resource", _json_errors, priority=10)

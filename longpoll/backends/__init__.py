@@ -8,4 +8,7 @@ from .memory import MemoryLog
 DEFAULT_RETENTION = 100_000
 """Entries the log keeps for readers that fall behind or reconnect."""
 
-__all__ = ["Entry", "Log", "MemoryLog", "DEFAULT_RETENTION"]
+STREAM = "longpoll:log"
+"""The Redis Stream of a broker unless it names another."""
+
+__all__ = ["Entry", "Log", "MemoryLog", "DEFAULT_RETENTION", "STREAM"]

@@ -17,12 +17,22 @@ import orjson
 from ..errors import BadRequest
 from .base import Entry
 
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+"""What the embedded log keeps at most, whatever its entry count."""
+
 
 class MemoryLog:
-    """A capped, in-process log; positions are decimal sequence numbers."""
+    """A capped, in-process log; positions are decimal sequence numbers.
 
-    def __init__(self, retention: int = 100_000):
-        self._entries: deque[tuple[int, str, bytes]] = deque(maxlen=retention)
+    Capped twice: at ``retention`` entries and at ``max_bytes`` of entries,
+    so that whoever may publish cannot make the process keep more than that.
+    """
+
+    def __init__(self, retention: int = 100_000, max_bytes: int = DEFAULT_MAX_BYTES):
+        self._entries: deque[tuple[int, str, bytes]] = deque()
+        self.retention = retention
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self._seq = 0
         self._cond = threading.Condition()
 
@@ -34,6 +44,9 @@ class MemoryLog:
         with self._cond:
             self._seq += 1
             self._entries.append((self._seq, topic, raw))
+            self._bytes += len(raw)
+            while len(self._entries) > self.retention or (self._bytes > self.max_bytes and len(self._entries) > 1):
+                self._bytes -= len(self._entries.popleft()[2])
             self._cond.notify_all()
             return str(self._seq)
 

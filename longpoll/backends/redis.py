@@ -21,10 +21,8 @@ from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
 from ..errors import BackendUnavailable, BadRequest
-from . import sentinel
+from . import STREAM, sentinel
 from .base import Entry
-
-STREAM = "longpoll:log"
 
 RETRY = Retry(EqualJitterBackoff(cap=0.1, base=0.01), 1)
 """One quick retry (a pooled connection gone stale after a Redis restart), then 503:

@@ -53,6 +53,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     buffer: int = DEFAULT_BUFFER
     retention: int = DEFAULT_RETENTION
+    topic_retention: int = 10_000  # the demo's anonymous /topics: with max_topic_item_bytes, at most 80 MiB kept
+    max_topic_item_bytes: int = 8192
     access_log: bool = False
     cors_origins: tuple[str, ...] = ()
     workers: int = 0  # 0: cheroot threads in this process; N: N gunicorn gevent worker processes
@@ -78,6 +80,9 @@ class Root(Service):
         return cherrypy.lib.static.serve_file(str(web_dir() / "index.html"), "text/html")
 
 
+TOPICS_STREAM = "longpoll:topics"
+
+
 def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     """Make the app tree and its config (without touching global CherryPy state)."""
     broker = Broker(settings.redis_url, buffer=settings.buffer, retention=settings.retention)
@@ -90,7 +95,10 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     poll_limits = PollLimits(max_timeout=settings.max_timeout,
                              default_timeout=min(PollLimits.default_timeout, settings.max_timeout))
     root = Root(openapi.document(poll_limits))
-    demo = Demo(broker, registry, poll_limits)
+    # Anyone may publish to the demo's topics: a log of their own, bounded in bytes, not the statuses'.
+    topics = Broker(settings.redis_url, buffer=settings.buffer, retention=settings.topic_retention,
+                    stream=TOPICS_STREAM, max_item_bytes=settings.max_topic_item_bytes)
+    demo = Demo(topics, registry, poll_limits)
     root.primes = demo.primes  # type: ignore[attr-defined]
     root.topics = demo.topics  # type: ignore[attr-defined]
     streams = StatusStreams(broker, open_store(broker), registry, poll_limits)

@@ -71,6 +71,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--retention", type=_positive(int), default=Settings.retention, metavar="N",
                        help="entries the log keeps for readers that reconnect (Redis: XADD MAXLEN ~N; "
                             "default %(default)s)")
+    serve.add_argument("--topic-retention", type=_positive(int), default=Settings.topic_retention, metavar="N",
+                       help="items the demo's anonymous /topics keep (default %(default)s)")
+    serve.add_argument("--max-topic-item-bytes", type=_positive(int), default=Settings.max_topic_item_bytes,
+                       metavar="N", help="largest item published to /topics, in bytes of JSON (default %(default)s)")
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                        help="let pages from this origin poll and post (repeatable; '*' for any; default: none)")
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")

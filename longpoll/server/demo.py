@@ -7,6 +7,7 @@ publishes a JSON item to it, and every poller of the topic gets it.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -25,18 +26,40 @@ PRIMES_LIMIT = 10_000_000
 
 
 def primes(limit: Any = "1000") -> Iterator[int]:
-    """Every prime up to ``limit``, found by trial division against earlier primes."""
+    """Every prime up to ``limit``, batch by batch, at the same cost per batch however far it has gone."""
     try:
         top = int(limit)
     except (TypeError, ValueError):
         raise BadParameter("limit", f"must be a whole number from 2 to {PRIMES_LIMIT}") from None
     if not 2 <= top <= PRIMES_LIMIT:
         raise BadParameter("limit", f"must be a whole number from 2 to {PRIMES_LIMIT}")
-    found: list[int] = []
-    for n in range(2, top + 1):
-        if all(n % p for p in found if p * p <= n):
-            found.append(n)
+    return itertools.takewhile(lambda p: p <= top, _sieve())
+
+
+def _sieve() -> Iterator[int]:
+    """The incremental sieve of Eratosthenes, postponed: each number costs O(1) on average, and the
+    state is one dict entry per prime up to the square root of where it is (trial division against
+    every prime found so far cost more each poll: 1.4 s of CPU at poll 35 of limit=10,000,000)."""
+    yield from (2, 3, 5, 7)
+    composites: dict[int, Iterator[int]] = {}  # next odd multiple -> the rest of that prime's multiples
+    base = _sieve()  # the primes whose squares are still ahead
+    next(base)
+    p = next(base)  # 3
+    square = p * p
+    for n in itertools.count(9, 2):
+        if n in composites:
+            multiples = composites.pop(n)
+        elif n < square:
             yield n
+            continue
+        else:  # n is the square of the next base prime: start striking its multiples
+            multiples = itertools.count(square + 2 * p, 2 * p)
+            p = next(base)
+            square = p * p
+        for m in multiples:
+            if m not in composites:
+                break
+        composites[m] = multiples
 
 
 class Demo:

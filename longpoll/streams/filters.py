@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadParameter
+from ..params import DECIMAL
 
 LOGIN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
@@ -39,10 +40,10 @@ def parse_location(location: Any) -> tuple[float, float] | None:
     """A status's ``"lat,lon"``, or None when absent or malformed."""
     if not isinstance(location, str):
         return None
-    try:
-        lat, lon = (float(part) for part in location.split(","))
-    except ValueError:
+    parts = location.split(",")
+    if len(parts) != 2 or not all(DECIMAL.fullmatch(part) for part in parts):
         return None
+    lat, lon = float(parts[0]), float(parts[1])
     if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
         return None
     return lat, lon
@@ -142,7 +143,7 @@ def parse_sample(identifier: str, percent: Any, default: int = 10) -> Sample:
     if percent is None:
         return Sample(identifier, default)
     if isinstance(percent, bool) or not (
-            isinstance(percent, int) or isinstance(percent, str) and re.fullmatch(r"\s*\d{1,3}\s*", percent)):
+            isinstance(percent, int) or isinstance(percent, str) and re.fullmatch(r" *[0-9]{1,3} *", percent)):
         raise BadParameter("percent", "must be a whole number from 1 to 100")
     value = int(percent)
     if not 1 <= value <= 100:
@@ -176,17 +177,16 @@ def parse_follow(value: Any, limits: FilterLimits) -> Follow | None:
 
 
 def parse_locations(value: Any, limits: FilterLimits, name: str = "locations") -> Locations | None:
-    raw = [part.strip() for part in _values(name, value, numbers=True)]
+    raw = [part.strip(" ") for part in _values(name, value, numbers=True)]
     if raw == [""] or not raw:
         return None
     if len(raw) % 4:
         raise BadParameter(name, "boxes are four numbers each: lon1,lat1,lon2,lat2 (south-west, then north-east)")
     if len(raw) // 4 > limits.max_boxes:
         raise BadParameter(name, f"at most {limits.max_boxes} boxes")
-    try:
-        numbers = [float(part) for part in raw]
-    except ValueError:
-        raise BadParameter(name, "boxes are numbers: lon1,lat1,lon2,lat2") from None
+    if not all(DECIMAL.fullmatch(part) for part in raw):
+        raise BadParameter(name, "boxes are numbers: lon1,lat1,lon2,lat2 (ASCII digits, no other characters)")
+    numbers = [float(part) for part in raw]
     boxes = []
     for i in range(0, len(numbers), 4):
         lon1, lat1, lon2, lat2 = numbers[i:i + 4]

@@ -38,12 +38,22 @@ return {uid, redis.call('HGET', 'user:' .. uid, 'token')}
 # The token index and the user's own digest in one round trip; the digests are
 # compared in Python, in constant time.
 
-POST_STATUS = """
+WITH_POSTED = """
+local function with_posted(status, posted)
+  local json = cjson.encode(status)
+  return string.sub(json, 1, -2) .. ',"posted":' .. posted .. '}'
+end
+"""
+# cjson writes a whole number as 1700000000, so a status posted on a whole second
+# would carry an int; ``posted`` (Python's repr of a float, "1700000000.0") goes
+# into the JSON as written, a float on every path.
+
+POST_STATUS = WITH_POSTED + """
 local user = 'user:' .. ARGV[1]
 local login = redis.call('HGET', user, 'login')
 if not login then return 0 end
 local id = redis.call('INCR', KEYS[1])
-local status = {id = id, uid = tonumber(ARGV[1]), login = login, message = ARGV[2], posted = tonumber(ARGV[3])}
+local status = {id = id, uid = tonumber(ARGV[1]), login = login, message = ARGV[2]}
 local fields = {'id', id, 'uid', ARGV[1], 'login', login, 'message', ARGV[2], 'posted', ARGV[3]}
 if ARGV[4] ~= '' then
   status.location = ARGV[4]
@@ -52,11 +62,11 @@ if ARGV[4] ~= '' then
 end
 redis.call('HSET', 'status:' .. id, unpack(fields))
 redis.call('HINCRBY', user, 'posts', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 't', ARGV[6], 'd', cjson.encode(status))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 't', ARGV[6], 'd', with_posted(status, ARGV[3]))
 return {id, login}
 """
 
-DELETE_STATUS = """
+DELETE_STATUS = WITH_POSTED + """
 local key = 'status:' .. ARGV[1]
 local owner = redis.call('HGET', key, 'uid')
 if not owner then return 0 end
@@ -66,11 +76,12 @@ local status = {}
 for i = 1, #flat, 2 do status[flat[i]] = flat[i + 1] end
 status.id = tonumber(status.id)
 status.uid = tonumber(status.uid)
-status.posted = tonumber(status.posted)
+local posted = status.posted
+status.posted = nil
 status.deleted = true
 redis.call('DEL', key)
 redis.call('HINCRBY', 'user:' .. owner, 'posts', -1)
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[4], 'd', cjson.encode(status))
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[4], 'd', with_posted(status, posted))
 return 1
 """
 
