@@ -101,10 +101,15 @@ class Servers:
         self.redis_url = redis_url
         self.port = free_port()
         self.polled = self._polled()
-        self.url = self.polled.wait_ready()
         self.publisher = ServerProcess("--redis", redis_url)
-        self.client = httpx.Client(base_url=self.publisher.wait_ready(), timeout=30)
-        self.author, self.token = signup(self.client)
+        self.client = httpx.Client(timeout=30)
+        try:
+            self.url = self.polled.wait_ready()
+            self.client.base_url = self.publisher.wait_ready()
+            self.author, self.token = signup(self.client)
+        except BaseException:
+            self.close()
+            raise
 
     def _polled(self) -> ServerProcess:
         return ServerProcess("--redis", self.redis_url, "--port", str(self.port))
