@@ -4,41 +4,24 @@ both go when the status is deleted. A screenshot is kept in artifacts/."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
+from tests.chromium import chromium
 from tests.procs import ROOT, ServerProcess
 from tests.streams_helpers import unique
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
-def browser_page():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (CI must install it: see .ci/run)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    profile = tempfile.mkdtemp(prefix="longpoll-chromium-")
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                       args=FLAGS, viewport={"width": 1280, "height": 900})
+def browser_page() -> Iterator[tuple[object, list[str]]]:
+    with chromium() as context:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield page, errors
-        finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
+        yield page, errors
 
 
 def test_demo_page_shows_a_posted_status_and_its_blip_then_loses_both_on_delete(browser_page):
