@@ -21,6 +21,7 @@ in another process can never beat the newer one.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -33,9 +34,11 @@ import orjson
 
 from . import plugin
 from .durable import SessionStore
-from .errors import Conflict, Expired, Forbidden, LongPollError, TooManyRequests, TooManySessions
+from .errors import BackendUnavailable, Conflict, Expired, Forbidden, LongPollError, TooManyRequests, TooManySessions
 from .gate import HELD, HoldGate
 from .session import READY, Batch, Encode, Session
+
+log = logging.getLogger("longpoll")
 
 Resume = Callable[[Any, Any], Iterator[Any]]
 """Rebuilds a durable session's iterator from its (definition, position)."""
@@ -232,7 +235,16 @@ class Registry:
 
     def _rebuild(self, key: str, resume: Resume, state: dict[str, Any]) -> Session:
         self._track()
-        session = Session.restore(key, resume(state["definition"], state["position"]), state)
+        try:
+            session = Session.restore(key, resume(state["definition"], state["position"]), state)
+        except BackendUnavailable:
+            raise  # passing: the next poll tries again
+        except Exception as exc:
+            # A state this version cannot rebuild (corrupt, or from another version) would fail the same
+            # way on every retry while each poll's load kept it alive: end it, and the client starts anew.
+            log.warning("session %s… could not be rebuilt (%s: %s); ending it", key[:6], type(exc).__name__, exc)
+            self.store.delete(key)  # type: ignore[union-attr]  # only sessions from a store are rebuilt
+            raise Expired("this session could not be resumed here; start a new one") from None
         with self._lock:
             old = self._session(key)
             if old is not None:  # two polls rebuilt it at once: the newer one's copy serves

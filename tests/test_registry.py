@@ -1,0 +1,155 @@
+"""The registry's contract: slots, caps, expiry order; no HTTP in the way unless the finding was about HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pytest
+
+from longpoll import Broker, Expired, SessionLimits, TooManySessions
+from longpoll.clients import client_address
+from longpoll.durable import RedisSessionStore
+from longpoll.registry import Registry
+from longpoll.streams.feed import StatusFeed
+from longpoll.streams.filters import Sample
+from tests.procs import ServerProcess
+from tests.streams_helpers import Stream, unique
+
+
+def subscribed(broker: Broker, topic: str):
+    with broker.subscribe(topic) as sub:
+        while True:
+            yield from sub.drain()
+            yield sub
+
+
+def test_a_refused_session_leaves_no_subscription_behind():
+    broker = Broker()
+    registry = Registry(session_limits=SessionLimits(max_sessions=100, max_per_owner=2))
+    topic = unique("refused-")
+    built: list[int] = []
+
+    def start():
+        built.append(1)
+        return subscribed(broker, topic)
+
+    for _ in range(2):
+        registry.poll(registry.create(start, owner="me"), None, 0, 10)
+    for _ in range(20):
+        with pytest.raises(TooManySessions):
+            registry.create(start, owner="me")
+    assert len(built) == 2  # refused before anything was built
+    assert broker.hub.subscriptions() == 2
+    gen = subscribed(broker, topic)
+    next(gen)  # an iterator handed in ready-made is closed when refused
+    assert broker.hub.subscriptions() == 3
+    with pytest.raises(TooManySessions):
+        registry.create(gen, owner="me")
+    assert broker.hub.subscriptions() == 2
+    registry.close_all()
+    assert broker.hub.subscriptions() == 0
+
+
+def test_a_failed_start_gives_its_slot_back():
+    registry = Registry(max_sessions=1)
+
+    def broken():
+        raise ValueError("no")
+
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            registry.create(broken)
+    assert len(registry) == 0
+    registry.create(iter(range(3)))  # the one slot is still free
+    registry.close_all()
+
+
+def test_sessions_polled_only_with_errors_do_not_stall_expiry(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("longpoll.session.time.monotonic", lambda: now[0])
+    registry = Registry(idle_timeout=5, session_limits=SessionLimits(unconfirmed_idle_timeout=5))
+    errored = registry.create(iter(range(100)))
+    registry.poll(errored, None, 0, 1)
+    quiet = registry.create(iter(range(100)))
+    registry.poll(quiet, None, 0, 1)
+    now[0] += 4
+    for _ in range(3):  # it keeps polling, each time with a cursor the session refuses
+        with pytest.raises(Exception, match="cursor"):
+            registry.poll(errored, "99", 0, 1)
+    now[0] += 2  # quiet has been idle 6 s, errored 2 s
+    assert registry.expire(now[0]) == 1
+    assert quiet.closed and not errored.closed
+    registry.close_all()
+
+
+def test_sessions_made_and_never_polled_again_expire_soon():
+    registry = Registry(idle_timeout=60, session_limits=SessionLimits(unconfirmed_idle_timeout=2))
+    once = registry.create(iter(range(100)))
+    registry.poll(once, None, 0, 1)
+    twice = registry.create(iter(range(100)))
+    first = registry.poll(twice, None, 0, 1)
+    registry.poll(twice, first.cursor, 0, 1)
+    later = max(once.last_seen, twice.last_seen) + 3
+    assert registry.expire(later) == 1
+    assert once.closed and not twice.closed  # a client that came back keeps the full idle timeout
+    assert registry.expire(later + 58) == 1
+    registry.close_all()
+
+
+def test_one_address_cannot_take_every_slot():
+    registry = Registry(session_limits=SessionLimits(max_sessions=10, max_per_address=3))
+    for _ in range(3):
+        registry.create(iter(range(5)), address="192.0.2.1")
+    with pytest.raises(TooManySessions, match="address"):
+        registry.create(iter(range(5)), address="192.0.2.1")
+    for n in range(7):  # everyone else still gets in
+        registry.create(iter(range(5)), address=f"198.51.100.{n}")
+    with pytest.raises(TooManySessions):
+        registry.create(iter(range(5)), address="203.0.113.9")
+    registry.close_all()
+
+
+@pytest.mark.parametrize("peer,forwarded,trusted,client", [
+    ("192.0.2.1", "203.0.113.5", (), "192.0.2.1"),  # no proxy trusted: the header is anyone's to forge
+    ("10.0.0.2", "203.0.113.5", ("10.0.0.0/8",), "203.0.113.5"),
+    ("10.0.0.2", "6.6.6.6, 203.0.113.5", ("10.0.0.0/8",), "203.0.113.5"),  # the left part is the client's own say
+    ("10.0.0.2", "203.0.113.5, 10.0.0.9", ("10.0.0.0/8",), "203.0.113.5"),  # two trusted hops
+    ("192.0.2.1", "203.0.113.5", ("10.0.0.0/8",), "192.0.2.1"),  # the peer is not a trusted proxy
+    ("10.0.0.2", "garbage", ("10.0.0.0/8",), "garbage"),
+])
+def test_the_client_address_believes_only_trusted_proxies(peer, forwarded, trusted, client):
+    assert client_address(peer, forwarded, trusted) == client
+
+
+def test_many_new_sessions_from_one_address_do_not_lock_out_others():
+    with ServerProcess("--max-sessions", "60", "--max-sessions-per-address", "20",
+                       "--trust-proxy", "127.0.0.1") as server:
+        with httpx.Client(base_url=server.wait_ready(), timeout=30) as client:
+            flood = [client.get("/primes", params={"timeout": 0},
+                                headers={"X-Forwarded-For": "203.0.113.66"}).status_code for _ in range(40)]
+            assert flood.count(200) == 20 and flood.count(429) == 20
+            others = [client.get("/primes", params={"timeout": 0},
+                                 headers={"X-Forwarded-For": f"198.51.100.{n}"}).status_code for n in range(30)]
+            assert others == [200] * 30
+            stream = Stream(client, "sample")  # and on every endpoint
+            assert stream.poll().status_code == 200
+
+
+def test_a_session_that_cannot_be_rebuilt_ends_with_410_instead_of_failing_forever(server):
+    if "redis" not in server["brokers"]:
+        pytest.skip("needs redis-server")
+    broker = server["brokers"]["redis"]
+    store = RedisSessionStore(broker.redis, ttl=60, prefix=unique("test-session-") + ":")
+
+    def resume(definition, position):
+        return StatusFeed(broker, Sample(definition["identifier"], 100), definition, position)
+
+    one, two = Registry(store=store), Registry(store=store)
+    session = one.create(resume({"identifier": "x"}, None), ("ep", "x"))
+    key = store.prefix + session.key
+    state = orjson.loads(broker.redis.hget(key, "state"))
+    broker.redis.hset(key, "state", orjson.dumps({**state, "position": "garbage-position"}))  # corrupt, or old
+    with pytest.raises(Expired):
+        two.lease(session.key, resume=resume)
+    assert not broker.redis.exists(key)
+    one.close_all()
