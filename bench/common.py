@@ -229,7 +229,7 @@ class Server(ServerProcess):
 
     def __init__(self, args: Sequence[str] = (), *, command: Sequence[str] | None = None, name: str = "server",
                  env: dict[str, str] | None = None):
-        self.command = list(command) if command else [sys.executable, "-m", "longpoll", "serve", "--port", "0",
+        self.command = list(command) if command else [sys.executable, "-m", "longpoll.server", "serve", "--port", "0",
                                                       *args]
         self.log_path = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
         self._log = self.log_path.open("w")
@@ -261,7 +261,8 @@ class Server(ServerProcess):
                 time.sleep(0.1)
 
     def tail_log(self, lines: int = 30) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def pids(self) -> list[int]:
