@@ -193,6 +193,7 @@ def one_run(row: Row, run: int, pipes: list[Any], args: argparse.Namespace, prog
     if args.profile and isinstance(server, Server):
         profiler = Profiler(server.worker_pids()[0], Path(args.profile) / "broadcast-release.part",
                             rate=args.profile_rate, nonblocking="gevent" not in row.banner)
+        time.sleep(0.5)  # py-spy attaching
     cpu0 = server.cpu()
     t0 = time.monotonic()
     status = server.publish(channel, orjson.dumps({"release": marker}))
