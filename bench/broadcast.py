@@ -185,15 +185,15 @@ def one_run(row: Row, run: int, pipes: list[Any], args: argparse.Namespace, prog
     time.sleep(args.settle)
     result: dict[str, Any] = {"run": run, "connected": connected, "held": server.held_polls(),
                               "open_seconds": time.monotonic() - started, "rss_held": server.rss_kb()}
-    for pipe in pipes:
-        pipe.send(("mark",))
-    for pipe in pipes:
-        recv(pipe, 60, "a holder")
     profiler = None
     if args.profile and isinstance(server, Server):
         profiler = Profiler(server.worker_pids()[0], Path(args.profile) / "broadcast-release.part",
                             rate=args.profile_rate, nonblocking="gevent" not in row.banner)
         time.sleep(0.5)  # py-spy attaching
+    for pipe in pipes:
+        pipe.send(("mark",))
+    for pipe in pipes:
+        recv(pipe, 60, "a holder")
     cpu0 = server.cpu()
     t0 = time.monotonic()
     status = server.publish(channel, orjson.dumps({"release": marker}))
