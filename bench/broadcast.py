@@ -144,9 +144,8 @@ class Row:
         self.name, self.start, self.skip = name, start, skip
         self.server: Any = None
         self.runs: list[dict[str, Any]] = []
+        self.banner = ""
         self.rss_idle = 0
-        self.rss_held = 0
-        self.held_first = 0
 
 
 def serve_rows(args: argparse.Namespace) -> list[Row]:
