@@ -71,8 +71,17 @@ def redis_version() -> str:
     return f"redis-server {found.group(1)}" if found else out.strip()
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def header(title: str, module: str) -> None:
-    """Print the machine and the exact command line."""
+    """Print the machine and the exact command line.
+
+    Also makes SIGTERM (``timeout``, ``kill``) raise SystemExit, so that the
+    ``finally`` blocks that stop the servers a benchmark started still run.
+    """
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     command = shlex.join([Path(sys.executable).name, "-m", module, *sys.argv[1:]])
     load = os.getloadavg()
     print(f"== {title}")
@@ -229,7 +238,7 @@ class Server(ServerProcess):
 
     def __init__(self, args: Sequence[str] = (), *, command: Sequence[str] | None = None, name: str = "server",
                  env: dict[str, str] | None = None):
-        self.command = list(command) if command else [sys.executable, "-m", "longpoll", "serve", "--port", "0",
+        self.command = list(command) if command else [sys.executable, "-m", "longpoll.server", "serve", "--port", "0",
                                                       *args]
         self.log_path = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
         self._log = self.log_path.open("w")
@@ -260,8 +269,14 @@ class Server(ServerProcess):
                     raise RuntimeError(f"server never answered /healthz\n{self.tail_log()}") from None
                 time.sleep(0.1)
 
+    @property
+    def banner(self) -> str:
+        """The server's own "... serving on URL (configuration)" line: which configuration ran."""
+        return next((line.strip() for line in self.output if "serving on" in line), shlex.join(self.command))
+
     def tail_log(self, lines: int = 30) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def pids(self) -> list[int]:
@@ -281,6 +296,20 @@ class Server(ServerProcess):
     def stats(self) -> dict[str, Any]:
         assert self.url is not None
         return get_json(self.url + "/stats")
+
+    def held_polls(self) -> int:
+        return self.stats()["held_polls"]
+
+    # the demo's topics, as bench.nchan.Nchan's channels: a long-poll and a publish releasing it
+    hold_path = "/topics/{channel}?timeout={timeout:g}"
+
+    def publish(self, channel: str, body: bytes) -> int:
+        """POST a JSON item to a topic; the status (201)."""
+        assert self.url is not None
+        request = urllib.request.Request(f"{self.url}/topics/{channel}", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
 
     def stop(self, timeout: float = 10) -> None:
         if self.proc.poll() is None:
