@@ -230,6 +230,10 @@ def process_cpu(pid: int) -> float:
 
 # -- servers -------------------------------------------------------------------------
 
+LOAD_ARGS = ("--max-sessions-per-address", "1000000")
+"""Every load generator here is one client address; the per-address cap protects against exactly that."""
+
+
 class Server(ServerProcess):
     """``longpoll serve --port 0 ...`` (or any command printing "serving on URL") in its own process group.
 
@@ -239,7 +243,7 @@ class Server(ServerProcess):
     def __init__(self, args: Sequence[str] = (), *, command: Sequence[str] | None = None, name: str = "server",
                  env: dict[str, str] | None = None):
         self.command = list(command) if command else [sys.executable, "-m", "longpoll.server", "serve", "--port", "0",
-                                                      *args]
+                                                      *LOAD_ARGS, *args]
         self.log_path = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
         self._log = self.log_path.open("w")
         super().__init__(command=self.command, env=env, stderr=self._log)

@@ -6,7 +6,10 @@ import json
 import socket
 
 import httpx
+import orjson
 import pytest
+
+import longpoll
 
 BAD_POLL_PARAMS = [
     ({"timeout": "-1"}, "timeout"),
@@ -108,3 +111,91 @@ def test_publish_needs_a_json_body(client):
 def test_bad_topic_name_is_400(client, path):
     response = client.get(path)
     assert response.status_code == 400 and response.json()["param"] == "topic"
+
+
+def test_a_json_body_with_a_name_twice_is_400(client):
+    response = client.post("/primes", content=b'{"timeout": 0, "timeout": 1}',
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["param"] == "timeout"
+
+
+@pytest.mark.parametrize("query", ["limit=%ff%fe", "identifier=%c3%28"])
+def test_a_query_string_that_is_not_utf8_is_400_not_404(base, query):
+    with httpx.Client(timeout=10) as raw:  # sent as-is: httpx would re-encode a str
+        response = raw.get(httpx.URL(f"{base}/statuses/sample.json?{query}"))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("value", ["1_0", "١٢", "\t10", "10\t", "1e2_0", "５"])
+def test_numbers_are_ascii_digits_only(client, value):
+    sample = client.get("/statuses/sample.json", params={"identifier": "n", "percent": value, "timeout": 0})
+    assert sample.status_code == 400 and sample.json()["param"] == "percent", sample.text
+    boxes = client.post("/statuses/filter.json",
+                        data={"identifier": "n", "locations": f"{value},0,20,20", "timeout": 0})
+    assert boxes.status_code == 400 and boxes.json()["param"] == "locations", boxes.text
+    timeout = client.get("/primes", params={"timeout": value})
+    assert timeout.status_code == 400 and timeout.json()["param"] == "timeout", timeout.text
+
+
+def test_a_location_given_as_a_json_list_is_told_so(client):
+    from tests.streams_helpers import signup
+
+    _, token = signup(client)
+    response = client.post("/statuses", json={"message": "hi", "location": [1, 2]},
+                           headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400
+    assert response.json()["param"] == "location" and "more than once" not in response.json()["message"]
+
+
+def test_a_topic_item_over_its_size_is_413_and_nothing_is_kept(client):
+    big = {"x": "y" * 9000}
+    response = client.post("/topics/big-items", json=big)
+    assert response.status_code == 413 and response.json()["error"] == "too_large"
+    assert client.post("/topics/big-items", json={"x": "y" * 8000}).status_code == 201
+
+
+def test_the_embedded_log_is_bounded_in_bytes_whatever_its_entry_count():
+    from longpoll.backends.memory import MemoryLog
+
+    log = MemoryLog(retention=100_000, max_bytes=100_000)
+    for n in range(1000):
+        log.append("t", {"n": n, "pad": "x" * 1000})
+    kept = log.range("0", log.tail(), 100_000)
+    assert sum(len(entry.raw) for entry in kept) <= 100_000
+    assert [orjson.loads(e.raw)["n"] for e in kept][-1] == 999  # the newest are the ones kept
+
+
+def test_the_redis_log_of_topics_is_bounded(server):
+    if "redis" not in server["brokers"]:
+        pytest.skip("needs redis-server")
+    from longpoll import Broker
+    from tests.streams_helpers import unique
+
+    stream = unique("bounded-")
+    broker = Broker(server["redis"].url, retention=100, stream=stream, max_item_bytes=100)
+    for n in range(1000):
+        broker.publish("t", {"n": n})
+    assert broker.redis.xlen(stream) <= 300  # MAXLEN ~ trims whole macro nodes
+    with pytest.raises(longpoll.PayloadTooLarge):
+        broker.publish("t", {"pad": "x" * 200})
+    broker.redis.delete(stream)
+
+
+def test_primes_keeps_a_constant_state_however_far_it_goes():
+    """Its cost per poll was the primes found so far (1.4 s of CPU at poll 35 of limit 10,000,000)."""
+    import itertools
+    import tracemalloc
+
+    from longpoll.server.demo import primes
+
+    tracemalloc.start()
+    try:
+        session = primes("10000000")
+        list(itertools.islice(session, 1000))
+        early = tracemalloc.get_traced_memory()[0]
+        list(itertools.islice(session, 100_000))
+        late = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert late - early < 100_000  # the trial-division version kept 100,000 ints: 3.6 MB

@@ -285,3 +285,19 @@ def test_status_ids_in_posts_are_increasing(client):
     _, token = signup(client)
     ids = [post(client, token, str(uuid.uuid4()))["id"] for _ in range(5)]
     assert ids == sorted(ids) and len(set(ids)) == 5
+
+
+def test_posted_is_a_float_even_on_a_whole_second(client, broker, monkeypatch):
+    import types
+
+    clock = types.SimpleNamespace(time=lambda: 1_800_000_000.0)
+    monkeypatch.setattr("longpoll.streams.redis_store.time", clock)
+    monkeypatch.setattr("longpoll.streams.store.time", clock)
+    stream = Stream(client, "filter", track="wholesecond")
+    _, token = signup(client)
+    posted = post(client, token, "wholesecond status")
+    settle(broker)
+    stream.drain()
+    delivered = [item for item in stream.items if item["id"] == posted["id"]]
+    assert delivered and type(delivered[0]["posted"]) is float and type(posted["posted"]) is float
+    assert type(client.get(f"/statuses/{posted['id']}").json()["posted"]) is float
