@@ -3,8 +3,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 LIBRARY = ["CherryPy>=18.8", "redis>=5.0", "orjson>=3.9", "prometheus_client>=0.17"]
-SERVER = ["httpx>=0.27"]
-GEVENT = ["gunicorn>=22", "gevent>=24"]
+SERVER = ["httpx>=0.27", "gunicorn>=22", "gevent>=24", "packaging"]  # gunicorn's gevent worker imports packaging
 
 setup(
     name="longpoll",
@@ -19,8 +18,7 @@ setup(
     install_requires=LIBRARY,
     extras_require={
         "server": SERVER,
-        "gevent": GEVENT,
-        "test": SERVER + GEVENT + ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.4",
+        "test": SERVER + ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.4",
                                    "schemathesis>=4.0", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["longpoll = longpoll.server.cli:main"]},

@@ -1,7 +1,8 @@
-"""The server of ``bench.overhead``: ``longpoll serve``'s app and a bare handler in one process.
+"""``longpoll serve``'s app tree on plain cheroot threads, as an embedder runs it, plus bench handlers.
 
-It configures CherryPy exactly as ``longpoll serve`` does (``configure`` and
-``build`` from ``longpoll.server.app`` with ``Settings``) and adds, on the same
+It builds ``longpoll serve``'s tree (``build`` from ``longpoll.server.app``
+with ``Settings``) on CherryPy's own threaded server, sized by
+``longpoll.Plugin`` as the README tells embedders, and adds, on the same
 app tree and so under the same config, a trivial exposed handler at
 ``/bare`` that answers ``{"state": "ready", "items": [1]}`` through
 ``longpoll.responses.json_body``, as the long-poll endpoints answer, and
@@ -31,9 +32,9 @@ from typing import Any
 
 import cherrypy
 
-from longpoll import json_yield
-from longpoll.responses import json_body
-from longpoll.server.app import Settings, build, configure, plugin
+from longpoll import Plugin, json_yield
+from longpoll.responses import JSON_ERRORS, json_body
+from longpoll.server.app import Settings, build
 
 
 @cherrypy.expose
@@ -52,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=Settings.threads)
+    ap.add_argument("--threads", type=int, default=1000)
     ap.add_argument("--max-sessions", type=int, default=Settings.max_sessions)
     ap.add_argument("--idle-timeout", type=float, default=Settings.idle_timeout)
     ap.add_argument("--redis", metavar="URL", default=None, help="Redis URL (default: the embedded backend)")
@@ -61,11 +62,13 @@ def main() -> None:
                     help="cheroot's keep_alive_conn_limit: default (as longpoll serve: --max-sessions), N, "
                          "or none")
     args = ap.parse_args()
-    settings = Settings(host=args.host, port=args.port, threads=args.threads, max_sessions=args.max_sessions,
+    settings = Settings(host=args.host, port=args.port, max_sessions=args.max_sessions, max_sessions_per_address=10**6,
                         idle_timeout=args.idle_timeout, redis_url=args.redis,
                         max_polls_per_second=args.max_polls_per_second)
-    configure(settings)
-    plugin(settings)
+    cherrypy.config.update({"server.socket_host": args.host, "server.socket_port": args.port,
+                            "engine.autoreload.on": False, "checker.on": False, "log.screen": False, **JSON_ERRORS})
+    cherrypy.log.access = lambda: None  # as longpoll serve: no access-line formatting per request
+    Plugin(cherrypy.engine, held_polls=args.threads - max(2, args.threads // 10)).subscribe()
     root, config, broker = build(settings)
     add_handlers(root)
     cherrypy.tree.mount(root, "/", config)
@@ -76,7 +79,7 @@ def main() -> None:
         httpserver.keep_alive_conn_limit = None if args.keep_alive_conn_limit == "none" else int(
             args.keep_alive_conn_limit)
     host, port = cherrypy.server.bound_addr[:2]
-    print(f"bare server serving on http://{host}:{port}/ ({broker.backend} backend, {settings.threads} threads, "
+    print(f"bare server serving on http://{host}:{port}/ ({broker.backend} backend, {args.threads} threads, "
           f"keep_alive_conn_limit {httpserver.keep_alive_conn_limit}); /bare is the bare handler", flush=True)
     cherrypy.engine.block()
 

@@ -1,4 +1,4 @@
-"""``bench.overhead``'s server under gunicorn's gevent worker: ``longpoll serve --workers 1`` + bench handlers.
+"""``longpoll serve`` + the bench handlers, as gunicorn's worker loads it.
 
 gunicorn loads this in its worker, after gevent has patched the standard
 library; ``longpoll.server.wsgi`` builds the app from ``$LONGPOLL_SERVE_SETTINGS``
@@ -12,7 +12,11 @@ from __future__ import annotations
 import cherrypy
 
 from bench.bare_server import add_handlers
+from longpoll.fastpath import FastPolls
 from longpoll.server import wsgi
 
-add_handlers(cherrypy.tree.apps[""].root)
+root = cherrypy.tree.apps[""].root
+add_handlers(root)
 application = wsgi.application
+if isinstance(application, FastPolls):  # /ticks continues on the fast path, as longpoll serve's own polls do
+    application.route("/ticks", root.ticks)

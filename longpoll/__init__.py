@@ -5,44 +5,75 @@ The data path, one module each: a backend log (``backends/``) is read by one
 ``session`` cuts its generator into batches; the ``registry`` holds sessions
 by key; ``endpoint.json_yield`` is the HTTP face of it all, and ``plugin``
 runs it with CherryPy's engine (expiry, hubs, sizing).
+
+The names below are imported on first use (PEP 562), so that importing a
+module of the package imports CherryPy only if that module needs it: under
+gevent, CherryPy's thread-locals must be made after the monkey-patching,
+and the server's worker class is imported before it.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from . import config as _config
-from .broker import Broker
-from .endpoint import json_yield
-from .errors import (
-    BackendUnavailable,
-    BadParameter,
-    BadRequest,
-    Conflict,
-    Expired,
-    Forbidden,
-    GeneratorFailed,
-    LongPollError,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    TooManyRequests,
-    TooManySessions,
-    Unauthorized,
-)
-from .params import PollLimits
-from .plugin import Plugin
-from .registry import Registry, SessionLimits
-from .responses import JSON_ERRORS, json_error_page
-from .signals import Signal
-from .sizing import tune_cheroot
-from .subscription import Subscription
-from .webclient import web_dir
-
-_config.register()
-
 __all__ = [
     "Broker", "json_yield", "Plugin", "PollLimits", "SessionLimits", "Registry", "Signal", "Subscription",
-    "JSON_ERRORS", "json_error_page", "tune_cheroot", "web_dir",
+    "JSON_ERRORS", "json_error_page", "tune_cheroot", "web_dir", "FastPolls",
     "LongPollError", "BadRequest", "BadParameter", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
-    "Conflict", "Expired", "PayloadTooLarge", "TooManySessions", "TooManyRequests", "BackendUnavailable",
-    "GeneratorFailed",
+    "Conflict", "Expired", "PayloadTooLarge", "RequestTimeout", "TooManySessions", "TooManyRequests",
+    "BackendUnavailable", "GeneratorFailed",
 ]
+
+_MODULES = {
+    "Broker": "broker", "json_yield": "endpoint", "Plugin": "plugin", "PollLimits": "params",
+    "SessionLimits": "registry", "Registry": "registry", "Signal": "signals", "Subscription": "subscription",
+    "JSON_ERRORS": "responses", "json_error_page": "responses", "tune_cheroot": "sizing", "web_dir": "webclient",
+    "FastPolls": "fastpath",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name, "errors" if name in __all__ else None)
+    if module is None:
+        raise AttributeError(f"module 'longpoll' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from .broker import Broker
+    from .endpoint import json_yield
+    from .errors import (
+        BackendUnavailable,
+        BadParameter,
+        BadRequest,
+        Conflict,
+        Expired,
+        Forbidden,
+        GeneratorFailed,
+        LongPollError,
+        MethodNotAllowed,
+        NotFound,
+        PayloadTooLarge,
+        RequestTimeout,
+        TooManyRequests,
+        TooManySessions,
+        Unauthorized,
+    )
+    from .fastpath import FastPolls
+    from .params import PollLimits
+    from .plugin import Plugin
+    from .registry import Registry, SessionLimits
+    from .responses import JSON_ERRORS, json_error_page
+    from .signals import Signal
+    from .sizing import tune_cheroot
+    from .subscription import Subscription
+    from .webclient import web_dir

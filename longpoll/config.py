@@ -97,3 +97,5 @@ def registry_settings(config: dict[str, Any]) -> dict[str, Any]:
             found[key] = kind(value)
     return found
 
+
+register()  # on import: whatever uses json_yield has its config keys known

@@ -29,7 +29,7 @@ import orjson
 from . import config as lpconfig
 from .clients import request_address
 from .errors import BadParameter, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
-from .params import PollLimits, poll_params, request_params
+from .params import PollLimits, json_request_body, poll_params, request_params
 from .registry import Registry, Resume, SessionLimits
 from .responses import JSON_ERRORS, error_body
 
@@ -60,6 +60,7 @@ def json_yield(
     resume: Resume | None = None,
     name: str | None = None,
     default: Callable[[Any], Any] | None = None,
+    fastpath: bool | None = None,
 ) -> Callable[[Callable[..., Iterable[Any]]], Callable[..., bytes]]:
     """Turn a generator function into a long-poll endpoint.
 
@@ -87,6 +88,10 @@ def json_yield(
     attributes.  ``name`` identifies the endpoint in stored sessions; it
     defaults to the function's qualified name.
 
+    ``fastpath`` says whether :class:`~longpoll.fastpath.FastPolls` may answer
+    continuation polls without CherryPy's request: true by default without
+    ``bind``; say ``True`` for a ``bind`` that reads only the parameters.
+
     The handler has ``registry`` and ``endpoint`` (the :class:`Endpoint`)
     attributes.  Used on a ``GET``/``POST`` method of a class (CherryPy's
     MethodDispatcher), it also makes the class's own errors JSON, so a method
@@ -100,12 +105,18 @@ def json_yield(
         endpoint = Endpoint(func, Registry(
             idle_timeout, session_limits=session_limits or SessionLimits(max_sessions=max_sessions),
             name=func.__qualname__) if own else registry, configurable=own, methods=methods, poll_limits=poll_limits,
-            bind=bind, limit_per_bind=limit_per_bind, resume=resume, name=name, default=default)
+            bind=bind, limit_per_bind=limit_per_bind, resume=resume, name=name, default=default,
+            fastpath=bind is None if fastpath is None else fastpath)
 
         @functools.wraps(func)
         def handler(*args: Any, **kwargs: Any) -> bytes:
             request = cherrypy.serving.request
-            status, headers, body = endpoint.answer(request.method, args, kwargs, request.config)
+            try:
+                body = json_request_body()
+            except LongPollError as exc:
+                body = exc
+            status, headers, body = endpoint.answer(request.method, args, kwargs, request.config, body,
+                                                    request_address)
             response = cherrypy.serving.response
             response.status = status
             response.headers.update(headers)
@@ -135,7 +146,7 @@ class Endpoint:
     def __init__(self, func: Callable[..., Iterable[Any]], registry: Registry, *, configurable: bool,
                  methods: Iterable[str], poll_limits: PollLimits, bind: Callable[[dict[str, Any]], Any] | None,
                  limit_per_bind: bool, resume: Resume | None, name: str | None,
-                 default: Callable[[Any], Any] | None):
+                 default: Callable[[Any], Any] | None, fastpath: bool = False):
         allowed = tuple(m.upper() for m in methods)
         self.allowed = allowed + (("HEAD",) if "GET" in allowed and "HEAD" not in allowed else ())
         self.func = func
@@ -146,6 +157,7 @@ class Endpoint:
         self.bind = bind
         self.limit_per_bind = limit_per_bind
         self.resume = resume
+        self.fastpath = fastpath
         self.encode = functools.partial(_encode, default=default)
         self._configurable = configurable  # its own registry: the path's longpoll.* config applies
         self._configured: dict[str, Any] | None = None
@@ -156,23 +168,31 @@ class Endpoint:
         if self._configured:
             self.registry.configure(**self._configured)
 
-    def answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-               config: dict[str, Any]) -> Answer:
-        """One poll: status, headers and body, never an exception."""
+    def answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], config: dict[str, Any],
+               body: Any, address: Callable[[], str]) -> Answer:
+        """One poll: status, headers and body, never an exception.
+
+        ``kwargs`` are the query and form parameters, ``body`` the parsed JSON
+        body (``params.NO_BODY`` for none, or the LongPollError reading it
+        raised), ``config`` the request's config and ``address()`` the client's
+        address (asked only when a session is made).
+        """
         try:
             if method not in self.allowed:
                 raise MethodNotAllowed(method, self.allowed)
+            if isinstance(body, LongPollError):
+                raise body
             if self._configurable and self._configured is None:
                 self._configure(config)
             limits = lpconfig.poll_limits(config, self.poll_limits)
-            params = request_params(kwargs, limits.max_param_chars)
+            params = request_params(kwargs, limits.max_param_chars, body)
             poll = poll_params(params, limits)
             tag = (self.name, self.bind(params) if self.bind is not None else None)
             registry = self.registry
             started = time.monotonic()
             if poll.key is None:
                 owner = str(tag[1]) if self.limit_per_bind else None
-                session = registry.create(lambda: self._start(args, params), tag, owner, request_address())
+                session = registry.create(lambda: self._start(args, params), tag, owner, address())
                 ticket = None
             else:
                 session, ticket = registry.lease(poll.key, tag, self.resume, check_tag=True)

@@ -89,6 +89,13 @@ class Expired(LongPollError):
         super().__init__(message, state="expired")
 
 
+class RequestTimeout(LongPollError):
+    """The request body did not arrive in time (shorter than its Content-Length, or stalled)."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(LongPollError):
     status = 413
     code = "too_large"

@@ -18,7 +18,7 @@ from typing import Any
 import cherrypy
 from cherrypy import _cpreqbody
 
-from .errors import BadParameter, BadRequest, PayloadTooLarge, Unauthorized
+from .errors import BadParameter, BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -104,7 +104,14 @@ def json_request_body() -> Any:
     except cherrypy.HTTPError as exc:
         if exc.status == 413:
             raise PayloadTooLarge("the request body is too large") from None
+        if exc.status == 408:
+            raise RequestTimeout("the request body did not arrive in time") from None
         raise BadRequest("the request body could not be read") from None
+    return parse_json_body(raw)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """A request body's JSON value, or NO_BODY for an empty one; names within an object are unique."""
     if not raw.strip():
         return NO_BODY
     try:
@@ -139,10 +146,19 @@ class JsonList(list):
     """A list that came as one JSON value, not as a repeated query or form parameter."""
 
 
-def request_params(kwargs: dict[str, Any], max_chars: int) -> dict[str, Any]:
-    """Merge CherryPy's query/form parameters with a JSON object body, if any."""
+READ_BODY = object()
+"""request_params' default: read the current CherryPy request's JSON body (JSON null is a body)."""
+
+
+def request_params(kwargs: dict[str, Any], max_chars: int, body: Any = READ_BODY) -> dict[str, Any]:
+    """Merge query/form parameters (CherryPy's kwargs) with a JSON object body, if any.
+
+    ``body`` is the parsed JSON body (NO_BODY for none); by default the
+    current CherryPy request's is read.
+    """
     params = dict(kwargs)
-    body = json_request_body()
+    if body is READ_BODY:
+        body = json_request_body()
     if body is not NO_BODY:
         if not isinstance(body, dict):
             raise BadRequest("the JSON body must be an object of parameters")

@@ -34,10 +34,12 @@ def server() -> Iterator[dict[str, object]]:
     })
     mounts: dict[str, object] = {}
     probes: dict[str, Probe] = {}
+    roots: dict[str, object] = {}
     root, config, broker = build(Settings())
     cherrypy.tree.mount(root, "/mem", config)
     probes["mem"] = cherrypy.tree.mount(Probe(broker), "/mem/t", config).root
     mounts["mem"] = broker
+    roots["mem"] = root
     redis_proc = None
     if redis_server_path():
         redis_proc = RedisProcess()
@@ -45,8 +47,10 @@ def server() -> Iterator[dict[str, object]]:
         cherrypy.tree.mount(root, "/redis", config)
         probes["redis"] = cherrypy.tree.mount(Probe(broker), "/redis/t", config).root
         mounts["redis"] = broker
+        roots["redis"] = root
     cherrypy.engine.start()
-    yield {"url": f"http://127.0.0.1:{port}", "brokers": mounts, "probes": probes, "redis": redis_proc}
+    yield {"url": f"http://127.0.0.1:{port}", "brokers": mounts, "probes": probes, "roots": roots,
+           "redis": redis_proc}
     cherrypy.engine.exit()
     if redis_proc is not None:
         redis_proc.stop()
@@ -70,6 +74,12 @@ def base(server: dict, backend: str) -> str:
 @pytest.fixture
 def broker(server: dict, backend: str):
     return server["brokers"][backend]
+
+
+@pytest.fixture
+def topics_broker(server: dict, backend: str):
+    """The broker of the demo's anonymous /topics (a log apart from the statuses')."""
+    return server["roots"][backend].topics.__self__.broker
 
 
 @pytest.fixture

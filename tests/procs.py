@@ -20,7 +20,7 @@ class ServerProcess:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, command: list[str] | None = None,
                  stderr: Any = subprocess.STDOUT):
-        cmd = command or [sys.executable, "-m", "longpoll.server", "serve", "--port", "0", "--threads", "50", *args]
+        cmd = command or [sys.executable, "-m", "longpoll.server", "serve", "--port", "0", *args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                                      stderr=stderr, text=True, start_new_session=True)
         self.url: str | None = None

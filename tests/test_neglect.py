@@ -65,7 +65,8 @@ def test_a_thousand_abandoned_sessions_give_their_memory_back(client, probe):
     assert left < held * 0.1  # and after expiry the memory is back to its baseline (dict tables keep their size)
 
 
-def test_a_session_that_never_drains_stays_within_its_buffer(client, broker):
+def test_a_session_that_never_drains_stays_within_its_buffer(client, topics_broker):
+    broker = topics_broker
     topic = "flood-" + uuid.uuid4().hex
     first = client.get(f"/topics/{topic}", params={"timeout": 0}).json()
     sub = next(s for s in broker.hub._routers[topic].members())

@@ -176,7 +176,7 @@ def test_two_polls_on_one_key_the_newer_releases_the_older(client, base):
     assert newer["status"] == 200 and newer["body"]["items"] == ["only-once"]
 
 
-def test_racing_polls_on_one_key_lose_and_repeat_nothing(client, base, broker):
+def test_racing_polls_on_one_key_lose_and_repeat_nothing(client, base, topics_broker):
     """Two connections poll one session at once with whatever cursor is newest;
     batches are keyed by cursor, and together they hold every item exactly once."""
     topic = "race2-" + uuid.uuid4().hex
@@ -215,7 +215,7 @@ def test_racing_polls_on_one_key_lose_and_repeat_nothing(client, base, broker):
     for t in threads:
         t.start()
     for n in range(total):
-        broker.publish(topic, n)
+        topics_broker.publish(topic, n)
     wait_until(lambda: sum(len(b) for b in batches.values()) >= total or errors, timeout=30,
                what="every item to be delivered")
     stop.set()

@@ -14,7 +14,7 @@ from tests.streams_helpers import Stream, post, signup, unique
 def test_two_gevent_workers_serve_one_stream_without_loss(durable_redis):
     with ServerProcess("--workers", "2", "--redis", durable_redis.url) as server:
         url = server.wait_ready()
-        assert "2 gevent workers" in "".join(server.output)
+        assert "2 gevent pywsgi workers" in "".join(server.output)
         # Fresh connections each time, so the kernel spreads polls over both workers.
         with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as c:
             _, token = signup(c)

@@ -1,11 +1,10 @@
-"""The server ``longpoll serve`` runs: the app tree and CherryPy's settings.
+"""The server ``longpoll serve`` runs: the app tree, CherryPy's settings, and its WSGI front.
 
-cheroot answers each request on a thread of a fixed pool, and a held poll
-keeps its thread until it returns.  So the pool is large (1,000 threads hold
-900 polls with a ready poll still answered in milliseconds on a 2-core
-machine; see SCALING-FACTS), the hold gate keeps a tenth of it free for polls
-that have data, and the listen queue is deep so that bursts of reconnecting
-clients wait in the kernel rather than being refused.
+The app is CherryPy's, as an embedder's would be; it runs as a WSGI callable
+in gunicorn workers on gevent's pywsgi (``worker.py``): a held poll costs a
+greenlet, not a thread.  In front of it, :class:`~longpoll.fastpath.FastPolls`
+answers the polls that continue a session (nearly all of them) without
+CherryPy's per-request machinery.
 """
 
 from __future__ import annotations
@@ -22,11 +21,11 @@ import orjson
 from ..backends import DEFAULT_RETENTION
 from ..broker import DEFAULT_BUFFER, Broker
 from ..durable import RedisSessionStore
+from ..fastpath import FastPolls
 from ..params import PollLimits
 from ..plugin import Plugin
 from ..registry import Registry, SessionLimits
 from ..responses import JSON_ERRORS
-from ..sizing import listen_backlog, reserve
 from ..streams import StatusStreams, open_store
 from ..webclient import web_dir
 from . import cors, openapi
@@ -48,8 +47,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     max_polls_per_second: float = 50.0
     max_timeout: float = 60.0  # longest a poll may be held (PROTOCOL.md: at most 60)
-    threads: int = 1000
-    max_held_polls: int | None = None  # default: threads minus a tenth
+    max_held_polls: int | None = None  # default: as many as there are sessions (greenlets are cheap)
+    read_timeout: float = 10.0  # each read of a request, and its whole head; a body that stalls: 408
+    keep_alive_timeout: float = 75.0  # how long a kept-alive connection may wait for its next request
     max_body_bytes: int = 64 * 1024
     buffer: int = DEFAULT_BUFFER
     retention: int = DEFAULT_RETENTION
@@ -57,7 +57,8 @@ class Settings:
     max_topic_item_bytes: int = 8192
     access_log: bool = False
     cors_origins: tuple[str, ...] = ()
-    workers: int = 0  # 0: cheroot threads in this process; N: N gunicorn gevent worker processes
+    workers: int = 1  # gunicorn worker processes, each serving on gevent; above 1 needs redis_url
+    fastpath: bool = True  # continuation polls below CherryPy (FastPolls)
 
 
 class Root(Service):
@@ -112,20 +113,22 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     return root, config, broker
 
 
+def fast_routes(root: Root) -> list[tuple[str, Any, str | None]]:
+    """(path, handler, path parameter) of every long-poll ``longpoll serve`` answers on the fast path."""
+    demo = root.topics.__self__  # type: ignore[attr-defined]
+    return [("/statuses/sample.json", root.statuses.sample_json, None),  # type: ignore[attr-defined]
+            ("/statuses/filter.json", root.statuses.filter_json, None),  # type: ignore[attr-defined]
+            ("/primes", root.primes, None),  # type: ignore[attr-defined]
+            ("/topics/", demo.follow, "topic")]
+
+
 def _no_access_log() -> None:
     pass
 
 
 def configure(settings: Settings) -> None:
-    """Set CherryPy's process-wide settings for holding many polls."""
+    """Set CherryPy's process-wide settings (CherryPy's own HTTP server stays off: gunicorn serves)."""
     cherrypy.config.update({
-        "server.socket_host": settings.host,
-        "server.socket_port": settings.port,
-        "server.thread_pool": settings.threads,
-        "server.socket_queue_size": listen_backlog(),
-        # CherryPy refuses bodies over max_body_bytes with a JSON 413; cheroot's own,
-        # plain-text limit stays far above it as a last guard.
-        "server.max_request_body_size": max(1 << 20, 4 * settings.max_body_bytes),
         "engine.autoreload.on": False,
         "checker.on": False,
         "log.screen": False,
@@ -133,6 +136,7 @@ def configure(settings: Settings) -> None:
         "longpoll.trusted_proxies": tuple(settings.trusted_proxies),
         **JSON_ERRORS,
     })
+    cherrypy.server.unsubscribe()
     if settings.access_log:
         vars(cherrypy.log).pop("access", None)
     else:
@@ -147,48 +151,28 @@ def configure(settings: Settings) -> None:
         logger.setLevel(logging.INFO)
 
 
-def plugin(settings: Settings, threads: bool = True) -> Plugin:
-    """longpoll's engine plugin: with threads, sized to the pool; with greenlets, to the sessions."""
-    if threads:
-        held = settings.max_held_polls or settings.threads - reserve(settings.threads)
-    else:
-        held = settings.max_held_polls or settings.max_sessions
-    engine_plugin = Plugin(cherrypy.engine, held_polls=held)
-    engine_plugin.subscribe()
-    return engine_plugin
+def wsgi_application(settings: Settings, build_tree: Any = None) -> Any:
+    """The whole server as a WSGI callable, its engine (hubs, expiry) started.
 
-
-def wsgi_application(settings: Settings) -> Any:
-    """The app as a WSGI callable for another server (gunicorn's gevent workers).
-
-    CherryPy's own HTTP server stays off; its engine still runs the hub and the
-    reaper.  Greenlets cost little, so the hold gate is opened wide.
+    ``build_tree(settings)`` makes the tree (default :func:`build`; the
+    benchmarks add handlers of their own).
     """
-    if settings.max_held_polls is None:
-        settings.max_held_polls = max(settings.max_sessions, 10_000)
     configure(settings)
-    cherrypy.server.unsubscribe()
-    plugin(settings, threads=False)
-    root, config, _ = build(settings)
+    Plugin(cherrypy.engine, held_polls=settings.max_held_polls or settings.max_sessions).subscribe()
+    root, config, _ = (build_tree or build)(settings)
     cherrypy.tree.mount(root, "/", config)
     cherrypy.engine.start()
-    return cherrypy.tree
+    if not settings.fastpath:
+        return cherrypy.tree
+    front = FastPolls(cherrypy.tree, headers=cors.wsgi_headers(settings.cors_origins),
+                      max_body_bytes=settings.max_body_bytes)
+    for path, handler, param in fast_routes(root):
+        front.route(path, handler, param=param)
+    return front
 
 
 def run(settings: Settings) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM stop the engine cleanly)."""
-    if settings.workers:
-        from .workers import exec_gunicorn
+    """Serve until interrupted: gunicorn with longpoll's gevent worker (it replaces this process)."""
+    from .workers import exec_gunicorn
 
-        exec_gunicorn(settings)  # does not return
-    configure(settings)
-    plugin(settings)
-    root, config, broker = build(settings)
-    cherrypy.tree.mount(root, "/", config)
-    cherrypy.engine.signals.subscribe()
-    cherrypy.engine.start()
-    host, port = cherrypy.server.bound_addr[:2]
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    print(f"longpoll serving on http://{shown}:{port}/ ({broker.backend} backend, "
-          f"{settings.threads} threads); Ctrl-C stops", flush=True)
-    cherrypy.engine.block()
+    exec_gunicorn(settings)

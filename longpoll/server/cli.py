@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import secrets
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import tail
-from .app import Settings, run
-from .client import DEFAULT_URL, Client, ServerError
 
-
-def _positive(kind: type) -> object:
-    def parse(text: str) -> object:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
+try:
+    from . import options, tail
+    from .app import run
+    from .client import DEFAULT_URL, Client, ServerError
+except ModuleNotFoundError as missing:  # the library was installed without the server's extra
+    raise SystemExit(f"longpoll: this command needs the server's dependencies ({missing.name} is missing): "
+                     "pip install 'longpoll[server]'") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,53 +24,9 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"longpoll {__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the server (embedded backend unless --redis is given)")
-    serve.add_argument("--host", default=Settings.host,
-                       help="address to listen on (default %(default)s; 0.0.0.0 for all)")
-    serve.add_argument("--port", type=int, default=Settings.port,
-                       help="port to listen on (default %(default)s; 0 picks a free one)")
-    serve.add_argument("--redis", metavar="URL", default=os.environ.get("LONGPOLL_REDIS_URL") or None, type=_redis_url,
-                       help="Redis URL, e.g. redis://127.0.0.1:6379/0, or redis+sentinel://HOST:PORT[,...]/SERVICE "
-                            "(default: $LONGPOLL_REDIS_URL, else the embedded in-process backend)")
-    serve.add_argument("--idle-timeout", type=_positive(float), default=Settings.idle_timeout, metavar="SECONDS",
-                       help="expire sessions not polled for this long (default %(default)g)")
-    serve.add_argument("--max-sessions", type=_positive(int), default=Settings.max_sessions, metavar="N",
-                       help="live sessions before new ones get 429 (default %(default)s)")
-    serve.add_argument("--max-sessions-per-identifier", type=_positive(int),
-                       default=Settings.max_sessions_per_identifier, metavar="N",
-                       help="live stream sessions of one identifier before its new ones get 429 (default %(default)s)")
-    serve.add_argument("--max-sessions-per-address", type=_positive(int), default=Settings.max_sessions_per_address,
-                       metavar="N", help="live sessions made from one client address before its new ones get 429 "
-                                         "(default %(default)s; see --trust-proxy)")
-    serve.add_argument("--trust-proxy", action="append", default=[], metavar="CIDR", dest="trusted_proxies",
-                       type=_network,
-                       help="a reverse proxy (address or network) whose X-Forwarded-For names the client "
-                            "(repeatable; default: none, the peer address is the client)")
-    serve.add_argument("--max-polls-per-second", type=_positive(float), default=Settings.max_polls_per_second,
-                       metavar="R",
-                       help="sustained polls of one session (bursts of twice that) before 429 (default %(default)g)")
-    serve.add_argument("--max-timeout", type=_positive(float), default=Settings.max_timeout, metavar="SECONDS",
-                       help="longest a poll may be held, at most 60 (default %(default)g)")
-    serve.add_argument("--threads", type=_positive(int), default=Settings.threads, metavar="N",
-                       help="server worker threads; each held poll takes one (default %(default)s)")
-    serve.add_argument("--workers", type=_positive(int), default=0, metavar="N",
-                       help="run N gunicorn gevent worker processes instead of threads: 10,000+ held polls "
-                            "each (needs longpoll[gevent]; above 1 needs --redis)")
-    serve.add_argument("--max-held-polls", type=_positive(int), default=None, metavar="N",
-                       help="polls allowed to wait at once (default: threads minus a tenth)")
-    serve.add_argument("--buffer", type=_positive(int), default=Settings.buffer, metavar="N",
-                       help="items a session buffers for a slow client before dropping the oldest "
-                            "(default %(default)s)")
-    serve.add_argument("--retention", type=_positive(int), default=Settings.retention, metavar="N",
-                       help="entries the log keeps for readers that reconnect (Redis: XADD MAXLEN ~N; "
-                            "default %(default)s)")
-    serve.add_argument("--topic-retention", type=_positive(int), default=Settings.topic_retention, metavar="N",
-                       help="items the demo's anonymous /topics keep (default %(default)s)")
-    serve.add_argument("--max-topic-item-bytes", type=_positive(int), default=Settings.max_topic_item_bytes,
-                       metavar="N", help="largest item published to /topics, in bytes of JSON (default %(default)s)")
-    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                       help="let pages from this origin poll and post (repeatable; '*' for any; default: none)")
-    serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    serve = commands.add_parser("serve", help="run the server (embedded backend unless --redis is given)",
+                                description="Run the server. " + options.PRECEDENCE)
+    options.add_arguments(serve)
 
     def client_options(command: argparse.ArgumentParser, token: bool = True) -> None:
         command.add_argument("--url", default=os.environ.get("LONGPOLL_URL", DEFAULT_URL),
@@ -111,23 +60,8 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _redis_url(url: str) -> str:
-    from ..backends.redis import check_url
-
-    try:
-        return check_url(url)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _network(text: str) -> str:
-    from ..clients import networks
-
-    try:
-        networks((text,))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 COORDINATE_OPTIONS = ("--location", "--locations")
@@ -147,14 +81,10 @@ def _glue_coordinates(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(_glue_coordinates(sys.argv[1:] if argv is None else argv))
-    if args.command == "serve" and args.max_timeout > 60:
-        parser().error("--max-timeout: PROTOCOL.md caps a poll's timeout at 60 seconds")
+    top = parser()
+    args = top.parse_args(_glue_coordinates(sys.argv[1:] if argv is None else argv))
     if args.command == "serve":
-        fields = {f.name for f in dataclasses.fields(Settings)}
-        given = {name: value for name, value in vars(args).items() if name in fields}
-        given["trusted_proxies"] = tuple(args.trusted_proxies)
-        run(Settings(**given, redis_url=args.redis, cors_origins=tuple(args.cors_origin)))
+        run(options.settings(args, top.error))
         return 0
     if args.command == "tail":
         params = {"identifier": args.identifier, "percent": args.percent, "track": args.track,

@@ -8,18 +8,27 @@ before any handler runs, so handlers never see ``OPTIONS``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import cherrypy
 
 MAX_AGE = "600"
 
 
-def _allowed(origins: tuple[str, ...]) -> str | None:
-    origin = cherrypy.serving.request.headers.get("Origin")
+def _allowed(origins: tuple[str, ...], origin: str | None = None) -> str | None:
+    if origin is None:
+        origin = cherrypy.serving.request.headers.get("Origin")
     if not origin or not origins:
         return None
     if "*" in origins:
         return "*"
     return origin if origin in origins else None
+
+
+def answer_headers(allowed: str) -> dict[str, str]:
+    """What marks an answer readable by a page of an allowed origin."""
+    return {"Access-Control-Allow-Origin": allowed, "Access-Control-Expose-Headers": "Retry-After", "Vary": "Origin"}
 
 
 def preflight(origins: tuple[str, ...] = ()) -> None:
@@ -44,10 +53,16 @@ def headers(origins: tuple[str, ...] = ()) -> None:
     """``hooks.before_finalize``: mark an allowed cross-origin answer readable."""
     allowed = _allowed(origins)
     if allowed:
-        response = cherrypy.serving.response
-        response.headers["Access-Control-Allow-Origin"] = allowed
-        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
-        response.headers["Vary"] = "Origin"
+        cherrypy.serving.response.headers.update(answer_headers(allowed))
+
+
+def wsgi_headers(origins: tuple[str, ...]) -> Callable[[dict[str, Any]], list[tuple[str, str]]]:
+    """The same headers for answers made outside CherryPy (the fast path), from the WSGI environ."""
+    def headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
+        allowed = _allowed(origins, environ.get("HTTP_ORIGIN") or "")
+        return list(answer_headers(allowed).items()) if allowed else []
+
+    return headers
 
 
 cherrypy.tools.longpoll_cors_preflight = cherrypy.Tool("before_handler", preflight)

@@ -66,7 +66,7 @@ class Demo:
     def __init__(self, broker: Broker, registry: Registry, limits: PollLimits = PollLimits()):
         self.broker = broker
         self.primes = cherrypy.expose(json_yield(registry=registry, poll_limits=limits)(primes))
-        self._follow = json_yield(methods=("GET",), registry=registry, poll_limits=limits,
+        self.follow = json_yield(methods=("GET",), registry=registry, poll_limits=limits, fastpath=True,
                                   bind=lambda params: params.get("topic"))(self._topic_items)
 
     def _topic_items(self, topic: str) -> Iterator[Any]:
@@ -82,7 +82,7 @@ class Demo:
         if rest or not TOPIC.fullmatch(name):
             raise BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->")
         if cherrypy.serving.request.method == "GET":
-            return self._follow(topic=name, **params)
+            return self.follow(topic=name, **params)
         item = json_request_body()
         if item is NO_BODY:
             raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")

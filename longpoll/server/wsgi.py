@@ -11,7 +11,7 @@ import json
 import os
 
 from .app import Settings, wsgi_application
-from .workers import SETTINGS_ENV
+from .worker import SETTINGS_ENV
 
 _given = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
 if "redis_url" not in _given and os.environ.get("LONGPOLL_REDIS_URL"):

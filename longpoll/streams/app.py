@@ -96,6 +96,7 @@ class Statuses:
         self.poll_limits = poll_limits
         self.limits = limits
         common = {"registry": registry, "poll_limits": poll_limits, "bind": _bound_identifier, "limit_per_bind": True,
+                  "fastpath": True,
                   "resume": self._feed}
         self.sample_json = cherrypy.expose(json_yield(methods=("GET",), name="statuses.sample", **common)(
             self._sample))
