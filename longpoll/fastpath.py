@@ -37,10 +37,10 @@ log = logging.getLogger("longpoll")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = Callable[[dict[str, Any]], list[tuple[str, str]]]
 
-OWN_TOOLS = frozenset({"longpoll_json_errors", "longpoll_cors", "longpoll_cors_preflight", "trailing_slash",
-                       "encode", "decode"})
+KNOWN_TOOLS = frozenset({"longpoll_json_errors", "longpoll_cors", "longpoll_cors_preflight", "trailing_slash",
+                         "encode", "decode", "log_tracebacks", "log_headers"})
 """Tools whose effect on a poll's answer the fast path has anyway (JSON errors, CORS through ``headers``),
-or that do nothing to one (no trailing slash, UTF-8 in and out)."""
+or that change nothing in one (CherryPy's defaults: UTF-8 in and out, logging of errors it never raises)."""
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -77,6 +77,7 @@ class FastPolls:
         self.max_body_bytes = max_body_bytes
         self._exact: dict[str, Route] = {}
         self._prefixes: list[tuple[str, Route]] = []
+        self.answered = 0  # polls it answered itself
 
     # -- which paths -----------------------------------------------------
 
@@ -162,6 +163,7 @@ class FastPolls:
         if self.headers is not None:
             out.extend(self.headers(environ))
         out.append(("Content-Length", str(len(answer))))
+        self.answered += 1
         start_response(STATUS_LINES.get(status) or str(status), out)
         return [b"" if method == "HEAD" else answer]
 
@@ -231,7 +233,7 @@ def _address(environ: dict[str, Any], config: dict[str, Any]) -> str:
 def eligible(config: dict[str, Any]) -> bool:
     """No tool turned on but longpoll's own, and no hooks but JSON errors': nothing the fast path would skip."""
     for key, value in config.items():
-        if key.startswith("tools.") and key.endswith(".on") and value and key[6:-3] not in OWN_TOOLS:
+        if key.startswith("tools.") and key.endswith(".on") and value and key[6:-3] not in KNOWN_TOOLS:
             return False
         if key.startswith("hooks.") and not getattr(value, "__module__", "").startswith("longpoll."):
             return False

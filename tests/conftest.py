@@ -1,16 +1,24 @@
 """One real CherryPy server per test run, on a free port, with each backend's
 app tree mounted under its own prefix, so every HTTP test runs against the
-embedded backend and (with Redis, see redisproc.py) the Redis backend alike."""
+embedded backend and (with Redis, see redisproc.py) the Redis backend alike.
+
+The same tree is also served on a second port through ``longpoll.FastPolls``,
+as ``longpoll serve`` serves it: every HTTP test runs through both fronts
+(CherryPy's handlers, and the fast path for polls that continue a session),
+which is how the two are held to the same answers."""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import cherrypy
 import httpx
 import pytest
+from cheroot import wsgi
 
+from longpoll import FastPolls
 from longpoll.server.app import Settings, build
 from tests.apps import Probe
 from tests.conftest_support import free_port
@@ -49,8 +57,18 @@ def server() -> Iterator[dict[str, object]]:
         mounts["redis"] = broker
         roots["redis"] = root
     cherrypy.engine.start()
-    yield {"url": f"http://127.0.0.1:{port}", "brokers": mounts, "probes": probes, "roots": roots,
-           "redis": redis_proc}
+    fast = FastPolls(cherrypy.tree).discover()
+    for prefix, root in roots.items():
+        fast.route(f"/{prefix}/topics/", root.topics.__self__.follow, param="topic")
+    fast_port = free_port()
+    fast_server = wsgi.Server(("127.0.0.1", fast_port), fast, numthreads=THREADS, request_queue_size=1024)
+    fast_server.keep_alive_conn_limit = THREADS
+    fast_server.prepare()
+    serving = threading.Thread(target=fast_server.serve, name="fast-path server", daemon=True)
+    serving.start()
+    yield {"url": f"http://127.0.0.1:{port}", "fast_url": f"http://127.0.0.1:{fast_port}", "brokers": mounts,
+           "probes": probes, "roots": roots, "redis": redis_proc, "fast": fast}
+    fast_server.stop()
     cherrypy.engine.exit()
     if redis_proc is not None:
         redis_proc.stop()
@@ -66,9 +84,15 @@ def backend(request: pytest.FixtureRequest, server: dict) -> str:
     return request.param
 
 
+@pytest.fixture(params=["cherrypy", "fastpath"])
+def front(request: pytest.FixtureRequest) -> str:
+    """Which front answers: CherryPy's handlers, or FastPolls before them (as longpoll serve runs)."""
+    return request.param
+
+
 @pytest.fixture
-def base(server: dict, backend: str) -> str:
-    return f"{server['url']}/{backend}"
+def base(server: dict, backend: str, front: str) -> str:
+    return f"{server['fast_url' if front == 'fastpath' else 'url']}/{backend}"
 
 
 @pytest.fixture

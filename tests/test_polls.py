@@ -274,7 +274,8 @@ def test_a_generator_that_raises_ends_only_its_session(client):
     assert client.get("/primes", params={"limit": 10}).json()["items"] == [2, 3, 5, 7]
 
 
-def test_session_limit_answers_429_and_loses_nothing(client):
+def test_session_limit_answers_429_and_loses_nothing(client, probe):
+    probe.limited.registry.close_all()  # its two places are shared with the other fronts' runs of this test
     made = [client.get("/t/limited", params={"token": uuid.uuid4().hex, "max": 1}) for _ in range(2)]
     assert [r.status_code for r in made] == [200, 200]
     over = client.get("/t/limited", params={"token": uuid.uuid4().hex})
@@ -329,3 +330,13 @@ def test_polling_too_fast_is_429_with_retry_after(client):
     resumed = client.get("/primes", params={"key": body["key"], "cursor": body["cursor"], "max": 1})
     assert resumed.status_code == 200  # and nothing was lost meanwhile
     assert resumed.json()["cursor"] == str(int(body["cursor"]) + 1)
+
+
+def test_continuation_polls_take_the_fast_path_and_first_polls_do_not(server, client, front):
+    fast = server["fast"]
+    before = fast.answered
+    first = client.get("/primes", params={"limit": 100, "max": 3}).json()
+    assert fast.answered == before  # a first poll calls the generator function: CherryPy's path
+    second = client.get("/primes", params={"key": first["key"], "cursor": first["cursor"], "max": 3}).json()
+    assert second["items"] == [7, 11, 13]
+    assert fast.answered == before + (front == "fastpath")
