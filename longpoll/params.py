@@ -73,12 +73,17 @@ def prepare_body() -> None:
 
     A POST with neither Content-Length nor Transfer-Encoding has an empty body
     (RFC 9112 6.3); CherryPy would answer 411, which trips up ``curl -X POST``.
-    A malformed multipart body (no boundary, say) is a 400, not CherryPy's 500.
+    A body declared larger than allowed is a 413 at once.  A malformed
+    multipart body (no boundary, say) is a 400, not CherryPy's 500.
     """
     request = cherrypy.serving.request
     if "Content-Length" not in request.headers and "Transfer-Encoding" not in request.headers:
         request.process_request_body = False
     elif request.body is not None:
+        length = request.headers.get("Content-Length", "")
+        if length.isdigit() and request.body.maxbytes and int(length) > request.body.maxbytes:
+            # refused before a byte is read: CherryPy would wait for the whole body first
+            raise cherrypy.HTTPError(413, f"the request body may be at most {request.body.maxbytes} bytes")
         request.body.processors = dict(GUARDED_PROCESSORS)
 
 

@@ -33,7 +33,13 @@ def error_body(exc: LongPollError) -> bytes:
     return json_body(exc.status, exc.body(), exc.headers())
 
 
+CODES = {413: "too_large", 408: "request_timeout"}
+"""Where CherryPy's answers and longpoll's own errors (errors.py) would name one status two ways."""
+
+
 def _code(status: int) -> str:
+    if status in CODES:
+        return CODES[status]
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:

@@ -17,6 +17,7 @@ from typing import Any
 import cherrypy
 import cherrypy.lib.static
 import orjson
+from cherrypy import _cprequest
 
 from ..backends import DEFAULT_RETENTION
 from ..broker import DEFAULT_BUFFER, Broker
@@ -25,7 +26,7 @@ from ..fastpath import FastPolls
 from ..params import PollLimits
 from ..plugin import Plugin
 from ..registry import Registry, SessionLimits
-from ..responses import JSON_ERRORS
+from ..responses import JSON_ERRORS, json_error_page
 from ..streams import StatusStreams, open_store
 from ..webclient import web_dir
 from . import cors, openapi
@@ -137,6 +138,10 @@ def configure(settings: Settings) -> None:
         **JSON_ERRORS,
     })
     cherrypy.server.unsubscribe()
+    # What CherryPy answers before it has looked up an app's config (a request without a valid Host):
+    # JSON too, never a traceback.
+    _cprequest.Request.error_page = {"default": json_error_page}
+    _cprequest.Request.show_tracebacks = False
     if settings.access_log:
         vars(cherrypy.log).pop("access", None)
     else:
