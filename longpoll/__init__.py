@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Broker", "json_yield", "Plugin", "PollLimits", "SessionLimits", "Registry", "Signal", "Subscription",
-    "JSON_ERRORS", "json_error_page", "tune_cheroot", "web_dir", "FastPolls",
+    "JSON_ERRORS", "json_error_page", "tune_cheroot", "web_dir", "web_config", "FastPolls",
     "LongPollError", "BadRequest", "BadParameter", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
     "Conflict", "Expired", "PayloadTooLarge", "RequestTimeout", "TooManySessions", "TooManyRequests",
     "BackendUnavailable", "GeneratorFailed",
@@ -30,7 +30,8 @@ __all__ = [
 _MODULES = {
     "Broker": "broker", "json_yield": "endpoint", "Plugin": "plugin", "PollLimits": "params",
     "SessionLimits": "registry", "Registry": "registry", "Signal": "signals", "Subscription": "subscription",
-    "JSON_ERRORS": "responses", "json_error_page": "responses", "tune_cheroot": "sizing", "web_dir": "webclient",
+    "JSON_ERRORS": "responses", "json_error_page": "responses", "tune_cheroot": "sizing",
+    "web_dir": "webclient", "web_config": "webclient",
     "FastPolls": "fastpath",
 }
 
@@ -76,4 +77,4 @@ if TYPE_CHECKING:
     from .signals import Signal
     from .sizing import tune_cheroot
     from .subscription import Subscription
-    from .webclient import web_dir
+    from .webclient import web_config, web_dir

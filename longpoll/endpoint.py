@@ -116,7 +116,7 @@ def json_yield(
             except LongPollError as exc:
                 body = exc
             status, headers, body = endpoint.answer(request.method, args, kwargs, request.config, body,
-                                                    request_address)
+                                                    request_address, _release_session_lock)
             response = cherrypy.serving.response
             response.status = status
             response.headers.update(headers)
@@ -169,13 +169,14 @@ class Endpoint:
             self.registry.configure(**self._configured)
 
     def answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], config: dict[str, Any],
-               body: Any, address: Callable[[], str]) -> Answer:
+               body: Any, address: Callable[[], str], before_wait: Callable[[], None] | None = None) -> Answer:
         """One poll: status, headers and body, never an exception.
 
         ``kwargs`` are the query and form parameters, ``body`` the parsed JSON
         body (``params.NO_BODY`` for none, or the LongPollError reading it
         raised), ``config`` the request's config and ``address()`` the client's
-        address (asked only when a session is made).
+        address (asked only when a session is made).  ``before_wait()`` runs
+        once the session is found and before the poll may wait.
         """
         try:
             if method not in self.allowed:
@@ -196,6 +197,8 @@ class Endpoint:
                 ticket = None
             else:
                 session, ticket = registry.lease(poll.key, tag, self.resume, check_tag=True)
+            if before_wait is not None:
+                before_wait()
             batch = registry.poll(session, poll.cursor, poll.timeout, poll.max_items, ticket, self.encode)
             late = time.monotonic() - started - poll.timeout
             if late > OVERRUN_WARNING:
@@ -225,6 +228,17 @@ class Endpoint:
 
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+def _release_session_lock() -> None:
+    """A held poll must not hold its user's CherryPy session lock (tools.sessions' implicit or early
+    locking), or every other page of theirs waits for it: save the session now, which releases it, and
+    mark it saved so CherryPy's own save at the end does nothing (a FileSession would assert it locked).
+    What the generator writes to the session afterwards is not saved."""
+    session = getattr(cherrypy.serving, "session", None)
+    if session is not None and getattr(session, "locked", False):
+        session.save()
+        cherrypy.serving.request._sessionsaved = True
 
 
 def _encode(item: Any, default: Callable[[Any], Any] | None) -> orjson.Fragment:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import cherrypy
-from cherrypy import _cpreqbody
 
 from .errors import BadParameter, BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized
 
@@ -64,10 +63,6 @@ def _refusing_malformed(process: Callable[[Any], None]) -> Callable[[Any], None]
     return guarded
 
 
-GUARDED_PROCESSORS = {content_type: _refusing_malformed(process)
-                      for content_type, process in _cpreqbody.RequestBody.processors.items()}
-
-
 def prepare_body() -> None:
     """``hooks.before_request_body``: read bodies without surprises.
 
@@ -84,7 +79,9 @@ def prepare_body() -> None:
         if length.isdigit() and request.body.maxbytes and int(length) > request.body.maxbytes:
             # refused before a byte is read: CherryPy would wait for the whole body first
             raise cherrypy.HTTPError(413, f"the request body may be at most {request.body.maxbytes} bytes")
-        request.body.processors = dict(GUARDED_PROCESSORS)
+        # Whatever processors are there (CherryPy's, or a tool's such as json_in), refusing malformed bodies.
+        request.body.processors = {content_type: _refusing_malformed(process)
+                                   for content_type, process in request.body.processors.items()}
 
 
 def check_query_string() -> None:

@@ -59,7 +59,7 @@ class SessionLimits:
     max_per_address: int = 1_000  # live sessions made from one client address (429 past it)
     polls_per_second: float = 50.0  # sustained polls of one session (429 with Retry-After past it)
     poll_burst: float = 100.0
-    unconfirmed_idle_timeout: float = 10.0  # a session polled only once expires this soon after that poll
+    unconfirmed_idle_timeout: float = 30.0  # a session polled only once expires this soon after that poll
 
 
 def canonical(tag: Any) -> Any:

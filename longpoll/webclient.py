@@ -14,3 +14,8 @@ def web_dir() -> Path:
     """The directory holding longpoll.js, longpoll.mjs and jquery.longpoll.js."""
     beside = Path(__file__).resolve().parent.parent / "web"
     return beside if beside.is_dir() else Path(sys.prefix) / "share" / "longpoll" / "web"
+
+
+def web_config() -> dict[str, dict[str, object]]:
+    """An app config serving the client's files: ``cherrypy.tree.mount(None, "/longpoll", longpoll.web_config())``."""
+    return {"/": {"tools.staticdir.on": True, "tools.staticdir.dir": str(web_dir())}}
