@@ -14,13 +14,13 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-import weakref
 from typing import Any
 
 import cherrypy
 from cherrypy.process import plugins, wspbus
 from redis.backoff import EqualJitterBackoff
 
+from .. import stats
 from ..errors import LongPollError
 
 log = logging.getLogger("longpoll")
@@ -86,9 +86,6 @@ class ZSet:
         del self._items[:max(0, len(self._items) - keep)]
 
 
-SYNDICATORS: weakref.WeakSet[Syndicator] = weakref.WeakSet()
-
-
 class Syndicator(plugins.SimplePlugin):
     """Runs the store's syndication jobs on a thread started and stopped with the CherryPy engine."""
 
@@ -99,7 +96,7 @@ class Syndicator(plugins.SimplePlugin):
         self.errors = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        SYNDICATORS.add(self)
+        stats.track(self)
         self.subscribe()
         if self.bus.state == wspbus.states.STARTED:
             self.start()
