@@ -88,16 +88,17 @@ class HomeIndex:
 
     def add(self, sub: Subscription) -> None:
         flt: Home = sub.filter
-        state = set(flt.snapshot)
+        state, watch = set(flt.snapshot), set(flt.watch)
         if sub.start is not None and order(sub.start) > order(flt.position):
             since = order(flt.position)
             flt.stale = self.forgotten is not None and self.forgotten > since
             for at, uid, other, following in self.history:
                 if uid == flt.uid and at > since:
                     (state.add if following else state.discard)(other)
+                    watch.add(other)
         flt.initial = frozenset(state)
         self.following[sub] = state
-        self.watching[sub] = set(flt.watch - state - {flt.uid})
+        self.watching[sub] = watch - state - {flt.uid}
         for author in state | {flt.uid}:
             self.authors[author][sub] = None
         for author in self.watching[sub]:
@@ -215,37 +216,48 @@ class HomeFeed:
             if resumed:
                 self.start_sid = int(definition["start_sid"])
                 self.backfilled = set(definition.get("backfilled", []))
-                watch = frozenset(definition.get("watch", [])) | {other for _, other, _ in self.history}
-                pending = store.statuses(definition.get("pending", []))
+                self.following = self._graph_at(broker, snap.following, snap.position, after)
+                pending = definition.get("pending", [])
+                # Deletions by whoever it followed since its position may still concern it.
+                watch = {*definition.get("watch", []), *(other for _, other, _ in self.history), *self.following,
+                         *(other for _, _, other, _ in self._graph_events(broker, after, snap.position))}
             else:
                 self.start_sid = snap.sid
                 self.backfilled = {status["id"] for status in snap.backfill}
-                watch = frozenset(status["uid"] for status in snap.backfill) - {self.uid}
+                self.following = set(snap.following)
                 pending = snap.backfill
-            self.sub = broker.subscribe(TOPIC, Home(self.uid, snap.following, snap.position, watch))
+                watch = {status["uid"] for status in snap.backfill}
+            self.sub = broker.subscribe(TOPIC, Home(self.uid, snap.following, snap.position,
+                                                    frozenset(watch - {self.uid})))
             if not self.sub.filter.stale:
                 break
             self.sub.close()
         else:
             raise BackendUnavailable("the follow graph changed too fast to start a home stream; retry")
-        self.watch = set(watch)
+        self.watch = watch - {self.uid}
         self._pending = deque(pending)
         self.position = after if resumed else snap.position
-        hub = self.sub.start
-        upto = snap.position if hub is None or order(hub) <= order(snap.position) else hub
+        upto = max((p for p in (snap.position, self.sub.start, self.position) if p is not None), key=order)
         self._floor: tuple[int, ...] | None = order(upto)
-        self.following = set(snap.following)
         self._catchup: deque[tuple[str, dict[str, Any]]] = deque()
         try:
-            if resumed and order(self.position) < order(snap.position):
-                for _, _, other, following in reversed(self._graph_events(broker, self.position, snap.position)):
-                    (self.following.discard if following else self.following.add)(other)
             self._replay(broker, self.position, upto)
         except BaseException:
             self.sub.close()
             raise
 
     # -- catching up from the log ------------------------------------------------
+
+    def _graph_at(self, broker: Broker, following: frozenset[int], known: str, wanted: str) -> set[int]:
+        """The following set at ``wanted``, from the one ``known`` there (graph events change one member each)."""
+        state = set(following)
+        if order(wanted) < order(known):
+            for _, _, other, followed in reversed(self._graph_events(broker, wanted, known)):
+                (state.discard if followed else state.add)(other)
+        else:
+            for _, _, other, followed in self._graph_events(broker, known, wanted):
+                (state.add if followed else state.discard)(other)
+        return state
 
     def _entries(self, broker: Broker, after: str, upto: str) -> Iterable[tuple[str, str, Any]]:
         while order(after) < order(upto):
@@ -303,7 +315,7 @@ class HomeFeed:
         return {"kind": "home", "identifier": self.identifier, "uid": self.uid, "start_sid": self.start_sid,
                 "backfilled": sorted(self.backfilled), "watch": sorted(self.watch),
                 "history": [list(e) for e in self.history], "history_floor": self.history_floor,
-                "pending": [status["id"] for status in self._pending]}
+                "pending": list(self._pending)}  # the statuses themselves: one may be deleted meanwhile
 
     @property
     def dropped(self) -> int:

@@ -88,9 +88,6 @@ class SocialStore(Protocol):
     def timeline(self, which: str, uid: int, page: int, count: int) -> list[dict[str, Any]]:
         """A page of the ``profile`` or ``home`` timeline, newest first (deleted statuses left out)."""
 
-    def statuses(self, ids: list[int]) -> list[dict[str, Any]]:
-        """The statuses that still exist of these ids, in that order."""
-
     def home_snapshot(self, uid: int, backfill: int) -> HomeSnapshot: ...
 
     def syndicate_pass(self) -> bool:

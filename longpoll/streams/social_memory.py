@@ -147,10 +147,6 @@ class MemorySocial:
             ids = index.newest((page - 1) * count, page * count - 1)
             return [dict(self._statuses[i]) for i in ids if i in self._statuses]
 
-    def statuses(self, ids: list[int]) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(self._statuses[i]) for i in ids if i in self._statuses]
-
     def home_snapshot(self, uid: int, backfill: int) -> HomeSnapshot:
         with self._lock:
             following = self._following.get(uid, ZSet())

@@ -253,14 +253,6 @@ class RedisSocial:
             found = self._timeline(keys=[f"{which}:{uid}"], args=[(page - 1) * count, page * count - 1])
         return [status_of(fields) for fields in found]
 
-    def statuses(self, ids: list[int]) -> list[dict[str, Any]]:
-        with unavailable_as_503():
-            pipe = self.client.pipeline(transaction=False)
-            for status_id in ids:
-                pipe.hgetall(f"status:{status_id}")
-            found = pipe.execute()
-        return [status_of(fields) for fields in found if fields]
-
     def home_snapshot(self, uid: int, backfill: int) -> HomeSnapshot:
         with unavailable_as_503():
             position, sid, following, statuses = self._snapshot(keys=[self.log.stream, "status:id:", QUEUE],
