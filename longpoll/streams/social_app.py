@@ -26,6 +26,8 @@ from .social import SocialLimits, SocialStore
 
 CURSOR = re.compile(r"[0-9]{1,16}")
 
+ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+
 RESERVED = ("index", "default")
 """Logins that are also handler names of the users node: CherryPy consumes them as attributes."""
 
@@ -64,7 +66,7 @@ class UserResources:
         self.poll_limits = poll_limits
         self.signup = signup
 
-    @json_handler("GET", "POST", "DELETE")
+    @json_handler(*ANY_METHOD)  # which methods a path allows is known once the path is: below
     def __call__(self, *vpath: str, **kwargs: Any) -> bytes:
         path = _user_path(vpath)
         if not path:
