@@ -71,6 +71,16 @@ class Client:
     def delete(self, status_id: int) -> dict[str, Any]:
         return self.request("DELETE", f"/statuses/{status_id}")
 
+    def follow_user(self, login: str) -> dict[str, Any]:
+        return self.request("POST", f"/users/{login}/follow")
+
+    def unfollow_user(self, login: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/users/{login}/follow")
+
+    def home(self, page: int = 1, count: int | None = None) -> dict[str, Any]:
+        """A page of the token's user's home timeline, newest first."""
+        return self.request("GET", "/home", params={"page": page, **({"count": count} if count else {})})
+
     def follow(self, path: str, params: dict[str, Any], method: str = "GET", timeout: float = 25,
                on_retry: Callable[[str, float], None] | None = None) -> Iterator[Any]:
         """Every item of a long-poll stream, for as long as it lasts.
@@ -84,13 +94,14 @@ class Client:
         key = cursor = None
         backoff = EqualJitterBackoff(cap=30.0, base=0.5)
         failures = 0
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}  # the home stream needs it
         while True:
             sent = {**params, "timeout": timeout, **({"key": key, "cursor": cursor} if key else {})}
             try:
                 if method == "GET":
-                    response = self.http.get(path, params=sent, timeout=timeout + 10)
+                    response = self.http.get(path, params=sent, timeout=timeout + 10, headers=headers)
                 else:
-                    response = self.http.post(path, json=sent, timeout=timeout + 10)
+                    response = self.http.post(path, json=sent, timeout=timeout + 10, headers=headers)
                 body = _answer(response)
             except (httpx.TransportError, ServerError) as exc:
                 status = getattr(exc, "status", None)
