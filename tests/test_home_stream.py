@@ -14,6 +14,7 @@ from longpoll.streams.home import HomeFeed
 from tests.procs import ServerProcess
 from tests.social_helpers import HomeStream, auth, follow, home, store_of, syndicated, unfollow
 from tests.streams_helpers import delete, post, settle, signup, unique
+from tests.test_cli_and_docs import readme_block
 
 
 def test_home_stream_gets_followed_and_own_statuses_only(client, broker):
@@ -237,3 +238,14 @@ def test_home_polls_alternating_between_two_server_processes(durable_redis):
             assert stream.ids() == expected and 0 < len(expected) < 30
             resumed = sum(c.get("/stats").json()["sessions_resumed"] for c in (a, b))
             assert resumed >= 10  # the session really moved back and forth
+
+
+def test_readme_hydrator_example_runs_as_written():
+    namespace: dict = {}
+    exec(compile(readme_block("<!-- hydrator-example -->"), "README.md hydrator example", "exec"), namespace)
+    store, hydrate = namespace["store"], namespace["hydrators"]
+    user = store.create_user(unique("placed"), "Placed Person")
+    status = store.post_status(user["token"], "bonjour", "48.9,2.4", hydrate)
+    assert (status["place"], status["name"]) == ("Paris", "Placed Person")
+    assert "place" not in store.post_status(user["token"], "nowhere", "0,0", hydrate)
+    assert namespace["streams"].home is not None
