@@ -15,6 +15,9 @@ from ..errors import BadParameter, NotFound
 from .social import GRAPH, HomeSnapshot, SocialLimits
 from .timelines import ZSet
 
+MEMORY_PASS = 100
+"""Followers one pass writes here: a pass holds the store's lock and the GIL, which posting needs too."""
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -173,7 +176,7 @@ class MemorySocial:
             kind, status_id, author, done = self._jobs.popleft()
             if kind == "a" and status_id not in self._statuses:
                 return True  # deleted meanwhile: its removal job follows
-            per_pass, size = self.social_limits.fanout_per_pass, self.social_limits.timeline_size
+            per_pass, size = min(self.social_limits.fanout_per_pass, MEMORY_PASS), self.social_limits.timeline_size
             rows = self._followers[author].above(done, per_pass)
             for follower, _ in rows:
                 home = self._homes[follower]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
+import time
 from typing import Any
 
 import cherrypy
@@ -121,6 +122,7 @@ class Syndicator(plugins.SimplePlugin):
             try:
                 if self.store.syndicate_pass():
                     self.passes += 1
+                    time.sleep(0)  # let request threads have the GIL between passes (the embedded store's are Python)
                 else:
                     self.store.wait_for_jobs(1.0)
                 failures = 0
