@@ -10,9 +10,11 @@ by its own statuses.  Latency = the time the poller has the whole response
 minus the time the publisher wrote the request (one machine, one clock).
 
 Each configuration (server mode x backend) runs in a fresh server:
-``threads`` is cheroot's thread pool, given ``--threads`` large enough to hold
-a poll per session (1,000 threads hold at most 900 polls: the hold gate keeps
-a tenth free), ``gevent`` is ``--workers 1``; ``memory`` is the embedded
+``gevent`` is ``longpoll serve`` (``--workers 1``: gevent, with the fast
+path), ``geventN`` the same with N workers; ``threads`` is ``longpoll
+serve``'s app on CherryPy's own threaded server as an embedder runs it
+(``bench/bare_server.py``), given ``--threads`` large enough to hold a poll
+per session (the hold gate keeps a tenth free); ``memory`` is the embedded
 backend, ``redis`` a private redis-server started here (durable sessions:
 every poll also reads and writes its session in Redis); ``redis-publish`` is
 the Redis backend with the publisher sending each status straight to Redis
@@ -237,14 +239,11 @@ def run_config(mode: str, backend: str, rate: float, args: argparse.Namespace, p
         workers = int(mode[6:] or 1)
         server_args += ["--workers", str(workers)]
         row["server"] = f"gevent (--workers {workers})"
-    else:
+    else:  # longpoll serve's app on CherryPy's own threaded server, as an embedder runs it
         threads = args.threads or max(1000, -(-args.sessions * 10 // 9) + 100)
-        server_args += ["--threads", str(threads)]
-        row["server"] = f"threads (--threads {threads})"
-        if args.keep_alive_conn_limit != "default":  # longpoll serve's app and settings, one cheroot knob changed
-            command = [sys.executable, "-m", "bench.bare_server", "--port", "0", *server_args,
-                       "--max-polls-per-second", "50", "--keep-alive-conn-limit", args.keep_alive_conn_limit]
-            row["server"] = f"threads ({threads}, keep_alive_conn_limit {args.keep_alive_conn_limit})"
+        command = [sys.executable, "-m", "bench.bare_server", "--port", "0", *server_args, "--threads", str(threads),
+                   "--max-polls-per-second", "50", "--keep-alive-conn-limit", args.keep_alive_conn_limit]
+        row["server"] = f"threads (cheroot, {threads}, keep_alive_conn_limit {args.keep_alive_conn_limit})"
     if redis is not None:
         server_args += ["--redis", redis.url]
         if command is not None:
@@ -387,7 +386,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2, help="seconds of publishing before measuring (default 2)")
     ap.add_argument("--drain", type=float, default=2, help="seconds to wait for the last deliveries (default 2)")
     ap.add_argument("--modes", help="server modes, comma-separated: threads, gevent (--workers 1), geventN "
-                                    "(--workers N, Redis only); default threads,gevent (--quick: threads)")
+                                    "(--workers N, Redis only); default threads,gevent (--quick: gevent)")
     ap.add_argument("--backends", help="backends, comma-separated: memory, redis (statuses POSTed), "
                                        "redis-publish (statuses PUBLISHed to Redis by the publisher, the "
                                        "seeds' way: no POST in the server's bill); default all three "
@@ -395,17 +394,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0,
                     help="cheroot threads in threads mode (default: enough to hold every session's poll)")
     ap.add_argument("--keep-alive-conn-limit", default="default",
-                    help="threads mode: run bench/bare_server.py (longpoll serve's app and settings) with this "
-                         "cheroot keep_alive_conn_limit (N or none) instead of longpoll serve (default: serve)")
+                    help="threads mode: cheroot's keep_alive_conn_limit, N or none (default: what longpoll.Plugin "
+                         "sets)")
     ap.add_argument("--connections", type=int, default=8, help="publisher keep-alive connections (default 8)")
     ap.add_argument("--poller-procs", type=int, default=1, help="poller processes (default 1)")
     ap.add_argument("--profile", metavar="DIR", help="record the server with py-spy during the measured window")
     ap.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
-    ap.add_argument("--quick", action="store_true", help="a smoke test: 50 sessions, 100/s, 2 s, threads, memory")
+    ap.add_argument("--quick", action="store_true", help="a smoke test: 50 sessions, 100/s, 2 s, gevent, memory")
     args = ap.parse_args()
     if args.quick:
         args.sessions, args.rate, args.duration, args.warmup, args.drain = 50, "100", 2, 1, 1
-    args.modes = args.modes or ("threads" if args.quick else "threads,gevent")
+    args.modes = args.modes or ("gevent" if args.quick else "threads,gevent")
     args.backends = args.backends or ("memory" if args.quick else "memory,redis,redis-publish")
     rates = [float(r) for r in str(args.rate).split(",")]
     header("bench.latency: publish-to-client latency of the status streams", "bench.latency")

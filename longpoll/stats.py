@@ -7,6 +7,7 @@ from prometheus_client, through a collector that reads the same figures.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,13 @@ COUNTERS = ("polls", "items_delivered", "items_dropped", "sessions_created", "se
             "entries_read", "entries_malformed", "backend_outages")
 GAUGES = ("sessions", "held_polls", "subscriptions")
 
+SOURCES: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Other counters to add up: objects with a ``stats()`` of name -> int (hydrators, syndication)."""
+
+
+def track(source: Any) -> None:
+    SOURCES.add(source)
+
 
 def snapshot() -> dict[str, Any]:
     totals: dict[str, Any] = dict.fromkeys(COUNTERS + GAUGES, 0)
@@ -34,6 +42,9 @@ def snapshot() -> dict[str, Any]:
         available = available and stats.pop("backend_available")
         for name, value in stats.items():
             totals[name] += value
+    for source in list(SOURCES):
+        for name, value in source.stats().items():
+            totals[name] = totals.get(name, 0) + value
     totals["held_polls"] = HELD.held
     totals["backend_available"] = available
     return totals
@@ -44,7 +55,7 @@ class _Collector:
         figures = snapshot()
         for name in GAUGES:
             yield GaugeMetricFamily(f"longpoll_{name}", f"Current {name.replace('_', ' ')}", value=figures[name])
-        for name in COUNTERS:
+        for name in COUNTERS + tuple(n for n in figures if n not in COUNTERS + GAUGES + ("backend_available",)):
             yield CounterMetricFamily(f"longpoll_{name}", f"Total {name.replace('_', ' ')}", value=figures[name])
         yield GaugeMetricFamily("longpoll_backend_available", "1 when the backend can be read",
                                 value=int(figures["backend_available"]))

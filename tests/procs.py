@@ -19,9 +19,9 @@ class ServerProcess:
     """``longpoll serve`` (or any command printing "serving on URL") in a child process."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, command: list[str] | None = None,
-                 stderr: Any = subprocess.STDOUT):
+                 stderr: Any = subprocess.STDOUT, cwd: Path = ROOT):
         cmd = command or [sys.executable, "-m", "longpoll.server", "serve", "--port", "0", *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                                      stderr=stderr, text=True, start_new_session=True)
         self.url: str | None = None
         self.output: list[str] = []

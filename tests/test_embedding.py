@@ -144,9 +144,14 @@ def test_the_readme_example_holds_1000_polls_as_written(tmp_path: Path):
                 assert all(r.status_code == 200 for r in firsts), [r.text for r in firsts if r.status_code != 200][:3]
                 sessions = [r.json() for r in firsts]
                 async def hold(session: dict) -> httpx.Response:
-                    while True:  # as every client of the protocol does, poll again after a 408
-                        answer = await client.get("/news", params={
-                            "key": session["key"], "cursor": session["cursor"], "timeout": 50})
+                    # As every client of the protocol does: poll again after a 408, or when a kept-alive
+                    # connection turns out closed (cheroot closed it idle the moment it was reused).
+                    while True:
+                        try:
+                            answer = await client.get("/news", params={
+                                "key": session["key"], "cursor": session["cursor"], "timeout": 50})
+                        except httpx.TransportError:
+                            continue
                         if answer.status_code != 408:
                             return answer
 

@@ -88,9 +88,9 @@ def test_tail_without_json_prints_lines_for_people():
 def test_tail_with_a_bad_filter_exits_with_the_servers_message():
     with ServerProcess() as server:
         url = server.wait_ready()
-        result = subprocess.run([sys.executable, "-m", "longpoll.server", "tail", "--url", url, "--sample", "0"],
-                                capture_output=True, text=True, timeout=30, cwd=ROOT)
-        assert result.returncode == 1 and "percent" in result.stderr
+        result = subprocess.run([sys.executable, "-m", "longpoll.server", "tail", "--url", url,
+                                 "--locations", "1,2,3"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert result.returncode == 1 and "locations" in result.stderr and "four numbers" in result.stderr
 
 
 def test_follow_polls_again_after_a_409_as_the_readme_says():
@@ -123,3 +123,71 @@ def test_follow_polls_again_after_a_409_as_the_readme_says():
         server.shutdown()
     assert items == [1, 2]
     assert len(asked) == 2 and len(retries) == 1 and retries[0].startswith("409")
+
+
+Retries = list[tuple[str, float]]
+
+
+def scripted_follow(answers: list[tuple[int, dict]], monkeypatch) -> tuple[list, Retries, Exception | None]:
+    """Client.follow against a server that answers from a script; sleeping is recorded, not done."""
+    class Scripted(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = answers.pop(0)
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    monkeypatch.setattr("longpoll.server.client.time.sleep", lambda seconds: None)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    retries: list[tuple[str, float]] = []
+    items: list = []
+    failure = None
+    try:
+        with Client(f"http://127.0.0.1:{server.server_address[1]}", timeout=10) as client:
+            def retried(why: str, delay: float) -> None:
+                retries.append((why, delay))
+
+            for item in client.follow("/s", {"identifier": "x"}, on_retry=retried):
+                items.append(item)
+    except Exception as exc:  # what follow raised, for the test to judge
+        failure = exc
+    finally:
+        server.shutdown()
+    return items, retries, failure
+
+
+def ready(key: str, cursor: str, *items) -> tuple[int, dict]:
+    return 200, {"state": "ready", "key": key, "cursor": cursor, "items": list(items)}
+
+
+GONE = (410, {"error": "expired", "message": "gone", "state": "expired"})
+
+
+def test_a_failed_generator_is_the_end_not_a_restart(monkeypatch):
+    failed = (500, {"error": "generator_failed", "message": "the session's generator raised"})
+    items, retries, failure = scripted_follow([ready("k1", "1", "first"), failed, GONE, ready("k2", "1", "first")],
+                                              monkeypatch)
+    assert items == ["first"] and retries == []
+    assert failure is not None and getattr(failure, "code", None) == "generator_failed"
+
+
+def test_backoff_keeps_growing_across_restarts_that_fail_again(monkeypatch):
+    script = []
+    for n in range(6):  # each new session answers once, then the server has forgotten it
+        script += [ready(f"k{n}", "1"), GONE]
+    script += [ready("k9", "1", "a"), ready("k9", "2", "b"), (503, {"error": "backend_unavailable", "message": "x"}),
+               (200, {"state": "done", "key": "k9", "cursor": "3", "items": ["c"]})]
+    items, retries, failure = scripted_follow(script, monkeypatch)
+    assert failure is None and items == ["a", "b", "c"]
+    restarts = [delay for why, delay in retries if "expired" in why]
+    assert restarts[0] == 0 and all(d > 0 for d in restarts[1:])
+    assert restarts[-1] > restarts[1]  # grew: the restarts never reached a sound session
+    outage = [delay for why, delay in retries if why.startswith("503")]
+    assert outage and outage[0] <= 1.0  # once k9 answered twice, the backoff started over

@@ -1,4 +1,5 @@
-// demo.js - the page at /: a live feed of statuses, a map, and forms for the API.
+// demo.js - the page at /: a live feed of statuses, a map, forms for the API, and the
+// social graph (follow buttons on each status's author, the home stream, the home timeline).
 //
 // Statuses are user input: everything they carry reaches the page through
 // textContent and setAttribute on elements made with createElement; no HTML
@@ -23,6 +24,9 @@ const streamForm = $("#stream-form");
 const signupForm = $("#signup-form");
 const postForm = $("#post-form");
 const deleteForm = $("#delete-form");
+const homeList = $("#home-list");
+const HOME_SHOWN = 20;           // statuses of the home timeline shown
+const FOLLOWING_PAGES = 25;      // pages of 200 read to know whom the user follows (the server's limit is 5,000)
 
 // -- small DOM helpers (no HTML strings anywhere) ----------------------------------
 
@@ -127,6 +131,83 @@ function isMine(status) {
   return typeof status.login === "string" && status.login.toLowerCase() === user.login.toLowerCase();
 }
 
+// -- the social graph ------------------------------------------------------------------
+
+const following = new Set(); // lower-case logins the active user follows
+
+function followButton(login) {
+  const button = el("button", { type: "button", class: "follow", "data-login": login });
+  showFollowing(button);
+  button.addEventListener("click", () => toggleFollow(login));
+  return button;
+}
+
+function showFollowing(button) {
+  const yes = following.has(button.dataset.login.toLowerCase());
+  button.dataset.following = String(yes);
+  button.textContent = yes ? "Following" : "Follow";
+  button.title = (yes ? "Unfollow @" : "Follow @") + button.dataset.login;
+}
+
+async function toggleFollow(login) {
+  const user = currentUser();
+  if (!user) {
+    say(postForm, "Sign up first: following needs a user.", "error");
+    return;
+  }
+  const unfollowing = following.has(login.toLowerCase());
+  const { status, body } = await api(unfollowing ? "DELETE" : "POST", `/users/${encodeURIComponent(login)}/follow`,
+    undefined, user.token);
+  if (status === 200) {
+    if (body.following) following.add(login.toLowerCase());
+    else following.delete(login.toLowerCase());
+    refreshOwnership();
+    refreshHome();
+  } else if (status === 401) {
+    tokenRefused(postForm);
+  } else {
+    say(postForm, body.message || `Following failed (HTTP ${status}).`, "error");
+  }
+}
+
+async function loadFollowing() {
+  following.clear();
+  const user = currentUser();
+  let cursor = null;
+  for (let page = 0; user && page < FOLLOWING_PAGES; page++) {
+    const query = new URLSearchParams({ count: 200, ...(cursor ? { cursor } : {}) });
+    const { status, body } = await api("GET", `/users/${encodeURIComponent(user.login)}/following?${query}`);
+    if (status !== 200 || !Array.isArray(body.users)) break;
+    for (const other of body.users) if (typeof other.login === "string") following.add(other.login.toLowerCase());
+    cursor = body.next;
+    if (!cursor) break;
+  }
+  refreshOwnership();
+}
+
+async function refreshHome() {
+  const user = currentUser();
+  homeList.replaceChildren();
+  $("#home-empty").hidden = Boolean(user);
+  $("#home-note").textContent = user ? "@" + user.login : "";
+  if (!user) return;
+  const { status, body } = await api("GET", `/home?count=${HOME_SHOWN}`, undefined, user.token);
+  if (status !== 200 || !Array.isArray(body.statuses)) {
+    $("#home-note").textContent = status === 401 ? "token refused" : `HTTP ${status}`;
+    return;
+  }
+  for (const item of body.statuses) {
+    const li = el("li", { "data-id": statusId(item.id) });
+    li.appendChild(el("span", { class: "login" }, "@" + String(item.login ?? "?")));
+    li.appendChild(document.createTextNode(String(item.message ?? "")));
+    homeList.appendChild(li);
+  }
+  $("#home-empty").hidden = body.statuses.length > 0;
+  if (!body.statuses.length) $("#home-empty").textContent = "Nothing yet: follow people with the buttons in the feed.";
+}
+
+$("#home-refresh").addEventListener("click", refreshHome);
+
 function deleteButton(id) {
   const button = el("button", { type: "button", class: "delete", "data-id": id, title: "Delete this status" }, "Delete");
   button.addEventListener("click", () => deleteStatus(id, deleteForm));
@@ -137,7 +218,9 @@ function renderStatus(status) {
   const id = statusId(status.id);
   const li = el("li", { class: "status fresh", "data-id": id });
   const head = el("div", { class: "head" });
+  if (typeof status.name === "string" && status.name) head.appendChild(el("span", { class: "name" }, status.name));
   head.appendChild(el("span", { class: "login" }, "@" + String(status.login ?? "?")));
+  if (currentUser() && typeof status.login === "string" && !isMine(status)) head.appendChild(followButton(status.login));
   const posted = Number(status.posted);
   if (Number.isFinite(posted)) {
     const when = new Date(posted * 1000);
@@ -217,11 +300,19 @@ function clearFeed() {
 }
 
 function refreshOwnership() {
+  const user = currentUser();
   for (const [id, { li, status }] of shown) {
     const existing = li.querySelector("button.delete");
     const mine = isMine(status);
     if (mine && !existing) li.querySelector(".head").appendChild(deleteButton(id));
     if (!mine && existing) existing.remove();
+    const follow = li.querySelector("button.follow");
+    if (user && !mine && typeof status.login === "string") {
+      if (follow) showFollowing(follow);
+      else li.querySelector(".login").after(followButton(status.login));
+    } else if (follow) {
+      follow.remove();
+    }
   }
 }
 
@@ -286,6 +377,7 @@ function onState(state, info) {
 
 function describeStream(spec) {
   if (spec.kind === "sample") return `sample ${spec.params.percent}% · ${spec.params.identifier}`;
+  if (spec.kind === "home") return `home of @${spec.user.login} · ${spec.params.identifier}`;
   const parts = ["track", "follow", "locations"].filter((n) => spec.params[n]).map((n) => `${n}=${spec.params[n]}`);
   return `filter ${parts.join(" ")} · ${spec.params.identifier}`;
 }
@@ -294,7 +386,7 @@ function describeStream(spec) {
 // statuses posted meanwhile still arrive (sessionStorage is per tab: two tabs
 // never share a key).
 function streamId(spec) {
-  return JSON.stringify([spec.kind, spec.params]);
+  return JSON.stringify([spec.kind, spec.params, spec.user ? spec.user.login : null]);
 }
 
 function savedSession(spec) {
@@ -317,11 +409,12 @@ function startStream(spec, { resume = false } = {}) {
   if (poller) poller.stop();
   clearFeed();
   $("#stream-label").textContent = describeStream(spec);
-  const sample = spec.kind === "sample";
   const saved = resume ? savedSession(spec) : null;
-  const current = new LongPoll(sample ? "/statuses/sample.json" : "/statuses/filter.json", {
-    method: sample ? "GET" : "POST",
+  const url = { sample: "/statuses/sample.json", filter: "/statuses/filter.json", home: "/statuses/home.json" };
+  const current = new LongPoll(url[spec.kind], {
+    method: spec.kind === "filter" ? "POST" : "GET",
     params: spec.params,
+    headers: spec.user ? { Authorization: "Bearer " + spec.user.token } : {}, // the home stream is the user's own
     pauseWhenHidden: spec.pause,
     quickStart: true, // learn the session key at once, so an early stop or reload does not orphan it
     key: saved ? saved.key : null,
@@ -351,10 +444,13 @@ addEventListener("pagehide", () => { if (poller && currentSpec) rememberSession(
 
 function streamSpec() {
   const f = streamForm.elements;
-  const kind = f.kind.value === "filter" ? "filter" : "sample";
+  const kind = ["filter", "home"].includes(f.kind.value) ? f.kind.value : "sample";
   const params = { identifier: f.identifier.value.trim() };
   if (kind === "sample") {
     params.percent = Number(f.percent.value) || 100;
+  } else if (kind === "home") {
+    params.backfill = Number(f.backfill.value) || 0;
+    return { kind, params, pause: f.pause.checked, user: currentUser() };
   } else {
     for (const name of ["track", "follow", "locations"]) {
       const value = f[name].value.trim();
@@ -387,6 +483,14 @@ streamForm.addEventListener("submit", (event) => {
     say(streamForm, "A filter needs track, follow or locations.", "error");
     return;
   }
+  if (spec.kind === "home" && !spec.user) {
+    say(streamForm, "The home stream is a user's: sign up first.", "error");
+    return;
+  }
+  if (spec.kind === "home" && !(spec.params.backfill >= 0 && spec.params.backfill <= 200)) {
+    say(streamForm, "Backfill is 0 to 200.", "error");
+    return;
+  }
   save(STORE_IDENTIFIER, spec.params.identifier);
   say(streamForm, "Stream restarted: " + describeStream(spec), "ok");
   startStream(spec);
@@ -408,6 +512,7 @@ function showUser() {
   }
   $("#signout").hidden = !user;
   refreshOwnership();
+  refreshHome();
 }
 
 signupForm.addEventListener("submit", async (event) => {
@@ -422,6 +527,7 @@ signupForm.addEventListener("submit", async (event) => {
     say(signupForm, `Welcome, @${answer.login}. Your token is kept in this browser.`, "ok");
     signupForm.reset();
     showUser();
+    loadFollowing();
   } else if (status === 409) {
     say(signupForm, `The login ${body.login} is taken.`, "error");
   } else {
@@ -431,6 +537,7 @@ signupForm.addEventListener("submit", async (event) => {
 
 $("#signout").addEventListener("click", () => {
   save(STORE_USER, null);
+  following.clear();
   say(signupForm, "Token forgotten.", "ok");
   showUser();
 });
@@ -461,6 +568,7 @@ postForm.addEventListener("submit", async (event) => {
   if (status === 201) {
     say(postForm, `Posted #${answer.id}.`, "ok");
     f.message.value = "";
+    refreshHome();
   } else if (status === 401) {
     tokenRefused(postForm);
   } else {
@@ -549,5 +657,6 @@ streamForm.elements.kind.value = "sample";
 streamForm.elements.percent.value = "100";
 showKind();
 showUser();
+loadFollowing();
 startStream(streamSpec(), { resume: true });
 refreshStats();

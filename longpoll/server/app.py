@@ -28,6 +28,7 @@ from ..plugin import Plugin
 from ..registry import Registry, SessionLimits
 from ..responses import JSON_ERRORS, json_error_page
 from ..streams import StatusStreams, open_store
+from ..streams.hydrators import Hydrators, author_name
 from ..webclient import web_dir
 from . import cors, openapi
 from .demo import Demo
@@ -103,9 +104,13 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     demo = Demo(topics, registry, poll_limits)
     root.primes = demo.primes  # type: ignore[attr-defined]
     root.topics = demo.topics  # type: ignore[attr-defined]
-    streams = StatusStreams(broker, open_store(broker), registry, poll_limits)
+    store = open_store(broker)
+    hydrators = Hydrators()
+    hydrators.register("name", author_name(store))
+    streams = StatusStreams(broker, store, registry, poll_limits, hydrators=hydrators)
     root.users = streams.users  # type: ignore[attr-defined]
     root.statuses = streams.statuses  # type: ignore[attr-defined]
+    root.home = streams.home  # type: ignore[attr-defined]
     config = {
         "/": {**JSON_ERRORS, **cors.config(settings.cors_origins), "request.body.maxbytes": settings.max_body_bytes,
               "tools.trailing_slash.on": False},  # POST /users must not be redirected

@@ -1,4 +1,4 @@
-"""The ``longpoll`` command: ``serve``, and ``signup``/``post``/``delete`` against a running server."""
+"""The ``longpoll`` command: ``serve``, and the client commands (``signup``, ``post``, ``follow``, ``tail``...)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+
+import orjson
 
 from .. import __version__
 
@@ -49,14 +51,34 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("id", type=int)
     client_options(delete)
 
+    for verb in ("follow", "unfollow"):
+        change = commands.add_parser(verb, help=f"{verb} a user as the token's user")
+        change.add_argument("login")
+        client_options(change)
+
+    home = commands.add_parser("home", help="print the token's user's home timeline, newest first")
+    home.add_argument("--page", type=options.positive(int), default=1)
+    home.add_argument("--count", type=options.positive(int), help="statuses per page (default: the server's, 30)")
+    home.add_argument("--json", action="store_true", help="print each status as a raw JSON line")
+    client_options(home)
+
     tail = commands.add_parser("tail", help="print statuses as they arrive (sample 100%% unless filtered)")
-    tail.add_argument("--sample", type=int, metavar="PERCENT", dest="percent", help="sample percent, 1-100")
+    tail.add_argument("--sample", type=options.ranged(int, 1, 100), metavar="PERCENT", dest="percent",
+                      help="sample percent, 1-100")
+    tail.add_argument("--timeout", type=options.ranged(float, 0, 60), default=25, metavar="SECONDS",
+                      help="how long each poll may be held, 0-60 (default %(default)s)")
+    tail.add_argument("--max", type=options.ranged(int, 1, 1000), default=100, metavar="N",
+                      help="most items per poll, 1-1000 (default %(default)s)")
     tail.add_argument("--track", help="comma-separated phrases")
     tail.add_argument("--follow", help="comma-separated logins")
     tail.add_argument("--locations", metavar="LON1,LAT1,LON2,LAT2", help="boxes, four numbers each")
+    tail.add_argument("--home", action="store_true",
+                      help="the token's user's home stream: whom they follow, and their own")
+    tail.add_argument("--backfill", type=options.ranged(int, 0, 200), metavar="N",
+                      help="with --home: start with the newest N home statuses (0-200)")
     tail.add_argument("--identifier", default=f"tail-{secrets.token_hex(4)}", help="client identifier")
     tail.add_argument("--json", action="store_true", help="print each item as a raw JSON line")
-    client_options(tail, token=False)
+    client_options(tail)
     return top
 
 
@@ -87,10 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(options.settings(args, top.error))
         return 0
     if args.command == "tail":
+        if args.home and not args.token:
+            print("longpoll tail --home: a token is needed: --token, or LONGPOLL_TOKEN", file=sys.stderr)
+            return 2
         params = {"identifier": args.identifier, "percent": args.percent, "track": args.track,
-                  "follow": args.follow, "locations": args.locations}
+                  "follow": args.follow, "locations": args.locations, "home": args.home or None,
+                  "backfill": args.backfill}
         try:
-            return tail.run(args.url, {k: v for k, v in params.items() if v is not None}, args.json)
+            return tail.run(args.url, {k: v for k, v in params.items() if v is not None}, args.json,
+                            token=args.token, timeout=args.timeout, max_items=args.max)
         except ServerError as exc:
             print(f"longpoll tail: {exc}", file=sys.stderr)
             return 1
@@ -111,6 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.command == "delete":
                 client.delete(args.id)
                 print(f"deleted status {args.id}")
+            elif args.command in ("follow", "unfollow"):
+                getattr(client, f"{args.command}_user")(args.login)
+                print(f"{'following' if args.command == 'follow' else 'no longer following'} {args.login}")
+            elif args.command == "home":
+                for status in client.home(args.page, args.count)["statuses"]:
+                    print(orjson.dumps(status).decode() if args.json else tail.describe(status))
     except ServerError as exc:
         print(f"longpoll: {exc}", file=sys.stderr)
         return 1

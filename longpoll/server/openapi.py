@@ -13,6 +13,8 @@ from .. import params
 from ..params import PollLimits
 from ..streams import filters
 from ..streams.app import StreamLimits
+from ..streams.social import SocialLimits
+from ..streams.social_app import CURSOR as FOLLOW_CURSOR
 
 # The server's own patterns, anchored: the document cannot drift from the checks.
 IDENTIFIER = {"type": "string", "pattern": f"^{params.IDENTIFIER.pattern}$"}
@@ -79,7 +81,52 @@ POLLED = {"200": {"description": "the next batch (or an empty one after timeout)
                   **_json({"$ref": "#/components/schemas/Poll"})}}
 
 
-def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = StreamLimits()) -> dict[str, Any]:
+def _social_paths(poll: list[dict[str, Any]], limits: SocialLimits) -> dict[str, Any]:
+    """The social graph's endpoints (PROTOCOL.md, "The social graph")."""
+    login = [{"name": "login", "in": "path", "required": True, "schema": LOGIN}]
+    count = {"name": "count", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": limits.max_count}}
+    paging = [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                          "maximum": limits.timeline_size}}, count]
+    statuses = {"200": {"description": "newest first", **_json({"$ref": "#/components/schemas/StatusPage"})}}
+    followed = {"200": {"description": "done (doing it twice is not an error)", **_json({
+        "type": "object", "required": ["login", "following"],
+        "properties": {"login": {"type": "string"}, "following": {"type": "boolean"}}})},
+        **_errors(400, 401, 404, 503)}
+    users = {"get": {"summary": "a page of the user's followers (or whom they follow), newest first",
+                     "parameters": [count, {"name": "cursor", "in": "query", "schema": {
+                         "type": "string", "pattern": f"^{FOLLOW_CURSOR.pattern}$"},
+                         "description": "next from the previous page"}],
+                     "responses": {"200": {"description": "a page", **_json({"$ref": "#/components/schemas/UserPage"})},
+                                   **_errors(400, 404, 503)}}}
+    return {
+        "/users/{login}": {"parameters": login, "get": {
+            "summary": "a user's profile", "responses": {
+                "200": {"description": "the profile", **_json({"$ref": "#/components/schemas/Profile"})},
+                **_errors(400, 404, 503)}}},
+        "/users/{login}/follow": {"parameters": login,
+                                  "post": {"summary": "follow the user (the book's follow_user)",
+                                           "security": [{"token": []}], "responses": followed},
+                                  "delete": {"summary": "unfollow the user (the book's unfollow_user)",
+                                             "security": [{"token": []}], "responses": followed}},
+        "/users/{login}/followers": {"parameters": login, **users},
+        "/users/{login}/following": {"parameters": login, **users},
+        "/users/{login}/statuses": {"parameters": login, "get": {
+            "summary": "the user's profile timeline", "parameters": paging,
+            "responses": {**statuses, **_errors(400, 404, 503)}}},
+        "/home": {"get": {"summary": "the token's user's home timeline", "security": [{"token": []}],
+                          "parameters": paging, "responses": {**statuses, **_errors(400, 401, 503)}}},
+        "/statuses/home.json": {"get": {
+            "summary": "long-poll the statuses of the people the token's user follows, and the user's own",
+            "security": [{"token": []}],
+            "parameters": [{"name": "identifier", "in": "query", "required": True, "schema": IDENTIFIER},
+                           {"name": "backfill", "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": limits.max_backfill}}, *poll],
+            "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 429, 503)}}},
+    }
+
+
+def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = StreamLimits(),
+             social_limits: SocialLimits = SocialLimits()) -> dict[str, Any]:
     poll = _poll_parameters(limits)
     filters = stream_limits.filters
     text_list = {"anyOf": [{"type": "string", "maxLength": limits.max_param_chars},
@@ -167,6 +214,7 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
                                "properties": {"id": {"type": "integer"}, "deleted": {"const": True}}})},
                                **_errors(401, 403, 404, 503)}},
             },
+            **_social_paths(poll, social_limits),
             "/healthz": {"get": {"summary": "200 when the server can serve", "responses": {
                 "200": {"description": "ok", **_json({"type": "object"})}, **_errors(503)}}},
             "/stats": {"get": {"summary": "counters", "responses": {
@@ -187,9 +235,26 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
                     "dropped": {"type": "integer", "minimum": 0}, "retry_ms": {"type": "integer", "minimum": 0}}},
                 "Status": {"type": "object", "required": ["id", "uid", "login", "message", "posted"], "properties": {
                     "id": {"type": "integer"}, "uid": {"type": "integer"}, "login": {"type": "string"},
-                    "message": {"type": "string"}, "posted": {"type": "number"}, "location": {"type": "string"}}},
+                    "message": {"type": "string"}, "posted": {"type": "number"}, "location": {"type": "string"}},
+                    "description": "hydrators may add fields (longpoll serve: the author's name)"},
+                "StatusPage": {"type": "object", "required": ["statuses", "page", "next"], "properties": {
+                    "statuses": {"type": "array", "items": {"$ref": "#/components/schemas/Status"},
+                                 "maxItems": social_limits.max_count},
+                    "page": {"type": "integer"}, "next": {"type": ["integer", "null"]}}},
+                "Profile": {"type": "object", "required": ["id", "login", "name", "followers", "following", "posts",
+                                                           "signup"], "properties": {
+                    "id": {"type": "integer"}, "login": {"type": "string"}, "name": {"type": "string"},
+                    "followers": {"type": "integer", "minimum": 0}, "following": {"type": "integer", "minimum": 0},
+                    "posts": {"type": "integer", "minimum": 0}, "signup": {"type": "number"}}},
+                "UserPage": {"type": "object", "required": ["users", "next"], "properties": {
+                    "users": {"type": "array", "maxItems": social_limits.max_count, "items": {
+                        "type": "object", "required": ["id", "login", "name", "since"], "properties": {
+                            "id": {"type": "integer"}, "login": {"type": "string"}, "name": {"type": "string"},
+                            "since": {"type": "number"}}}},
+                    "next": {"type": ["string", "null"]}}},
             },
         },
         "x-limits": {"max_track_phrases": filters.max_phrases, "max_phrase_chars": filters.max_phrase_chars,
-                     "max_follow": filters.max_follow, "max_boxes": filters.max_boxes},
+                     "max_follow": filters.max_follow, "max_boxes": filters.max_boxes,
+                     "max_following": social_limits.max_following, "timeline_size": social_limits.timeline_size},
     }

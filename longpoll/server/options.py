@@ -62,6 +62,22 @@ def positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def ranged(kind: type, low: float, high: float) -> Callable[[str], Any]:
+    """A number within [low, high]: what the server would refuse is refused here, with the range."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a {kind.__name__} from {low:g} to {high:g}, not {text!r}") from None
+        if not low <= value <= high:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -125,6 +141,7 @@ OPTIONS = [
     Option("max_timeout", "--max-timeout", "longest a poll may be held, at most 60", timeout_cap, "SECONDS"),
     Option("max_held_polls", "--max-held-polls", "polls allowed to wait at once (default: as many as sessions)",
            positive(int), "N"),
+    Option("max_body_bytes", "--max-body-bytes", "largest request body, in bytes (413 past it)", positive(int), "N"),
     Option("read_timeout", "--read-timeout", "longest wait for each read of a request and for its whole head; a "
            "body that stalls answers 408", positive(float), "SECONDS"),
     Option("keep_alive_timeout", "--keep-alive-timeout", "how long a kept-alive connection may wait for its next "

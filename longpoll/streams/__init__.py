@@ -1,22 +1,24 @@
-"""The status streams of *Redis in Action* chapter 8, as long-polls."""
+"""The status streams of *Redis in Action* chapter 8, as long-polls, and its social graph."""
 
 from __future__ import annotations
 
 from ..broker import Broker
 from .app import StatusStreams, StreamLimits
 from .filters import FilterLimits
+from .hydrators import Hydrators
+from .social import SocialLimits
 from .store import MemoryStore, Store
 
 
-def open_store(broker: Broker) -> Store:
+def open_store(broker: Broker, social_limits: SocialLimits = SocialLimits()) -> Store:
     """The store that goes with the broker's backend (and, on Redis, the PUBLISH bridge)."""
     if broker.redis is None:
-        return MemoryStore(broker.log)  # type: ignore[arg-type]
+        return MemoryStore(broker.log, social_limits)  # type: ignore[arg-type]
     from .bridge import publish_bridge
     from .redis_store import RedisStore
 
     broker.bridge = publish_bridge(broker.redis, broker.hub)  # type: ignore[attr-defined]
-    return RedisStore(broker.redis, broker.log)  # type: ignore[arg-type]
+    return RedisStore(broker.redis, broker.log, social_limits)  # type: ignore[arg-type]
 
 
-__all__ = ["StatusStreams", "StreamLimits", "FilterLimits", "open_store"]
+__all__ = ["StatusStreams", "StreamLimits", "FilterLimits", "SocialLimits", "Hydrators", "open_store"]

@@ -3,7 +3,8 @@
 The streams are ordinary ``json_yield`` endpoints: a session's generator
 subscribes to the ``statuses`` topic with its filter and yields what the hub
 routes to it.  The identifier is bound to the session: a later poll must
-carry the same one (401 without it, 403 with another).
+carry the same one (401 without it, 403 with another).  The social graph's
+endpoints (``social_app.py``) are mounted beside them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from ..registry import Registry
 from ..responses import json_body
 from .feed import StatusFeed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
-from .router import StatusRouter
+from .home import GraphRouter, HomeIndex, SocialRouter
+from .hydrators import Hydrators
+from .social import GRAPH
 from .store import TOPIC, Store, bad_token
+from .timelines import Syndicator
 
 STATUS_ID = re.compile(r"[0-9]{1,18}")
 
@@ -90,9 +94,11 @@ class Users:
 
 class Statuses:
     def __init__(self, broker: Broker, store: Store, registry: Registry, poll_limits: PollLimits,
-                 limits: StreamLimits):
+                 limits: StreamLimits, hydrators: Hydrators | None = None, syndicator: Syndicator | None = None):
         self.broker = broker
         self.store = store
+        self.syndicator = syndicator
+        self.hydrators = hydrators
         self.poll_limits = poll_limits
         self.limits = limits
         common = {"registry": registry, "poll_limits": poll_limits, "bind": _bound_identifier, "limit_per_bind": True,
@@ -140,7 +146,8 @@ class Statuses:
                 raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
             location = location.replace(" ", "")
         _no_more(params)
-        return json_body(201, self.store.post_status(token, message, location))
+        self._syndicate()
+        return json_body(201, self.store.post_status(token, message, location, self.hydrators or None))
 
     @cherrypy.expose
     @json_handler("GET", "DELETE")
@@ -150,14 +157,33 @@ class Statuses:
             raise NotFound("no such status")
         if cherrypy.serving.request.method == "GET":
             return json_body(200, self.store.get_status(int(status_id)))
+        self._syndicate()
         return json_body(200, self.store.delete_status(_bearer_token(), int(status_id)))
+
+    def _syndicate(self) -> None:
+        """Posts and deletes queue fan-out jobs: from the first one on, this process works them off too."""
+        if self.syndicator is not None:
+            self.syndicator.ensure()
 
 
 class StatusStreams:
-    """What ``longpoll serve`` mounts for the status streams: /users and /statuses."""
+    """What ``longpoll serve`` mounts for the status streams: /users, /statuses and /home.
+
+    ``hydrators`` enrich each status as it is posted (see ``hydrators.py``).
+    """
 
     def __init__(self, broker: Broker, store: Store, registry: Registry,
-                 poll_limits: PollLimits = PollLimits(), limits: StreamLimits = StreamLimits()):
-        broker.hub.route(TOPIC, StatusRouter())
+                 poll_limits: PollLimits = PollLimits(), limits: StreamLimits = StreamLimits(),
+                 hydrators: Hydrators | None = None):
+        from .social_app import HomeTimeline, UserResources, home_stream
+
+        home = HomeIndex()
+        broker.hub.route(TOPIC, SocialRouter(home))
+        broker.hub.route(GRAPH, GraphRouter(broker.hub, home))
+        self.hydrators = hydrators if hydrators is not None else Hydrators()
         self.users = Users(store, poll_limits, limits)
-        self.statuses = Statuses(broker, store, registry, poll_limits, limits)
+        self.users.index = self.users.default = UserResources(store, poll_limits, self.users.index)  # type: ignore
+        self.syndicator = Syndicator(store)
+        self.statuses = Statuses(broker, store, registry, poll_limits, limits, self.hydrators, self.syndicator)
+        self.statuses.home_json = home_stream(broker, store, registry, poll_limits)  # type: ignore[attr-defined]
+        self.home = HomeTimeline(store, poll_limits)

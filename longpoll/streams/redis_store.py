@@ -5,7 +5,8 @@ hashes, the ``users:`` login index (lower case), the ``user:id:`` and
 ``status:id:`` counters; plus ``tokens:`` (token digest -> user id).  Each
 write is one script, so two users racing for a login, or two deletes of one
 status, cannot interleave; and a status is appended to the stream in the same
-script that stores it.
+script that stores it, and to its author's profile and home timelines, with
+the job that syndicates it to the followers' (see ``social_redis.py``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import hmac
 import time
 from typing import Any
 
+import orjson
 import redis
 
 from ..backends.redis import RedisLog, unavailable_as_503
 from ..errors import Conflict, Forbidden, NotFound
-from .store import TOPIC, bad_token, digest, new_token
+from .social import SocialLimits
+from .social_redis import QUEUE, RedisSocial, status_of
+from .store import TOPIC, Hydrate, bad_token, digest, draft, new_token
 
 CREATE_USER = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
@@ -33,7 +37,8 @@ return id
 AUTHOR = """
 local uid = redis.call('HGET', KEYS[1], ARGV[1])
 if not uid then return false end
-return {uid, redis.call('HGET', 'user:' .. uid, 'token')}
+local user = redis.call('HMGET', 'user:' .. uid, 'token', 'login')
+return {uid, user[1], user[2]}
 """
 # The token index and the user's own digest in one round trip; the digests are
 # compared in Python, in constant time.
@@ -60,9 +65,22 @@ if ARGV[4] ~= '' then
   fields[#fields + 1] = 'location'
   fields[#fields + 1] = ARGV[4]
 end
+local body = with_posted(status, ARGV[3])
+if ARGV[7] ~= '' then  -- hydrated fields, as JSON made in Python: kept exactly as they are
+  fields[#fields + 1] = 'x'
+  fields[#fields + 1] = ARGV[7]
+  body = string.sub(body, 1, -2) .. ',' .. string.sub(ARGV[7], 2)
+end
 redis.call('HSET', 'status:' .. id, unpack(fields))
 redis.call('HINCRBY', user, 'posts', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 't', ARGV[6], 'd', with_posted(status, ARGV[3]))
+for _, timeline in ipairs({'profile:' .. ARGV[1], 'home:' .. ARGV[1]}) do
+  redis.call('ZADD', timeline, id, id)
+  redis.call('ZREMRANGEBYRANK', timeline, 0, -tonumber(ARGV[8]) - 1)
+end
+if redis.call('ZCARD', 'followers:' .. ARGV[1]) > 0 then
+  redis.call('RPUSH', KEYS[3], 'a:' .. id .. ':' .. ARGV[1] .. ':0')
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 't', ARGV[6], 'd', body)
 return {id, login}
 """
 
@@ -79,17 +97,24 @@ status.uid = tonumber(status.uid)
 local posted = status.posted
 status.posted = nil
 status.deleted = true
+status.x = nil
 redis.call('DEL', key)
 redis.call('HINCRBY', 'user:' .. owner, 'posts', -1)
+redis.call('ZREM', 'profile:' .. owner, ARGV[1])
+redis.call('ZREM', 'home:' .. owner, ARGV[1])
+if redis.call('ZCARD', 'followers:' .. owner) > 0 then
+  redis.call('RPUSH', KEYS[2], 'd:' .. ARGV[1] .. ':' .. owner .. ':0')
+end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[4], 'd', with_posted(status, posted))
 return 1
 """
 
 
-class RedisStore:
-    def __init__(self, client: redis.Redis, log: RedisLog):
+class RedisStore(RedisSocial):
+    def __init__(self, client: redis.Redis, log: RedisLog, social_limits: SocialLimits = SocialLimits()):
         self.client = client
         self.log = log
+        self._init_social(social_limits)
         self._create_user = client.register_script(CREATE_USER)
         self._author_of = client.register_script(AUTHOR)
         self._post = client.register_script(POST_STATUS)
@@ -104,35 +129,37 @@ class RedisStore:
             raise Conflict(f"the login {login!r} is taken")
         return {"id": int(uid), "login": login, "token": token}
 
-    def _author(self, token: str) -> str:
-        """The author's user id, comparing token digests in constant time."""
+    def _identify(self, token: str) -> tuple[str, str]:
+        """The token's user id and login, comparing token digests in constant time."""
         hashed = digest(token)
         with unavailable_as_503():
             found = self._author_of(keys=["tokens:"], args=[hashed])
-        uid, stored = found if found else (None, None)
+        uid, stored, login = found if found else (None, None, None)
         if uid is None or stored is None or not hmac.compare_digest(stored, hashed.encode()):
             raise bad_token()
-        return uid.decode()
+        return uid.decode(), login.decode()
 
-    def post_status(self, token: str, message: str, location: str | None) -> dict[str, Any]:
-        uid = self._author(token)
-        posted = round(time.time(), 3)  # what Lua's cjson renders exactly (14 significant digits)
+    def _author(self, token: str) -> str:
+        return self._identify(token)[0]
+
+    def post_status(self, token: str, message: str, location: str | None,
+                    hydrate: Hydrate | None = None) -> dict[str, Any]:
+        uid, login = self._identify(token)
+        status = draft(int(uid), login, message, location)
+        extra = hydrate(status) if hydrate is not None else {}
         with unavailable_as_503():
-            answer = self._post(keys=["status:id:", self.log.stream],
-                                args=[uid, message, repr(posted), location or "", self.log.retention, TOPIC])
+            answer = self._post(keys=["status:id:", self.log.stream, QUEUE],
+                                args=[uid, message, repr(status["posted"]), location or "", self.log.retention,
+                                      TOPIC, orjson.dumps(extra) if extra else "",
+                                      self.social_limits.timeline_size])
         if not answer:
             raise bad_token()
-        status_id, login = answer
-        status = {"id": int(status_id), "uid": int(uid), "login": login.decode(), "message": message,
-                  "posted": posted}
-        if location is not None:
-            status["location"] = location
-        return status
+        return {"id": int(answer[0]), **status, **extra}
 
     def delete_status(self, token: str, status_id: int) -> dict[str, Any]:
         uid = self._author(token)
         with unavailable_as_503():
-            answer = self._delete(keys=[self.log.stream], args=[status_id, uid, self.log.retention, TOPIC])
+            answer = self._delete(keys=[self.log.stream, QUEUE], args=[status_id, uid, self.log.retention, TOPIC])
         if answer == 0:
             raise NotFound(f"no status {status_id}")
         if answer == -1:
@@ -144,9 +171,4 @@ class RedisStore:
             fields = self.client.hgetall(f"status:{status_id}")
         if not fields:
             raise NotFound(f"no status {status_id}")
-        raw = {k.decode(): v.decode() for k, v in fields.items()}
-        status: dict[str, Any] = {"id": int(raw["id"]), "uid": int(raw["uid"]), "login": raw["login"],
-                                  "message": raw["message"], "posted": float(raw["posted"])}
-        if "location" in raw:
-            status["location"] = raw["location"]
-        return status
+        return status_of(fields)

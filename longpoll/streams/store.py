@@ -17,19 +17,26 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..backends.memory import MemoryLog
 from ..errors import Conflict, Forbidden, NotFound, Unauthorized
+from .social import SocialLimits
+from .social_memory import MemorySocial
 
 TOPIC = "statuses"
+
+Hydrate = Callable[[dict[str, Any]], dict[str, Any]]
+"""Given a status about to be published (all but its id), the fields to add to it."""
 
 
 class Store(Protocol):
     def create_user(self, login: str, name: str) -> dict[str, Any]:
         """Returns the user with its ``token``; Conflict if the login exists (case-insensitive)."""
 
-    def post_status(self, token: str, message: str, location: str | None) -> dict[str, Any]: ...
+    def post_status(self, token: str, message: str, location: str | None,
+                    hydrate: Hydrate | None = None) -> dict[str, Any]: ...
 
     def delete_status(self, token: str, status_id: int) -> dict[str, Any]: ...
 
@@ -50,10 +57,19 @@ def bad_token() -> Unauthorized:
     return Unauthorized("a valid API token is required: Authorization: Bearer <token>")
 
 
-class MemoryStore:
+def draft(uid: int, login: str, message: str, location: str | None) -> dict[str, Any]:
+    """A status before the store gives it an id: what hydrators see."""
+    status = {"uid": uid, "login": login, "message": message,
+              "posted": round(time.time(), 3)}  # what Lua's cjson renders exactly (14 significant digits)
+    if location is not None:
+        status["location"] = location
+    return status
+
+
+class MemoryStore(MemorySocial):
     """The embedded store: dicts under one lock, publishing to the in-process log."""
 
-    def __init__(self, log: MemoryLog):
+    def __init__(self, log: MemoryLog, social_limits: SocialLimits = SocialLimits()):
         self.log = log
         self._lock = threading.Lock()
         self._users: dict[int, dict[str, Any]] = {}
@@ -62,6 +78,7 @@ class MemoryStore:
         self._statuses: dict[int, dict[str, Any]] = {}
         self._user_ids = 0
         self._status_ids = 0
+        self._init_social(social_limits)
 
     def create_user(self, login: str, name: str) -> dict[str, Any]:
         token, hashed = new_token()
@@ -83,16 +100,18 @@ class MemoryStore:
             raise bad_token()
         return user
 
-    def post_status(self, token: str, message: str, location: str | None) -> dict[str, Any]:
+    def post_status(self, token: str, message: str, location: str | None,
+                    hydrate: Hydrate | None = None) -> dict[str, Any]:
         with self._lock:
             user = self._author(token)
+        status = draft(user["id"], user["login"], message, location)
+        extra = hydrate(status) if hydrate is not None else {}  # outside the lock: it may be slow
+        with self._lock:
             self._status_ids += 1
-            status = {"id": self._status_ids, "uid": user["id"], "login": user["login"],
-                      "message": message, "posted": round(time.time(), 3)}
-            if location is not None:
-                status["location"] = location
+            status = {"id": self._status_ids, **status, **extra}
             self._statuses[status["id"]] = status
             user["posts"] += 1
+            self._timelines_post(user["id"], status["id"])
             self.log.append(TOPIC, status)
         return dict(status)
 
@@ -106,6 +125,7 @@ class MemoryStore:
                 raise Forbidden("only its author can delete a status")
             del self._statuses[status_id]
             user["posts"] -= 1
+            self._timelines_delete(user["id"], status_id)
             self.log.append(TOPIC, {**status, "deleted": True})
         return {"id": status_id, "deleted": True}
 
