@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Broker", "json_yield", "Plugin", "PollLimits", "SessionLimits", "Registry", "Signal", "Subscription",
-    "JSON_ERRORS", "json_error_page", "tune_cheroot", "web_dir", "web_config", "FastPolls",
+    "JSON_ERRORS", "json_error_page", "tune_cheroot", "web_dir", "web_config", "FastPolls", "GAP",
     "LongPollError", "BadRequest", "BadParameter", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
     "Conflict", "Expired", "PayloadTooLarge", "RequestTimeout", "TooManySessions", "TooManyRequests",
     "BackendUnavailable", "GeneratorFailed",
@@ -32,7 +32,7 @@ _MODULES = {
     "SessionLimits": "registry", "Registry": "registry", "Signal": "signals", "Subscription": "subscription",
     "JSON_ERRORS": "responses", "json_error_page": "responses", "tune_cheroot": "sizing",
     "web_dir": "webclient", "web_config": "webclient",
-    "FastPolls": "fastpath",
+    "FastPolls": "fastpath", "GAP": "signals",
 }
 
 
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from .plugin import Plugin
     from .registry import Registry, SessionLimits
     from .responses import JSON_ERRORS, json_error_page
-    from .signals import Signal
+    from .signals import GAP, Signal
     from .sizing import tune_cheroot
     from .subscription import Subscription
     from .webclient import web_config, web_dir

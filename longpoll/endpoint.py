@@ -20,15 +20,16 @@ import inspect
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import cherrypy
 import orjson
 
 from . import config as lpconfig
+from . import transports
 from .clients import request_address
-from .errors import BadParameter, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
+from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
 from .params import PollLimits, json_request_body, poll_params, request_params
 from .registry import Registry, Resume, SessionLimits
 from .responses import JSON_ERRORS, error_body
@@ -43,7 +44,7 @@ OVERRUN_WARNING = 1.0
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 """Dict keys that are not strings become strings, as the json module does."""
 
-Answer = tuple[int, dict[str, str], bytes]
+Answer = tuple[int, dict[str, str], bytes | Iterator[bytes]]
 
 
 def json_yield(
@@ -115,11 +116,14 @@ def json_yield(
                 body = json_request_body()
             except LongPollError as exc:
                 body = exc
-            status, headers, body = endpoint.answer(request.method, args, kwargs, request.config, body,
-                                                    request_address, _release_session_lock)
+            status, headers, body = endpoint.answer(
+                request.method, args, kwargs, request.config, body, request_address, _release_session_lock,
+                accept=request.headers.get("Accept"), last_event_id=request.headers.get("Last-Event-ID"))
             response = cherrypy.serving.response
             response.status = status
             response.headers.update(headers)
+            if not isinstance(body, bytes):
+                response.stream = True  # a stream's frames go out as they are made
             return body
 
         handler.endpoint = endpoint  # type: ignore[attr-defined]
@@ -169,15 +173,20 @@ class Endpoint:
             self.registry.configure(**self._configured)
 
     def answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], config: dict[str, Any],
-               body: Any, address: Callable[[], str], before_wait: Callable[[], None] | None = None) -> Answer:
-        """One poll: status, headers and body, never an exception.
+               body: Any, address: Callable[[], str], before_wait: Callable[[], None] | None = None, *,
+               accept: str | None = None, last_event_id: str | None = None) -> Answer:
+        """One poll, or a stream: status, headers and body (bytes, or an iterator of a stream's frames),
+        never an exception.
 
         ``kwargs`` are the query and form parameters, ``body`` the parsed JSON
         body (``params.NO_BODY`` for none, or the LongPollError reading it
         raised), ``config`` the request's config and ``address()`` the client's
         address (asked only when a session is made).  ``before_wait()`` runs
-        once the session is found and before the poll may wait.
+        once the session is found and before the poll may wait.  ``accept``
+        asking for a stream (SSE, JSON lines) makes one, which ``last_event_id``
+        (``<key>.<cursor>``) resumes.
         """
+        transport = transports.negotiate(accept) if method == "GET" or method == "POST" else None
         try:
             if method not in self.allowed:
                 raise MethodNotAllowed(method, self.allowed)
@@ -187,6 +196,11 @@ class Endpoint:
                 self._configure(config)
             limits = lpconfig.poll_limits(config, self.poll_limits)
             params = request_params(kwargs, limits.max_param_chars, body)
+            resumed = transports.last_event_id(last_event_id) if transport is not None else None
+            if resumed is not None:  # EventSource's reconnect: the newest event it has says where it is
+                params.pop("key", None)
+                params.pop("cursor", None)
+                params["key"], params["cursor"] = resumed
             poll = poll_params(params, limits)
             tag = (self.name, self.bind(params) if self.bind is not None else None)
             registry = self.registry
@@ -196,9 +210,19 @@ class Endpoint:
                 session = registry.create(lambda: self._start(args, params), tag, owner, address())
                 ticket = None
             else:
-                session, ticket = registry.lease(poll.key, tag, self.resume, check_tag=True)
+                try:
+                    session, ticket = registry.lease(poll.key, tag, self.resume, check_tag=True)
+                except Expired as exc:
+                    refused = transports.refused_before(transport, exc) if transport is not None else None
+                    if refused is not None:
+                        return refused
+                    raise
             if before_wait is not None:
                 before_wait()
+            if transport is not None:
+                return 200, transports.headers(transport), transports.stream(
+                    registry, session, ticket, poll.cursor, poll.max_items, limits, self.encode, transport,
+                    registry.gate, new=poll.key is None)
             batch = registry.poll(session, poll.cursor, poll.timeout, poll.max_items, ticket, self.encode)
             late = time.monotonic() - started - poll.timeout
             if late > OVERRUN_WARNING:

@@ -142,7 +142,7 @@ class FastPolls:
             if taken is None:
                 return self.app(environ, start_response)
             kwargs, body = taken
-        elif "key=" not in query:
+        elif "key=" not in query and not environ.get("HTTP_LAST_EVENT_ID"):
             return self.app(environ, start_response)  # a first poll: the generator's own arguments
         else:
             kwargs = {}
@@ -150,22 +150,27 @@ class FastPolls:
             _merge(kwargs, query)
         except LongPollError as exc:
             body = exc
-        if not isinstance(body, LongPollError) and not _has_key(kwargs, body):
+        if not isinstance(body, LongPollError) and not _has_key(kwargs, body) \
+                and not environ.get("HTTP_LAST_EVENT_ID"):
             return self.app(environ, start_response)
         if extra:
             if any(name in kwargs for name in extra):
                 body = BadRequest(f"{route.param} is given by the path")
             kwargs.update(extra)
+        head = method == "HEAD"
         status, headers, answer = route.endpoint.answer(
-            "GET" if method == "HEAD" else method, (), kwargs, route.config, body,
-            lambda: _address(environ, route.config))
+            "GET" if head else method, (), kwargs, route.config, body, lambda: _address(environ, route.config),
+            accept=None if head else environ.get("HTTP_ACCEPT"), last_event_id=environ.get("HTTP_LAST_EVENT_ID"))
         out = list(headers.items())
         if self.headers is not None:
             out.extend(self.headers(environ))
-        out.append(("Content-Length", str(len(answer))))
         self.answered += 1
+        if not isinstance(answer, bytes):  # a stream: its frames as they are made
+            start_response(STATUS_LINES.get(status) or str(status), out)
+            return answer
+        out.append(("Content-Length", str(len(answer))))
         start_response(STATUS_LINES.get(status) or str(status), out)
-        return [b"" if method == "HEAD" else answer]
+        return [b"" if head else answer]
 
     def _post(self, environ: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
         """A form or JSON body read in full, or None to leave the request to the app (its body unread,

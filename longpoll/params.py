@@ -39,6 +39,8 @@ class PollLimits:
     default_max: int = 100
     max_max: int = 1000
     max_param_chars: int = 8192
+    heartbeat: float = 15.0  # a stream sends a heartbeat when it has sent nothing for this long
+    max_stream_seconds: float = 300.0  # a stream ends after this long, so proxies recycle connections
 
 
 @dataclass(frozen=True)

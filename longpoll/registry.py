@@ -258,11 +258,20 @@ class Registry:
         return session
 
     def poll(self, session: Session, cursor: str | None, timeout: float, max_items: int,
-             ticket: int | None = None, encode: Encode | None = None) -> Batch:
+             ticket: int | None = None, encode: Encode | None = None, *, stream: bool = False,
+             keep: bool = False) -> Batch:
         """The next batch of a session; ``ticket`` is the one :meth:`lease` gave for this poll,
-        ``encode`` what turns each item into what is sent (see ``Session.poll``)."""
-        with self._lock:
-            wait = session.admit(self.limits.polls_per_second, self.limits.poll_burst)
+        ``encode`` what turns each item into what is sent (see ``Session.poll``).
+
+        ``stream``: one of the polls a stream makes on its session.  The stream
+        holds its place at the hold gate and counts against the poll rate once,
+        for all of them.  ``keep``: its batches after the first are kept until
+        the client acknowledges them (``Session.poll``).
+        """
+        wait = 0.0
+        if not stream:
+            with self._lock:
+                wait = session.admit(self.limits.polls_per_second, self.limits.poll_burst)
         if wait:
             self._finish(session.key, ticket)
             raise TooManyRequests(f"more than {self.limits.polls_per_second:g} polls a second on one session; "
@@ -270,7 +279,7 @@ class Registry:
         committed = False
         try:
             try:
-                batch = session.poll(cursor, timeout, max_items, self.gate, encode)
+                batch = session.poll(cursor, timeout, max_items, None if stream else self.gate, encode, keep=keep)
             except LongPollError:
                 if session.closed:
                     self._discard(session)
@@ -285,7 +294,7 @@ class Registry:
                 if saved < 0:  # a newer poll of this key reached another process: it wins, this one is released
                     self._discard(session)
                     session.close()
-                    return Batch(READY, "0" if cursor is None else cursor, [], batch.dropped)
+                    return Batch(READY, "0" if cursor is None else cursor, [], batch.dropped, released=True)
                 if not saved:
                     self._discard(session)
                     session.close()
@@ -298,6 +307,10 @@ class Registry:
             if batch.fresh:
                 self.items_delivered += len(batch.items)
         return batch
+
+    def end_lease(self, key: str, ticket: int | None) -> None:
+        """A lease ends without a poll (a stream turned away, say): what a poll's end does."""
+        self._finish(key, ticket)
 
     def _finish(self, key: str, ticket: int | None) -> None:
         """A poll ends without committing a batch: the store keeps the session for another idle timeout."""

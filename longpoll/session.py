@@ -1,12 +1,20 @@
 """One client's server-held generator, cut into batches by its polls.
 
 The session owns the cursor rules of PROTOCOL.md: a poll with the newest
-cursor acknowledges the last batch and takes the next one; a poll with the
-previous cursor gets the last batch again (its answer was lost); anything else
-is refused.  The generator is only ever advanced under ``_lock``, so two polls
-on one key cannot interleave a batch; a newer poll releases an older held one,
-which then answers at once with what it has (an empty batch, as a poll only
-waits while it has nothing).
+cursor acknowledges the batches sent and takes the next one; a poll with the
+cursor a sent batch was asked with gets that batch again (its answer was
+lost); anything else is refused.  A poll's answers go one at a time, so what
+is sent and not yet acknowledged is one batch; a stream (SSE, JSON lines)
+sends batch after batch without waiting, and keeps them (up to
+MAX_UNACKNOWLEDGED items) until the client's next poll or reconnect says
+which it got.  The generator is only ever advanced under ``_lock``, so two
+polls on one key cannot interleave a batch; a newer poll releases an older
+held one, which then answers at once with what it has (an empty batch, as a
+poll only waits while it has nothing).
+
+Items may be missing in only two ways, and both are said: ``dropped`` (a
+slow session's buffer overflowed) and ``gap`` (the generator yielded
+:data:`~longpoll.signals.GAP`: its source lost items, a trimmed log say).
 
 Waiting uses a second, tiny condition (``_cond``) so that a producer waking
 the session never blocks behind a generator that is busy computing.
@@ -18,11 +26,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import BadParameter, Expired, GeneratorFailed, LongPollError
 from .gate import HoldGate
-from .signals import Signal
+from .signals import GAP, Signal
 
 log = logging.getLogger("longpoll")
 
@@ -35,6 +43,9 @@ MAX_WATCHED = 8
 Encode = Callable[[Any], Any]
 """Turns an item into what is sent; raises for an item that cannot be sent."""
 
+MAX_UNACKNOWLEDGED = 1000
+"""Items a stream's sent batches may hold before the oldest are let go (a reconnect behind them is a gap)."""
+
 RETRY_MS_WHEN_FULL = 1000
 """What a poll turned away by the hold gate tells the client to wait."""
 
@@ -42,10 +53,11 @@ RETRY_MS_WHEN_FULL = 1000
 class Batch:
     """What one poll answers."""
 
-    __slots__ = ("state", "cursor", "items", "dropped", "retry_ms", "fresh", "snapshot")
+    __slots__ = ("state", "cursor", "items", "dropped", "retry_ms", "fresh", "snapshot", "gap", "released")
 
     def __init__(self, state: str, cursor: str, items: list, dropped: int = 0,
-                 retry_ms: int | None = None, fresh: bool = False, snapshot: dict[str, Any] | None = None):
+                 retry_ms: int | None = None, fresh: bool = False, snapshot: dict[str, Any] | None = None,
+                 gap: bool = False, released: bool = False):
         self.state = state
         self.cursor = cursor
         self.items = items
@@ -53,20 +65,34 @@ class Batch:
         self.retry_ms = retry_ms
         self.fresh = fresh  # False for a re-sent or empty batch: nothing newly delivered
         self.snapshot = snapshot  # a durable session's state as of this batch, to store
+        self.gap = gap  # items before these were lost: the client may re-fetch what it needs
+        self.released = released  # a newer poll of the session took over
 
     def to_json(self, key: str) -> dict[str, Any]:
         body: dict[str, Any] = {"state": self.state, "key": key, "cursor": self.cursor, "items": self.items}
         if self.dropped:
             body["dropped"] = self.dropped
+        if self.gap:
+            body["gap"] = True
         if self.retry_ms is not None:
             body["retry_ms"] = self.retry_ms
         return body
 
 
+class Sent(NamedTuple):
+    """A batch sent and not yet acknowledged."""
+
+    asked: str  # the cursor it was asked with
+    cursor: str
+    items: list
+    state: str
+    gap: bool
+
+
 class Session:
     __slots__ = (
         "key", "tag", "owner", "quotas", "last_seen", "served", "_allowance", "_checked", "_it", "_lock", "_cond",
-        "_woken", "_ticket", "_inflight", "_watched", "_seq", "_cursor", "_prev", "_last", "_last_state", "_acked",
+        "_woken", "_ticket", "_inflight", "_watched", "_seq", "_cursor", "_sent", "_let_go", "_gap",
         "_closed", "_finished", "_failure", "_position",
     )
 
@@ -89,10 +115,9 @@ class Session:
         self._watched: tuple[Signal, ...] = ()  # replaced, never mutated: read without the lock
         self._seq = 0
         self._cursor = "0"  # cursor of the last batch sent
-        self._prev: str | None = None  # cursor the last batch was asked for with
-        self._last: list = []
-        self._last_state = READY
-        self._acked = True
+        self._sent: list[Sent] = []  # sent and not acknowledged, oldest first
+        self._let_go = 0  # the newest batch number let go from _sent unacknowledged (a stream's overflow)
+        self._gap = False  # the generator said items were lost: the next batch says so
         self._closed = False
         self._finished = False
         self._failure: LongPollError | None = None
@@ -126,7 +151,7 @@ class Session:
 
     def snapshot(self) -> dict[str, Any]:
         """What a session store keeps to rebuild this session in another process."""
-        return {"seq": self._seq, "prev": self._prev, "last": self._last, "last_state": self._last_state,
+        return {"seq": self._seq, "sent": [list(sent) for sent in self._sent], "let_go": self._let_go,
                 "position": self._position, "definition": getattr(self._it, "definition", None),
                 "tag": list(self.tag) if isinstance(self.tag, tuple) else self.tag, "owner": self.owner,
                 "quotas": [list(q) for q in self.quotas]}
@@ -139,10 +164,8 @@ class Session:
         session = cls(key, iterator, tuple(tag) if isinstance(tag, list) else tag, state.get("owner"), quotas)
         session._seq = state["seq"]
         session._cursor = str(state["seq"])
-        session._prev = state["prev"]
-        session._last = state["last"]
-        session._last_state = state["last_state"]
-        session._acked = state["seq"] == 0  # the last batch may be asked for again
+        session._sent = [Sent(*sent) for sent in state.get("sent", ())]
+        session._let_go = state.get("let_go", 0)
         session._position = state["position"]
         return session
 
@@ -151,16 +174,18 @@ class Session:
         return None if self._inflight else now - self.last_seen
 
     def poll(self, cursor: str | None, timeout: float, max_items: int, gate: HoldGate | None = None,
-             encode: Encode | None = None) -> Batch:
+             encode: Encode | None = None, keep: bool = False) -> Batch:
         """The next batch.  ``encode`` turns each item into what is sent (JSON, say) as it is taken;
-        an item it refuses ends the session as the generator raising would, after the items before it."""
+        an item it refuses ends the session as the generator raising would, after the items before it.
+        ``keep``: a stream's poll, which sends on without the client's acknowledgement, so the newest
+        cursor does not acknowledge the batches sent before it."""
         with self._cond:
             self._ticket += 1
             ticket = self._ticket
             self._inflight += 1
             self._cond.notify_all()  # an older poll on this key answers now
         try:
-            return self._poll(ticket, "0" if cursor is None else cursor, timeout, max_items, gate, encode)
+            return self._poll(ticket, "0" if cursor is None else cursor, timeout, max_items, gate, encode, keep)
         finally:
             with self._cond:
                 self._inflight -= 1
@@ -174,10 +199,10 @@ class Session:
             self._cond.notify_all()
 
     def _poll(self, ticket: int, cursor: str, timeout: float, max_items: int, gate: HoldGate | None,
-              encode: Encode | None) -> Batch:
+              encode: Encode | None, keep: bool) -> Batch:
         deadline = time.monotonic() + timeout
         with self._lock:
-            resent = self._acknowledge(cursor)
+            resent = self._acknowledge(cursor, keep)
             if resent is not None:
                 return resent
         holding = False
@@ -187,10 +212,10 @@ class Session:
                     if self._closed:
                         raise Expired()
                     if ticket != self._ticket:
-                        return self._empty(cursor)
+                        return self._empty(cursor, released=True)
                     with self._cond:
                         self._woken = False
-                    batch = self._pull(cursor, max_items, encode)
+                    batch = self._pull(cursor, max_items, encode, keep)
                     if batch is not None:
                         return batch
                 if time.monotonic() >= deadline:
@@ -209,34 +234,50 @@ class Session:
             if holding and gate is not None:
                 gate.leave()
 
-    def _acknowledge(self, cursor: str) -> Batch | None:
+    def _acknowledge(self, cursor: str, keep: bool = False) -> Batch | None:
         """Apply the cursor rules; return a batch to re-send, or None to go on."""
         if self._closed:
             raise Expired()
         if cursor == self._cursor:
-            if not self._acked:
-                self._acked = True
-                self._last = []
-            if self._finished:
-                self._close()
-                raise Expired("this session is done; start a new one")
-            if self._failure is not None:
-                self._close()
-                raise self._failure
+            if not keep:
+                self._sent = []
+            if not self._sent:
+                if self._finished:
+                    self._close()
+                    raise Expired("this session is done; start a new one")
+                if self._failure is not None:
+                    self._close()
+                    raise self._failure
             return None
-        if cursor == self._prev and not self._acked:
-            return Batch(self._last_state, self._cursor, self._last, self._dropped())
+        for n, sent in enumerate(self._sent):
+            if cursor == sent.asked:  # its answer was lost: everything before it arrived
+                if not keep:  # a stream sending again keeps them until the client says
+                    del self._sent[:n]
+                return self._resend(sent)
+        if self._sent and cursor.isdigit() and int(cursor) < self._let_go:
+            # a stream sent past what it could keep, and the client got less: carry on from what is left
+            return self._resend(self._sent[0], gap=True)
         raise BadParameter("cursor", "does not match this session; send the cursor of the last response")
 
-    def _pull(self, cursor: str, max_items: int, encode: Encode | None = None) -> Batch | None:
+    def _resend(self, sent: Sent, gap: bool = False) -> Batch:
+        return Batch(sent.state, sent.cursor, sent.items, self._dropped(), gap=gap or sent.gap)
+
+    def _pull(self, cursor: str, max_items: int, encode: Encode | None = None, keep: bool = False) -> Batch | None:
         """Advance the generator for up to max_items; None when nothing is ready."""
         items: list = []
         unavailable: LongPollError | None = None
         state = READY
         looked_again = False
+        gap, self._gap = self._gap, False  # a gap the generator told of before, not yet sent
         try:
             while len(items) < max_items:
                 value = next(self._it)
+                if value is GAP:
+                    if items:  # these came before the gap: send them, and the gap with the next batch
+                        self._gap = True
+                        break
+                    gap = True
+                    continue
                 if not isinstance(value, Signal):
                     items.append(value if encode is None else self._encoded(encode, value))
                     continue
@@ -262,18 +303,20 @@ class Session:
             self._close()
             raise self._failure
         if not items and state is READY:
+            self._gap = self._gap or gap  # nothing to carry it yet
             if unavailable is not None:
                 raise unavailable
             return None
-        self._prev = cursor
         self._seq += 1
         self._cursor = str(self._seq)
-        self._last = items
-        self._last_state = state
-        self._acked = False
+        if not keep:
+            self._sent = []
+        self._sent.append(Sent(cursor, self._cursor, items, state, gap))
+        while len(self._sent) > 1 and sum(len(sent.items) for sent in self._sent) > MAX_UNACKNOWLEDGED:
+            self._let_go = int(self._sent.pop(0).cursor)
         self._position = getattr(self._it, "position", None)
         return Batch(state, self._cursor, items, self._dropped(), fresh=True,
-                     snapshot=self.snapshot() if self.durable else None)
+                     snapshot=self.snapshot() if self.durable else None, gap=gap)
 
     def _encoded(self, encode: Encode, value: Any) -> Any:
         try:
@@ -292,8 +335,8 @@ class Session:
             watched = watched[1:]
         self._watched = watched
 
-    def _empty(self, cursor: str, retry_ms: int | None = None) -> Batch:
-        return Batch(READY, cursor, [], self._dropped(), retry_ms)
+    def _empty(self, cursor: str, retry_ms: int | None = None, released: bool = False) -> Batch:
+        return Batch(READY, cursor, [], self._dropped(), retry_ms, released=released)
 
     def _dropped(self) -> int:
         return sum(getattr(w, "dropped", 0) for w in self._watched)
@@ -316,7 +359,7 @@ class Session:
         for signal in self._watched:
             signal.remove_waiter(self._wake)
         self._watched = ()
-        self._last = []
+        self._sent = []
         close = getattr(self._it, "close", None)
         if close is not None:
             try:

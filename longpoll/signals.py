@@ -50,3 +50,17 @@ class Signal:
         """Set (or clear, with None) the error that waiting polls answer."""
         self.error = error
         self.notify()
+
+
+class _Gap:
+    """What a generator yields to say its source lost items here (see :data:`GAP`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "longpoll.GAP"
+
+
+GAP = _Gap()
+"""Yield it from a session generator where items were lost (a trimmed log, a backend that lost
+data): the next batch says ``"gap": true``, so the client knows to re-fetch what it needs."""

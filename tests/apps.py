@@ -77,3 +77,9 @@ class Probe:
     @longpoll.json_yield()
     def waiting(self, topic: str, token: str = "-") -> Iterator[Any]:
         return waiting(self.broker, topic, token)
+
+    @cherrypy.expose
+    @longpoll.json_yield(poll_limits=longpoll.PollLimits(heartbeat=0.2, max_stream_seconds=1.5))
+    def beats(self, topic: str) -> Iterator[Any]:
+        """Streams with a heartbeat every 0.2 s that end after 1.5 s."""
+        return waiting(self.broker, topic, "-")

@@ -99,7 +99,7 @@ def test_unknown_status_is_404(client, path):
 
 
 @pytest.mark.parametrize("method,path", [("GET", "/users"), ("GET", "/statuses"), ("PUT", "/statuses/1"),
-                                         ("POST", "/statuses/sample.json"), ("GET", "/statuses/filter.json")])
+                                         ("POST", "/statuses/sample.json"), ("PUT", "/statuses/filter.json")])
 def test_wrong_methods_are_405(client, method, path):
     response = client.request(method, path, params={"identifier": "x"})
     assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"

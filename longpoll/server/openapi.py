@@ -170,6 +170,12 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
                         "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 429, 503)}},
             },
             "/statuses/filter.json": {
+                "get": {"summary": "the same with the filter in the query string (EventSource cannot POST)",
+                        "parameters": [{"name": "identifier", "in": "query", "required": True, "schema": IDENTIFIER},
+                                       *({"name": name, "in": "query", "schema": {
+                                           "type": "string", "maxLength": limits.max_param_chars}}
+                                         for name in ("track", "follow", "locations", "location")), *poll],
+                        "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 429, 503)}},
                 "post": {"summary": "long-poll the statuses matching track, follow or locations",
                          "requestBody": _poll_body(limits, {
                              "identifier": IDENTIFIER, "track": text_list, "follow": text_list,

@@ -106,7 +106,8 @@ class Statuses:
                   "resume": self._feed}
         self.sample_json = cherrypy.expose(json_yield(methods=("GET",), name="statuses.sample", **common)(
             self._sample))
-        self.filter_json = cherrypy.expose(json_yield(methods=("POST",), name="statuses.filter", **common)(
+        # GET too: EventSource cannot POST, so a stream takes its filter in the query string
+        self.filter_json = cherrypy.expose(json_yield(methods=("GET", "POST"), name="statuses.filter", **common)(
             self._filter))
 
     # -- the long-polls ----------------------------------------------------
