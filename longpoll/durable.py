@@ -15,6 +15,10 @@ in another process, the newer poll wins; the store also tells every process
 open, so a poll held elsewhere answers at once instead of waiting out its
 timeout.  Commits are also compare-and-set on the batch number.
 
+If Redis loses its data (a restart without persistence), the sessions this
+process still holds carry on, saved again, and tell their clients of a gap
+(the epoch beside the log changed: ``backends.redis.EPOCH_KEY``).
+
 Expiry: loading the state sets the TTL to the idle timeout plus the longest
 hold, and a poll's end (a commit, or :meth:`finish`) sets it back to the idle
 timeout from then.  A held poll therefore never outlives its own session.
@@ -22,6 +26,8 @@ timeout from then.  A held poll therefore never outlives its own session.
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -29,19 +35,24 @@ import orjson
 import redis
 
 from .backends.channel import ChannelListener
-from .backends.redis import unavailable_as_503
+from .backends.redis import EPOCH_KEY, unavailable_as_503
 
 RELEASE_CHANNEL = "longpoll:release"
 
 LOAD = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[4], 'NX')
+  epoch = redis.call('GET', KEYS[2])
+end
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return false end
+if not state then return {false, 0, epoch} end
 local ticket = redis.call('HINCRBY', KEYS[1], 'ticket', 1)
 local open = redis.call('HGET', KEYS[1], 'open')
 redis.call('HSET', KEYS[1], 'open', ticket)
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 if open then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return {state, ticket}
+return {state, ticket, epoch}
 """
 
 SAVE = """
@@ -83,6 +94,9 @@ class SessionStore(Protocol):
     def on_release(self, release: Release) -> None:
         """Call ``release(key)`` when a newer poll of a session began anywhere."""
 
+    def lost_since(self, when: float) -> bool:
+        """Whether the store lost its data after ``when`` (time.monotonic()), as far as this process saw."""
+
 
 class RedisSessionStore:
     def __init__(self, client: redis.Redis, ttl: float, prefix: str = "session:", hold: float = 65.0,
@@ -98,14 +112,25 @@ class RedisSessionStore:
         self._finish = client.register_script(FINISH)
         self._releases: list[Release] = []
         self.listener: ChannelListener | None = None
+        self._epoch: bytes | None = None
+        self.lost_at: float | None = None
 
     def load(self, key: str) -> tuple[dict[str, Any] | None, int | None]:
         with unavailable_as_503():
-            found = self._load(keys=[self.prefix + key], args=[self.hold_ms, self.channel, key])
-        if not found:
+            raw, ticket, epoch = self._load(keys=[self.prefix + key, EPOCH_KEY],
+                                            args=[self.hold_ms, self.channel, key, secrets.token_hex(8)])
+        self._saw(epoch)
+        if not raw:
             return None, None
-        raw, ticket = found
         return orjson.loads(raw), int(ticket)
+
+    def _saw(self, epoch: bytes) -> None:
+        if self._epoch is not None and epoch != self._epoch:
+            self.lost_at = time.monotonic()  # Redis lost its data: sessions held here since then carry on
+        self._epoch = epoch
+
+    def lost_since(self, when: float) -> bool:
+        return self.lost_at is not None and when < self.lost_at
 
     def save(self, key: str, state: dict[str, Any], expected_seq: int, ticket: int | None) -> int:
         with unavailable_as_503():

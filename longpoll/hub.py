@@ -27,6 +27,7 @@ from redis.backoff import EqualJitterBackoff
 from . import plugin
 from .backends.base import Entry, Log
 from .errors import BackendUnavailable, LongPollError
+from .signals import GAP
 from .subscription import Subscription
 
 log = logging.getLogger("longpoll")
@@ -94,6 +95,7 @@ class Hub:
         self._attached = False
         self.error: LongPollError | None = None
         self.position: str | None = None
+        self._epoch: str | None = None
         self.entries = 0
         self.malformed = 0
         self.dropped = 0
@@ -157,6 +159,7 @@ class Hub:
         self._stopping.clear()
         try:  # known before the first poll, so a session can resume up to exactly here
             self.position = self.log.tail()
+            self._epoch = self.log.epoch()
         except BackendUnavailable:
             self.position = None  # the reader finds it once the backend answers
         self._thread = threading.Thread(target=_read, args=(weakref.ref(self), self._stopping),
@@ -182,6 +185,8 @@ class Hub:
         try:
             if self.position is None:
                 self.position = self.log.tail()
+            if state["failures"] or self._epoch is None:
+                self._check_epoch()
             entries = self.log.read(self.position, BLOCK_SECONDS)
         except BackendUnavailable as exc:
             state["failures"] += 1
@@ -202,6 +207,23 @@ class Hub:
             self._fail(None)
         if entries:
             self._dispatch(entries)
+
+    def _check_epoch(self) -> None:
+        """After an outage: did the backend lose the log (a Redis restart without persistence)? Then what
+        it held that this hub had not read is gone, and every session here is told (a gap)."""
+        epoch = self.log.epoch()
+        if self._epoch is not None and epoch != self._epoch:
+            log.warning("the backend lost its log while away; every session here is told of a gap")
+            self._gap_all()
+        self._epoch = epoch
+
+    def _gap_all(self) -> None:
+        with self._lock:
+            subs = [sub for router in self._routers.values() for sub in router.members()]
+            for sub in subs:
+                sub.put(self.position or "0", GAP)
+        for sub in subs:
+            sub.notify()
 
     def inject(self, topic: str, raw: bytes) -> None:
         """Dispatch an item that did not come through the log (pub/sub, say).

@@ -215,6 +215,12 @@ class Registry:
         ticket = None
         if self.store is not None and (session is None or session.durable):
             state, ticket = self.store.load(key)
+            if state is None and session is not None and self.store.lost_since(session.born):
+                # Redis lost this session while this process held it: carry on from here, saved again,
+                # and tell the client some items may be missing.
+                session.mark_gap()
+                self.store.save(key, session.snapshot(), -1, None)
+                state = session.snapshot()
             if session is not None and (state is None or state["seq"] > session.seq):
                 self._discard(session)  # stale: another process has answered this session since
                 session.close()

@@ -91,8 +91,8 @@ class Sent(NamedTuple):
 
 class Session:
     __slots__ = (
-        "key", "tag", "owner", "quotas", "last_seen", "served", "_allowance", "_checked", "_it", "_lock", "_cond",
-        "_woken", "_ticket", "_inflight", "_watched", "_seq", "_cursor", "_sent", "_let_go", "_gap",
+        "key", "tag", "owner", "quotas", "born", "last_seen", "served", "_allowance", "_checked", "_it", "_lock",
+        "_cond", "_woken", "_ticket", "_inflight", "_watched", "_seq", "_cursor", "_sent", "_let_go", "_gap",
         "_closed", "_finished", "_failure", "_position",
     )
 
@@ -102,7 +102,7 @@ class Session:
         self.tag = tag  # what the session was created for (checked on later polls)
         self.owner = owner  # the client identity it counts against (sessions per identifier)
         self.quotas = quotas  # the registry's caps it counts against: ("owner", id), ("address", ip)
-        self.last_seen = time.monotonic()
+        self.born = self.last_seen = time.monotonic()
         self.served = 0  # polls that have ended
         self._allowance = -1.0  # poll tokens; filled on the first admit()
         self._checked = self.last_seen
@@ -191,6 +191,11 @@ class Session:
                 self._inflight -= 1
                 self.served += 1
                 self.last_seen = time.monotonic()
+
+    def mark_gap(self) -> None:
+        """Items may be missing from here on (its backend lost data): the next batch says so."""
+        with self._lock:
+            self._gap = True
 
     def release(self) -> None:
         """Answer a held poll at once, as a newer poll would (one that began in another process)."""

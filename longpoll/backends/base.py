@@ -32,6 +32,12 @@ class Log(Protocol):
     def range(self, after: str, upto: str, count: int = 1000) -> list[Entry]:
         """Up to count entries with after < position <= upto, oldest first (no waiting)."""
 
+    def trimmed_after(self, position: str) -> bool:
+        """Whether entries after ``position`` were let go (retention) or lost: replaying from it has a gap."""
+
+    def epoch(self) -> str:
+        """Names this log's life: it changes when the backend lost the log (a restart without persistence)."""
+
     def wake(self) -> None:
         """Cut a blocked read short."""
 

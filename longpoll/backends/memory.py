@@ -71,6 +71,13 @@ class MemoryLog:
         end = min(len(self._entries), index + count, upto - first + 1)
         return [Entry(str(seq), topic, raw) for seq, topic, raw in (self._entries[i] for i in range(index, end))]
 
+    def trimmed_after(self, position: str) -> bool:
+        with self._cond:
+            return bool(self._entries) and int(position) < self._entries[0][0] - 1
+
+    def epoch(self) -> str:
+        return "memory"  # it lives and dies with the process, and its sessions with it
+
     def wake(self) -> None:
         """Release a blocked read (the hub is stopping)."""
         with self._cond:

@@ -11,6 +11,7 @@ becomes :class:`~longpoll.errors.BackendUnavailable` (503 with Retry-After).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,9 @@ from redis.retry import Retry
 from ..errors import BackendUnavailable, BadRequest
 from . import STREAM, sentinel
 from .base import Entry
+
+EPOCH_KEY = "longpoll:epoch"
+"""Changes when Redis loses its data; hubs and session stores compare it to tell (gaps, not silence)."""
 
 RETRY = Retry(EqualJitterBackoff(cap=0.1, base=0.01), 1)
 """One quick retry (a pooled connection gone stale after a Redis restart), then 503:
@@ -97,11 +101,43 @@ class RedisLog:
             items = self.client.xrange(self.stream, min=f"({after}", max=upto, count=count)
         return [_entry(position, fields) for position, fields in items]
 
+    def trimmed_after(self, position: str) -> bool:
+        """Trimming takes the oldest entries: once the stream's first entry is newer than ``position`` (an
+        entry a reader took), what followed it may be gone (said even when the very next entry happens to
+        be the first one left: a gap too many is harmless, one too few is silent loss).  A stream gone
+        altogether, or emptied, has lost whatever was added after ``position``."""
+        with unavailable_as_503():
+            try:
+                info = self.client.xinfo_stream(self.stream)
+            except redis.ResponseError:  # no such key: Redis lost its data, or nothing was ever added
+                return position not in ("0", "0-0")
+        first = info.get("first-entry")
+        if not first:
+            return _order(_text(info["last-generated-id"])) > _order(position)
+        if position in ("0", "0-0"):
+            return int(info.get("entries-added", 0)) > int(info["length"])
+        return _order(_text(first[0])) > _order(position)
+
+    def epoch(self) -> str:
+        """A random name kept in Redis beside the log: gone, and made anew, when Redis lost its data."""
+        with unavailable_as_503():
+            self.client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+            value = self.client.get(EPOCH_KEY)
+        return value.decode() if value else ""
+
     def wake(self) -> None:
         """Nothing to do: a blocked XREAD returns within its block time."""
 
     def close(self) -> None:
         self.client.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _order(position: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in position.split("-"))
 
 
 def _entry(position: bytes, fields: dict[bytes, bytes]) -> Entry:

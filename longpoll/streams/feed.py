@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ..broker import Broker
+from ..signals import GAP
 from .store import TOPIC
 
 log = logging.getLogger("longpoll")
@@ -55,6 +56,8 @@ class StatusFeed:
 
     def _replay(self, broker: Broker, flt: Any, after: str) -> None:
         self._catchup = catchup = deque()
+        if broker.log.trimmed_after(after):  # the log no longer reaches back to where this session was
+            catchup.append((after, GAP))
         upto = self.sub.start if self.sub.start is not None else broker.log.tail()
         while True:
             entries = broker.log.range(after, upto, PAGE)
@@ -87,6 +90,8 @@ class StatusFeed:
             if taken is None:
                 return self.sub  # nothing yet: the session waits on the subscription
             position, item = taken
+            if item is GAP:
+                return GAP
             if self._floor is not None:
                 if order(position) <= self._floor:
                     continue

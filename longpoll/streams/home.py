@@ -37,6 +37,7 @@ import orjson
 from ..broker import Broker
 from ..errors import BackendUnavailable
 from ..hub import Hub
+from ..signals import GAP
 from ..subscription import Subscription
 from .feed import PAGE, order
 from .router import StatusRouter
@@ -240,6 +241,8 @@ class HomeFeed:
         upto = max((p for p in (snap.position, self.sub.start, self.position) if p is not None), key=order)
         self._floor: tuple[int, ...] | None = order(upto)
         self._catchup: deque[tuple[str, dict[str, Any]]] = deque()
+        # The log no longer reaches back to where this session was: it is told, first.
+        self._gap = resumed and broker.log.trimmed_after(self.position)
         try:
             self._replay(broker, self.position, upto)
         except BaseException:
@@ -325,6 +328,9 @@ class HomeFeed:
         return self
 
     def __next__(self) -> Any:
+        if self._gap:
+            self._gap = False
+            return GAP
         while True:
             if self._pending:
                 return self._pending.popleft()
@@ -335,6 +341,8 @@ class HomeFeed:
                 if taken is None:
                     return self.sub  # nothing yet: the session waits on the subscription
                 position, item = taken
+                if item is GAP:
+                    return GAP
                 if self._floor is not None:
                     if order(position) <= self._floor:
                         continue
