@@ -12,6 +12,7 @@ import sys
 import threading
 
 import httpx
+import pytest
 
 from longpoll.server.client import Client
 from longpoll.server.tail import describe
@@ -52,11 +53,12 @@ def sessions(url: str) -> int:
         return 0
 
 
-def test_tail_prints_resumes_after_a_restart_and_stops_on_ctrl_c():
+@pytest.mark.parametrize("transport", ["poll", "sse", "ndjson"])
+def test_tail_prints_resumes_after_a_restart_and_stops_on_ctrl_c(transport):
     port = free_port()
     server = ServerProcess("--port", str(port))
     url = server.wait_ready()
-    tail = Tail(url, "--json", "--track", "tailed")
+    tail = Tail(url, "--json", "--track", "tailed", "--transport", transport)
     try:
         wait_until(lambda: sessions(url) >= 1, timeout=20, what="tail's session")
         posted = signup_and_post(url, "tailed one", "not this", "tailed two")

@@ -78,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
                       help="with --home: start with the newest N home statuses (0-200)")
     tail.add_argument("--identifier", default=f"tail-{secrets.token_hex(4)}", help="client identifier")
     tail.add_argument("--json", action="store_true", help="print each item as a raw JSON line")
+    tail.add_argument("--transport", choices=("poll", "sse", "ndjson"), default="poll",
+                      help="long-poll, or one response streaming batch after batch (default %(default)s)")
     client_options(tail)
     return top
 
@@ -117,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "backfill": args.backfill}
         try:
             return tail.run(args.url, {k: v for k, v in params.items() if v is not None}, args.json,
-                            token=args.token, timeout=args.timeout, max_items=args.max)
+                            token=args.token, timeout=args.timeout, max_items=args.max, transport=args.transport)
         except ServerError as exc:
             print(f"longpoll tail: {exc}", file=sys.stderr)
             return 1

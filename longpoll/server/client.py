@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import orjson
 from redis.backoff import EqualJitterBackoff
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -85,9 +86,12 @@ class Client:
         return self.request("GET", "/home", params={"page": page, **({"count": count} if count else {})})
 
     def follow(self, path: str, params: dict[str, Any], method: str = "GET", timeout: float = 25,
-               on_retry: Callable[[str, float], None] | None = None) -> Iterator[Any]:
+               on_retry: Callable[[str, float], None] | None = None, transport: str = "poll") -> Iterator[Any]:
         """Every item of a long-poll stream, for as long as it lasts.
 
+        ``transport``: ``poll`` (one request per batch), ``sse`` or ``ndjson``
+        (one response carries batch after batch; a stream the server ends is
+        resumed where it was, with Last-Event-ID or the key and cursor).
         Carries key and cursor; retries network errors, 5xx and 429 with
         jittered exponential backoff (at least ``Retry-After``), and so the
         4xx answers in :data:`RETRYABLE_4XX`; starts a new session on 410 (the
@@ -99,18 +103,22 @@ class Client:
         """
         if not 0 <= timeout <= 60:
             raise ValueError(f"timeout must be 0-60 seconds, not {timeout!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
         key = cursor = None
         backoff = EqualJitterBackoff(cap=30.0, base=0.5)
         failures = 0
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}  # the home stream needs it
         while True:
-            sent = {**params, "timeout": timeout, **({"key": key, "cursor": cursor} if key else {})}
             try:
-                if method == "GET":
-                    response = self.http.get(path, params=sent, timeout=timeout + 10, headers=headers)
-                else:
-                    response = self.http.post(path, json=sent, timeout=timeout + 10, headers=headers)
-                body = _answer(response)
+                for body in self._batches(path, params, method, timeout, transport, key, cursor):
+                    if key is not None and body["key"] == key:
+                        failures = 0  # the same session answered again: it is sound
+                    key, cursor = body["key"], body["cursor"]
+                    yield from body["items"]
+                    if body["state"] == "done":
+                        return
+                    if body.get("retry_ms"):
+                        time.sleep(body["retry_ms"] / 1000)
             except (httpx.TransportError, ServerError) as exc:
                 status = getattr(exc, "status", None)
                 if getattr(exc, "code", None) == "generator_failed":
@@ -130,12 +138,57 @@ class Client:
                 if on_retry:
                     on_retry(str(exc), delay)
                 time.sleep(delay)
-                continue
-            if key is not None and body["key"] == key:
-                failures = 0  # the same session answered again: it is sound
-            key, cursor = body["key"], body["cursor"]
-            yield from body["items"]
-            if body["state"] == "done":
-                return
-            if body.get("retry_ms"):
-                time.sleep(body["retry_ms"] / 1000)
+
+    def _batches(self, path: str, params: dict[str, Any], method: str, timeout: float, transport: str,
+                 key: str | None, cursor: str | None) -> Iterator[dict[str, Any]]:
+        """The poll responses one request brings: one for a poll, as many as come for a stream."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}  # the home stream needs it
+        sent = {**params, "timeout": timeout}
+        if transport == "poll":
+            if key:
+                sent.update(key=key, cursor=cursor)
+            if method == "GET":
+                response = self.http.get(path, params=sent, timeout=timeout + 10, headers=headers)
+            else:
+                response = self.http.post(path, json=sent, timeout=timeout + 10, headers=headers)
+            yield _answer(response)
+            return
+        headers["Accept"] = TRANSPORTS[transport]
+        if key and transport == "sse":
+            headers["Last-Event-ID"] = f"{key}.{cursor}"  # as EventSource resumes
+        elif key:
+            sent.update(key=key, cursor=cursor)
+        with self.http.stream("GET", path, params=sent, headers=headers,
+                              timeout=httpx.Timeout(10, read=STREAM_SILENCE)) as response:
+            if response.status_code != 200:
+                response.read()
+                _answer(response)
+            for frame in (_events if transport == "sse" else _lines)(response.iter_lines()):
+                if "error" in frame:  # the stream's last word: an error, as a poll would have answered it
+                    raise ServerError(f"{frame.get('status')}: {frame.get('message')}", frame.get("status"),
+                                      None, frame["error"])
+                yield frame
+
+
+TRANSPORTS = {"poll": "application/json", "sse": "text/event-stream", "ndjson": "application/x-ndjson"}
+
+STREAM_SILENCE = 60.0
+"""A stream that sends nothing, not even a heartbeat (every 15 s), for this long is given up and resumed."""
+
+
+def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The data of each SSE event (comments and the retry preamble are the server's, not ours)."""
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                yield orjson.loads("\n".join(data))
+            data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+
+
+def _lines(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        if line.strip():  # an empty line is a heartbeat
+            yield orjson.loads(line)

@@ -24,10 +24,11 @@ def describe(item: Any) -> str:
 
 
 def run(url: str, params: dict[str, Any], as_json: bool, out: TextIO = sys.stdout,
-        err: TextIO = sys.stderr, token: str | None = None, timeout: float = 25, max_items: int = 100) -> int:
+        err: TextIO = sys.stderr, token: str | None = None, timeout: float = 25, max_items: int = 100,
+        transport: str = "poll") -> int:
     filtered = any(params.get(name) for name in ("track", "follow", "locations"))
     path = "/statuses/filter.json" if filtered else "/statuses/sample.json"
-    method = "POST" if filtered else "GET"
+    method = "POST" if filtered and transport == "poll" else "GET"  # a stream's filter goes in the query string
     if params.get("home"):  # the token's user's home stream
         path, method = "/statuses/home.json", "GET"
         params = {"identifier": params["identifier"], "backfill": params.get("backfill", 0)}
@@ -38,6 +39,7 @@ def run(url: str, params: dict[str, Any], as_json: bool, out: TextIO = sys.stdou
         print(f"longpoll tail: {reason}; retrying in {delay:.1f}s", file=err, flush=True)
 
     with Client(url, token) as client:
-        for item in client.follow(path, {**params, "max": max_items}, method, timeout=timeout, on_retry=retrying):
+        for item in client.follow(path, {**params, "max": max_items}, method, timeout=timeout, on_retry=retrying,
+                                  transport=transport):
             print(orjson.dumps(item).decode() if as_json else describe(item), file=out, flush=True)
     return 0
