@@ -4,8 +4,10 @@ Each run, on each server in turn (all started once, up front; runs alternate
 between them so that a shared machine's noise falls on every row alike):
 
 1. holder processes open N connections in steps, each sending one long-poll
-   (longpoll: ``GET /topics/news-<run>?timeout=60`` on ``longpoll serve``;
-   Nchan: ``GET /sub?id=news-<run>``, ``nchan_subscriber longpoll``);
+   (longpoll: a session is made with ``GET /topics/news-<run>?timeout=0``,
+   then held with ``GET /topics/news-<run>?timeout=60&key=K&cursor=C``, as
+   nearly every poll a server sees continues a session; Nchan:
+   ``GET /sub?id=news-<run>``, ``nchan_subscriber longpoll``);
 2. once the server says it holds them all (longpoll's ``/stats``
    ``held_polls``, Nchan's ``nchan_stub_status`` ``subscribers``; or no
    progress for ``--stall`` seconds), the server's RSS is read and one
@@ -57,7 +59,8 @@ class Hold:
     """One run's polls in one holder: open them, then note when each answer arrives and if it has the marker."""
 
     def __init__(self, port: int, path: str, marker: str):
-        self.port, self.raw, self.marker = port, client.get(path), marker.encode()
+        self.port, self.path, self.raw, self.marker = port, path, client.get(path), marker.encode()
+        self.timeout = path.rsplit("timeout=", 1)[-1] if "timeout=" in path else ""
         self.conns: list[client.HTTPConnection] = []
         self.answers: list[tuple[float, int, bool] | None] = []
         self.failed: Counter = Counter()
@@ -73,13 +76,26 @@ class Hold:
     async def _open_one(self) -> None:
         try:
             conn = await asyncio.wait_for(client.connect("127.0.0.1", self.port), 60)
-        except (OSError, asyncio.TimeoutError) as exc:
+            raw = await self._continuation(conn)
+        except (OSError, asyncio.TimeoutError, client.ConnectionClosed, ValueError) as exc:
             self.failed[f"connect: {type(exc).__name__}"] += 1
             return
         index = len(self.conns)
         self.conns.append(conn)
         self.answers.append(None)
-        conn.request(self.raw).add_done_callback(lambda future: self._note(index, future))
+        conn.request(raw).add_done_callback(lambda future: self._note(index, future))
+
+    async def _continuation(self, conn: client.HTTPConnection) -> bytes:
+        """longpoll: the held poll continues a session made first (timeout=0), as nearly every poll a
+        server sees does; Nchan has no sessions: its subscriber request as it is."""
+        if not self.path.startswith("/topics/"):
+            return self.raw
+        status, body = await asyncio.wait_for(conn.request(client.get(
+            self.path.replace(f"timeout={self.timeout}", "timeout=0"))), 60)
+        if status != 200:
+            raise ValueError(f"making the session answered {status}")
+        made = orjson.loads(body)
+        return client.get(f"{self.path}&key={made['key']}&cursor={made['cursor']}")
 
     def _note(self, index: int, future: asyncio.Future) -> None:
         at = time.monotonic()

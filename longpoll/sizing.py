@@ -35,6 +35,14 @@ def reserve(pool: int) -> int:
     return max(2, pool // 10)
 
 
+def pool_for(held_polls: int) -> int:
+    """The smallest pool whose hold gate lets ``held_polls`` wait, its reserve kept free."""
+    pool = held_polls + reserve(held_polls)
+    while pool - reserve(pool) < held_polls:
+        pool += 1
+    return pool
+
+
 def under_gevent() -> bool:
     monkey = sys.modules.get("gevent.monkey")
     return monkey is not None and monkey.is_module_patched("threading")
@@ -74,7 +82,7 @@ def tune_cherrypy_server(held_polls: int) -> None:
     server = cherrypy.server
     if under_gevent():
         return
-    wanted = held_polls + reserve(held_polls)
+    wanted = pool_for(held_polls)
     if (server.thread_pool or 0) < wanted:
         server.thread_pool = wanted
     server.socket_queue_size = max(server.socket_queue_size or 0, listen_backlog())
@@ -93,7 +101,7 @@ def keep_clients_connected(httpserver: Any, held_polls: int) -> None:
 
 def tune_cheroot(httpserver: Any, held_polls: int = HELD_POLLS) -> None:
     """The same sizing for a standalone ``cheroot.wsgi.Server``, before its ``start()``."""
-    wanted = held_polls + reserve(held_polls)
+    wanted = pool_for(held_polls)
     if httpserver.requests.min < wanted:
         httpserver.requests.min = wanted
     httpserver.request_queue_size = max(httpserver.request_queue_size, listen_backlog())

@@ -69,7 +69,7 @@ BROKEN = {
     "bad Content-Length": b"POST /primes HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
     "negative Content-Length": b"POST /primes HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
     "raw bytes in the request line": b"GET /pri\xffmes?limit=\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    "a request line too long": b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "a request line too long": b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
     "too many headers": b"GET /primes HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(200)) + b"\r\n",
     "a header line too long": b"GET /primes HTTP/1.1\r\nX-Big: " + b"y" * 70_000 + b"\r\n\r\n",
     "a body over 1 MiB": b"POST /primes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -130,3 +130,11 @@ def test_importing_the_package_imports_no_cherrypy_until_needed():
              "print('cherrypy' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr  # gunicorn's arbiter imports the worker before gevent
+
+
+def test_the_pool_sized_for_n_held_polls_lets_n_wait():
+    from longpoll.sizing import pool_for, reserve
+
+    for held in (1, 9, 10, 100, 999, 1000, 1001, 12345):
+        pool = pool_for(held)
+        assert pool - reserve(pool) >= held > pool - 1 - reserve(pool - 1)  # enough, and no more

@@ -42,6 +42,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         409: "conflict",
         410: "session key unknown or expired: start a new session",
         413: "request body too large",
+        414: "request line too long (at most 64 KiB)",
         429: "too many sessions, or polls too fast (Retry-After)",
         503: "the backend is unreachable (Retry-After)",
     }
@@ -170,12 +171,13 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
                         "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 429, 503)}},
             },
             "/statuses/filter.json": {
-                "get": {"summary": "the same with the filter in the query string (EventSource cannot POST)",
+                "get": {"summary": "the same with the filter in the query string (EventSource cannot POST); "
+                                   "the request line is at most 64 KiB: longer filters go in a POST body",
                         "parameters": [{"name": "identifier", "in": "query", "required": True, "schema": IDENTIFIER},
                                        *({"name": name, "in": "query", "schema": {
-                                           "type": "string", "maxLength": limits.max_param_chars}}
-                                         for name in ("track", "follow", "locations", "location")), *poll],
-                        "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 429, 503)}},
+                                           "type": "string", "maxLength": 2000, "pattern": "^[ -~]*$"}}
+                                         for name in ("track", "follow", "locations")), *poll],
+                        "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 414, 429, 503)}},
                 "post": {"summary": "long-poll the statuses matching track, follow or locations",
                          "requestBody": _poll_body(limits, {
                              "identifier": IDENTIFIER, "track": text_list, "follow": text_list,

@@ -35,6 +35,9 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 log = logging.getLogger("longpoll")
 
+pywsgi.MAX_REQUEST_LINE = 64 * 1024
+"""gevent's 8 KiB would refuse (414) a stream's filter given in the query string, as EventSource must."""
+
 SETTINGS_ENV = "LONGPOLL_SERVE_SETTINGS"
 MAX_DISCARD = 64 * 1024
 """Unread body bytes worth reading past to keep the connection; beyond, it is closed instead."""
