@@ -30,6 +30,7 @@ from . import config as lpconfig
 from . import transports
 from .clients import request_address
 from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
+from .hub import Item
 from .params import PollLimits, json_request_body, poll_params, request_params
 from .registry import Registry, Resume, SessionLimits
 from .responses import JSON_ERRORS, error_body
@@ -266,7 +267,10 @@ def _release_session_lock() -> None:
 
 
 def _encode(item: Any, default: Callable[[Any], Any] | None) -> orjson.Fragment:
-    """An item as JSON, once, when it is taken: resends and stored sessions reuse the bytes."""
+    """An item as JSON, once, when it is taken: resends and stored sessions reuse the bytes; an item from
+    the log is sent as the JSON it came as."""
+    if type(item) is Item:
+        return orjson.Fragment(item.raw)
     return orjson.Fragment(orjson.dumps(item, default=default, option=JSON_OPTIONS))
 
 

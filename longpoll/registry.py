@@ -274,10 +274,9 @@ class Registry:
         for all of them.  ``keep``: its batches after the first are kept until
         the client acknowledges them (``Session.poll``).
         """
-        wait = 0.0
-        if not stream:
-            with self._lock:
-                wait = session.admit(self.limits.polls_per_second, self.limits.poll_burst)
+        # The session's own bucket, without the registry's lock: two polls of one session racing may let
+        # one more through, which the bucket's burst already allows.
+        wait = 0.0 if stream else session.admit(self.limits.polls_per_second, self.limits.poll_burst)
         if wait:
             self._finish(session.key, ticket)
             raise TooManyRequests(f"more than {self.limits.polls_per_second:g} polls a second on one session; "
@@ -287,13 +286,16 @@ class Registry:
             try:
                 batch = session.poll(cursor, timeout, max_items, None if stream else self.gate, encode, keep=keep)
             except LongPollError:
+                self._polled(session, None)
                 if session.closed:
                     self._discard(session)
                     if self.store is not None and session.durable:
                         self.store.delete(session.key)
                 raise
-            finally:
-                self._polled(session)
+            except BaseException:
+                self._polled(session, None)
+                raise
+            self._polled(session, batch)
             if self.store is not None and batch.snapshot is not None:
                 saved = self.store.save(session.key, batch.snapshot, batch.snapshot["seq"] - 1, ticket)
                 committed = True
@@ -308,10 +310,6 @@ class Registry:
         finally:
             if not committed:
                 self._finish(session.key, ticket)
-        with self._lock:
-            self.polls += 1
-            if batch.fresh:
-                self.items_delivered += len(batch.items)
         return batch
 
     def end_lease(self, key: str, ticket: int | None) -> None:
@@ -327,9 +325,13 @@ class Registry:
         except LongPollError:
             pass  # the backend is away: the poll's own answer says so, or has already been made
 
-    def _polled(self, session: Session) -> None:
+    def _polled(self, session: Session, batch: Batch | None) -> None:
         """A poll ended: the session goes to the back of its order, whatever the poll answered."""
         with self._lock:
+            if batch is not None:
+                self.polls += 1
+                if batch.fresh:
+                    self.items_delivered += len(batch.items)
             key = session.key
             if self._settled.get(key) is session:
                 self._settled.move_to_end(key)

@@ -16,8 +16,11 @@ Items may be missing in only two ways, and both are said: ``dropped`` (a
 slow session's buffer overflowed) and ``gap`` (the generator yielded
 :data:`~longpoll.signals.GAP`: its source lost items, a trimmed log say).
 
-Waiting uses a second, tiny condition (``_cond``) so that a producer waking
-the session never blocks behind a generator that is busy computing.
+Waiting uses a second, tiny lock (``_mutex``) and one parked lock per
+waiting poll, so that a producer waking the session never blocks behind a
+generator that is busy computing.  Only one poll of a session waits at a time
+(a newer one releases it first), so one parking place is all it takes; a
+Condition and its waiter queue cost each of 10,000 held sessions a kilobyte.
 """
 
 from __future__ import annotations
@@ -92,8 +95,8 @@ class Sent(NamedTuple):
 class Session:
     __slots__ = (
         "key", "tag", "owner", "quotas", "born", "last_seen", "served", "_allowance", "_checked", "_it", "_lock",
-        "_cond", "_woken", "_ticket", "_inflight", "_watched", "_seq", "_cursor", "_sent", "_let_go", "_gap",
-        "_closed", "_finished", "_failure", "_position",
+        "_mutex", "_parked", "_woken", "_ticket", "_inflight", "_watched", "_seq", "_cursor", "_sent", "_let_go",
+        "_gap", "_closed", "_finished", "_failure", "_position",
     )
 
     def __init__(self, key: str, iterator: Iterator[Any], tag: Any = None, owner: str | None = None,
@@ -108,7 +111,8 @@ class Session:
         self._checked = self.last_seen
         self._it = iterator
         self._lock = threading.Lock()  # the generator and the batch state
-        self._cond = threading.Condition(threading.Lock())  # parking and waking held polls
+        self._mutex = threading.Lock()  # the poll numbers, and parking and waking held polls
+        self._parked: Any = None  # the lock a waiting poll is parked on, released to wake it
         self._woken = False
         self._ticket = 0  # the newest poll's number; an older poll that sees a newer one gives way
         self._inflight = 0
@@ -179,15 +183,17 @@ class Session:
         an item it refuses ends the session as the generator raising would, after the items before it.
         ``keep``: a stream's poll, which sends on without the client's acknowledgement, so the newest
         cursor does not acknowledge the batches sent before it."""
-        with self._cond:
+        with self._mutex:
             self._ticket += 1
             ticket = self._ticket
             self._inflight += 1
-            self._cond.notify_all()  # an older poll on this key answers now
+            parked, self._parked = self._parked, None
+        if parked is not None:
+            parked.release()  # an older poll on this key answers now
         try:
             return self._poll(ticket, "0" if cursor is None else cursor, timeout, max_items, gate, encode, keep)
         finally:
-            with self._cond:
+            with self._mutex:
                 self._inflight -= 1
                 self.served += 1
                 self.last_seen = time.monotonic()
@@ -199,9 +205,9 @@ class Session:
 
     def release(self) -> None:
         """Answer a held poll at once, as a newer poll would (one that began in another process)."""
-        with self._cond:
+        with self._mutex:
             self._ticket += 1
-            self._cond.notify_all()
+        self._wake()
 
     def _poll(self, ticket: int, cursor: str, timeout: float, max_items: int, gate: HoldGate | None,
               encode: Encode | None, keep: bool) -> Batch:
@@ -218,8 +224,7 @@ class Session:
                         raise Expired()
                     if ticket != self._ticket:
                         return self._empty(cursor, released=True)
-                    with self._cond:
-                        self._woken = False
+                    self._woken = False
                     batch = self._pull(cursor, max_items, encode, keep)
                     if batch is not None:
                         return batch
@@ -229,12 +234,7 @@ class Session:
                     if gate is not None and not gate.enter():
                         return self._empty(cursor, retry_ms=RETRY_MS_WHEN_FULL)
                     holding = True
-                with self._cond:
-                    while not self._woken and ticket == self._ticket:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        self._cond.wait(remaining)
+                self._park(ticket, deadline)
         finally:
             if holding and gate is not None:
                 gate.leave()
@@ -346,10 +346,24 @@ class Session:
     def _dropped(self) -> int:
         return sum(getattr(w, "dropped", 0) for w in self._watched)
 
+    def _park(self, ticket: int, deadline: float) -> None:
+        """Wait until woken, released by a newer poll, or the deadline."""
+        with self._mutex:
+            if self._woken or ticket != self._ticket:
+                return
+            parked = self._parked = threading.Lock()
+            parked.acquire()
+        parked.acquire(True, max(0.0, deadline - time.monotonic()))
+        with self._mutex:
+            if self._parked is parked:
+                self._parked = None
+
     def _wake(self) -> None:
-        with self._cond:
+        with self._mutex:
             self._woken = True
-            self._cond.notify_all()
+            parked, self._parked = self._parked, None
+        if parked is not None:
+            parked.release()
 
     def close(self) -> None:
         """End the session: close the generator (its ``finally`` runs) and release a held poll."""
