@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1000)
     ap.add_argument("--max-sessions", type=int, default=Settings.max_sessions)
     ap.add_argument("--idle-timeout", type=float, default=Settings.idle_timeout)
+    ap.add_argument("--max-timeout", type=float, default=Settings.max_timeout)
     ap.add_argument("--redis", metavar="URL", default=None, help="Redis URL (default: the embedded backend)")
     ap.add_argument("--max-polls-per-second", type=float, default=1_000_000.0)
     ap.add_argument("--keep-alive-conn-limit", default="default",
@@ -63,7 +64,7 @@ def main() -> None:
                          "or none")
     args = ap.parse_args()
     settings = Settings(host=args.host, port=args.port, max_sessions=args.max_sessions, max_sessions_per_address=10**6,
-                        idle_timeout=args.idle_timeout, redis_url=args.redis,
+                        idle_timeout=args.idle_timeout, max_timeout=args.max_timeout, redis_url=args.redis,
                         max_polls_per_second=args.max_polls_per_second)
     cherrypy.config.update({"server.socket_host": args.host, "server.socket_port": args.port,
                             "engine.autoreload.on": False, "checker.on": False, "log.screen": False, **JSON_ERRORS})

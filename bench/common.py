@@ -234,6 +234,12 @@ LOAD_ARGS = ("--max-sessions-per-address", "1000000")
 """Every load generator here is one client address; the per-address cap protects against exactly that."""
 
 
+def threads_command(args: Sequence[str], threads: int = 1000) -> list[str]:
+    """``longpoll serve``'s app on CherryPy's own threaded server (cheroot), as an embedder runs it:
+    ``longpoll serve`` itself always runs gevent."""
+    return [sys.executable, "-m", "bench.bare_server", "--port", "0", *args, "--threads", str(threads)]
+
+
 class Server(ServerProcess):
     """``longpoll serve --port 0 ...`` (or any command printing "serving on URL") in its own process group.
 

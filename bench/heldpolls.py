@@ -4,8 +4,10 @@ how fast it still answers a ready poll meanwhile.
 For each row (a server mode and a number N of polls):
 
 1. start ``longpoll serve`` (``gevent``: ``--workers 1``, gunicorn with one
-   gevent worker; ``threads``: the default cheroot pool of 1,000 threads;
-   ``--serve-args`` adds options to both), or Nchan (``nchan``: nginx with
+   gevent worker, as it always runs; ``threads``: the same app on CherryPy's
+   own threaded server, as an embedder runs it, ``bench/bare_server.py``, a
+   pool of at least 1,000 threads; ``--serve-args`` adds options to the gevent
+   row), or Nchan (``nchan``: nginx with
    the nchan module, one worker, as ``bench.nchan`` starts it);
 2. baseline: the latency of a ready poll (``/primes?limit=100&max=1`` on a
    fresh connection; Nchan: ``/sub?id=ready``, a channel with a queued
@@ -42,13 +44,25 @@ from pathlib import Path
 import orjson
 
 from . import client, nchan
-from .common import Progress, Server, cpu_seconds, header, mb, median, ms, percentile, raise_nofile, table
+from .common import (
+    Progress,
+    Server,
+    cpu_seconds,
+    header,
+    mb,
+    median,
+    ms,
+    percentile,
+    raise_nofile,
+    table,
+    threads_command,
+)
 from .profile import Profiler
 
 TOPIC = "bench-held"
 READY_PATHS = {"longpoll": "/primes?limit=100&max=1", "nchan": "/sub?id=ready"}
 MARKER = b"bench-held-release"
-LABELS = {"gevent": "gevent (--workers 1)", "threads": "threads (1000)", "nchan": "nchan (1 worker)"}
+LABELS = {"gevent": "gevent (--workers 1)", "threads": "threads (embedded cheroot)", "nchan": "nchan (1 worker)"}
 
 
 def parse_rows(text: str) -> list[tuple[str, int]]:
@@ -63,8 +77,6 @@ def parse_rows(text: str) -> list[tuple[str, int]]:
 
 def server_args(mode: str, n: int, timeout: float) -> list[str]:
     args = ["--max-sessions", str(max(20_000, 2 * n)), "--max-timeout", str(int(timeout)), "--idle-timeout", "120"]
-    if mode == "gevent":
-        args += ["--workers", "1"]
     return args
 
 
@@ -119,7 +131,11 @@ def start(mode: str, n: int, args: argparse.Namespace) -> Server | nchan.Nchan:
         server = nchan.Nchan(connections=n + 1000, timeout=args.timeout)
         server.publish("ready", b'{"items":[1]}')  # so that /sub?id=ready answers at once
         return server
-    server = Server([*server_args(mode, n, args.timeout), *shlex.split(args.serve_args)], name=f"heldpolls-{mode}")
+    if mode == "threads":  # an embedder's cheroot pool, sized as longpoll.Plugin sizes it for n held polls
+        command = threads_command(server_args(mode, n, args.timeout), threads=max(1000, -(-n * 10 // 9) + 100))
+        server = Server(command=command, name="heldpolls-threads")
+    else:
+        server = Server([*server_args(mode, n, args.timeout), *shlex.split(args.serve_args)], name=f"heldpolls-{mode}")
     server.wait_ready()
     return server
 
@@ -201,7 +217,7 @@ def main() -> int:
                     help="comma-separated MODE:N, MODE gevent (--workers 1), threads (default cheroot pool) or "
                          "nchan; default gevent:10000,threads:900,nchan:10000")
     ap.add_argument("--serve-args", default="", metavar="ARGS",
-                    help="more `longpoll serve` options for the gevent and threads rows (one string)")
+                    help="more `longpoll serve` options for the gevent rows (one string)")
     ap.add_argument("--timeout", type=float, default=60, help="each held poll's timeout, seconds (default 60, the max)")
     ap.add_argument("--step", type=int, default=500, help="connections opened per step (default 500)")
     ap.add_argument("--step-pause", type=float, default=0.05, help="pause between steps, seconds (default 0.05)")

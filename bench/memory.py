@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from . import client
-from .common import ROOT, Progress, Server, header, mb, raise_nofile, table
+from .common import ROOT, Progress, Server, header, mb, raise_nofile, table, threads_command
 
 PATHS = {
     "sample": "/statuses/sample.json?identifier=mem-{i}&timeout=0",
@@ -67,10 +67,9 @@ def settled_rss(server: Server) -> int:
 
 def run(kind: str, mode: str, n: int, warmup: int, progress: Progress) -> dict[str, Any]:
     args = ["--max-sessions", str(max(20_000, 2 * (n + warmup))), "--idle-timeout", "3600"]
-    if mode == "gevent":
-        args += ["--workers", "1"]
     label = f"{mode}/{kind}"
-    with Server(args, name=f"memory-{mode}-{kind}") as server:
+    command = threads_command(args) if mode == "threads" else None
+    with Server(args, command=command, name=f"memory-{mode}-{kind}") as server:
         server.wait_ready()
         port = server.port
         started = server.rss_kb()
@@ -139,7 +138,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2000, help="sessions opened before the baseline (default 2000)")
     ap.add_argument("--kinds", default="sample,primes", help="endpoints: sample, primes (default both)")
     ap.add_argument("--modes", default="threads,gevent",
-                    help="server modes: threads (default cheroot) and/or gevent (--workers 1); default both")
+                    help="server modes: threads (the app on cheroot, as embedded) and/or gevent "
+                         "(longpoll serve); default both")
     ap.add_argument("--breakdown", action="store_true",
                     help="also show, in-process with tracemalloc, where a session's bytes are allocated")
     ap.add_argument("--quick", action="store_true", help="a smoke test: 500 sessions after 200, threads only")
@@ -152,7 +152,7 @@ def main() -> int:
     rows = [run(kind, mode, args.sessions, args.warmup, progress)
             for mode in args.modes.split(",") for kind in args.kinds.split(",")]
     print(table([[
-        "threads (1000)" if r["mode"] == "threads" else "gevent (--workers 1)",
+        "threads (embedded cheroot)" if r["mode"] == "threads" else "gevent (longpoll serve)",
         "sample.json (stream)" if r["kind"] == "sample" else "primes (generator)",
         f"{r['sessions']:,}", mb(r["started"]), mb(r["base"]), mb(r["full"]),
         f"{r['per_session'] / 1024:.2f} KB", f"{r['marginal'] / 1024:.2f} KB",

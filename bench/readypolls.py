@@ -163,7 +163,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke test: '--workers 1' and Nchan, 1 run of 1 s")
     args = ap.parse_args()
     if args.serve_args is None:
-        args.serve_args = [] if args.server_command else (["--workers 1"] if args.quick else ["", "--workers 1"])
+        args.serve_args = [] if args.server_command else ([""] if args.quick else ["", "--no-fast-path"])
     if args.quick:
         args.runs, args.duration, args.warmup = 1, 1, 1
     header("bench.readypolls: ready polls per second, beside Nchan", "bench.readypolls")
