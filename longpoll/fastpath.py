@@ -209,10 +209,13 @@ def _merge(kwargs: dict[str, Any], text: str) -> None:
     """Query or form parameters into kwargs as CherryPy gives them: a name given twice is a list."""
     if not text:
         return
-    try:
-        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest("the query string is not valid UTF-8") from None
+    if "%" in text or "+" in text or not text.isascii():
+        try:
+            pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise BadRequest("the query string is not valid UTF-8") from None
+    else:  # nothing to unquote (a poll's key and cursor): parse_qsl's answer, at a fifth of its cost
+        pairs = [(name, value) for name, _, value in (part.partition("=") for part in text.split("&") if part)]
     for name, value in pairs:
         if name in kwargs:
             given = kwargs[name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 
 import httpx
@@ -47,3 +48,22 @@ def test_a_gevent_worker_holds_many_polls_and_still_answers_a_ready_one():
 
         codes, released = asyncio.run(crowd())
         assert codes == [200] * n and released == n
+
+
+def test_every_answer_carries_a_current_date_and_continuation_polls_parse_as_cherrypy_would():
+    """The worker makes the Date header once a second and the fast path splits plain query strings itself:
+    both must still say what gevent and parse_qsl would."""
+    with ServerProcess("--workers", "1") as server:
+        url = server.wait_ready()
+        with httpx.Client(base_url=url, timeout=10) as client:
+            first = client.get("/primes", params={"limit": 50, "max": 2, "timeout": 0})
+            body = first.json()
+            # a plain query string (the fast path's own split) and an escaped one (parse_qsl) agree
+            plain = client.get(f"/primes?limit=50&max=2&timeout=0&key={body['key']}&cursor={body['cursor']}")
+            cursor = plain.json()["cursor"]
+            escaped = client.get(f"/primes?limit=50&max=%31&timeout=0&key={body['key']}&cursor={cursor}&&")
+            for answer in (first, plain):
+                stamp = email.utils.parsedate_to_datetime(answer.headers["Date"])
+                assert abs(stamp.timestamp() - time.time()) < 5
+    assert plain.status_code == 200 and plain.json()["items"] == [5, 7]
+    assert escaped.status_code == 200 and escaped.json()["items"] == [11]

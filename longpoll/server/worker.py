@@ -28,6 +28,8 @@ import json
 import logging
 import os
 import socket
+import time
+from email.utils import formatdate
 
 import gevent
 from gevent import pywsgi
@@ -176,6 +178,18 @@ class Headers:
         return [(key, value) for key, value in self.pairs]
 
 
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The Date header's value, made once a second rather than once a response."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True).encode())
+    return _date[1]
+
+
 class Handler(PyWSGIHandler):
     """gevent's pywsgi handler with the fixes in this module's docstring."""
 
@@ -206,8 +220,18 @@ class Handler(PyWSGIHandler):
 
     def read_request(self, raw_requestline: str) -> bool:
         # The whole head in read_timeout, not just each read: a client sending a byte at a time cannot hold on.
+        # A head already read whole (a poll's arrives in one packet) needs no timer.
+        buffered = self.rfile.peek(0) if raw_requestline.endswith("\n") else b""
+        if b"\r\n\r\n" in buffered or buffered.startswith(b"\r\n"):
+            return super().read_request(raw_requestline)
         with gevent.Timeout(self.read_timeout, TimeoutError("the request's headers did not arrive in time")):
             return super().read_request(raw_requestline)
+
+    def finalize_headers(self) -> None:
+        if self.provided_date is None:
+            self.response_headers.append((b"Date", http_date()))
+            self.provided_date = True
+        super().finalize_headers()
 
     def handle_one_request(self):  # type: ignore[no-untyped-def]
         result = super().handle_one_request()
