@@ -36,14 +36,16 @@
   // The session's rules (key and cursor, one poll at a time, backoff, 410,
   // done, page visibility) live here; how one HTTP request is made does not:
   // each file brings its own `requester(options, root)`, which returns
-  // send(request, answer) -> abort(). A poll is one send(); a streaming
-  // transport would hand each of its batches to _handle() the same way.
+  // send(request, answer) -> abort(). A poll is one send(); an SSE stream
+  // (transport "sse", or "auto" where EventSource exists) hands each of its
+  // events to _success() and _handle() the same way.
 
   // Answers worth trying again after a wait; every other 4xx ends polling.
   // 408: a proxy's timeout; 409: a concurrent poll on our key (we never send
   // two, so another tab or a proxy did); 425/429: too early / too many.
   var RETRYABLE_4XX = {408: true, 409: true, 425: true, 429: true};
   var CALLBACKS = ["onItems", "onState", "onError"];
+  var TRANSPORTS = {poll: true, sse: true, auto: true};
 
   function noop() {}
 
@@ -133,6 +135,18 @@
       throw new TypeError('LongPoll: jitter must be "full", "equal" or "none"');
     }
     this.pauseWhenHidden = Boolean(o.pauseWhenHidden);
+    this.transport = o.transport || "poll";
+    if (!TRANSPORTS[this.transport]) throw new TypeError('LongPoll: transport must be "poll", "sse" or "auto"');
+    this._EventSource = o.EventSource !== undefined ? o.EventSource : root.EventSource;
+    // What EventSource cannot do: POST, or send headers of its own.
+    var streamable = this.method === "GET" && Object.keys(this.headers).length === 0;
+    if (this.transport === "sse" && (!streamable || typeof this._EventSource !== "function")) {
+      throw new TypeError("LongPoll: transport \"sse\" needs EventSource, GET and no headers; \"auto\" falls back to polling");
+    }
+    this._streaming = this.transport !== "poll" && streamable && typeof this._EventSource === "function";
+    this._streamed = false;  // an SSE event ever arrived: the endpoint streams
+    this._withCredentials = Boolean((o.fetchOptions && o.fetchOptions.credentials === "include") ||
+      (o.ajaxOptions && o.ajaxOptions.xhrFields && o.ajaxOptions.xhrFields.withCredentials));
     this.quickStart = Boolean(o.quickStart);
     for (var i = 0; i < CALLBACKS.length; i++) {
       var callback = o[CALLBACKS[i]];
@@ -174,6 +188,8 @@
   readOnly("running", "_running");
   readOnly("paused", "_paused");
   readOnly("state", "_state");
+  // "sse" while batches come as Server-Sent Events, else "poll".
+  Object.defineProperty(LongPoll.prototype, "transportInUse", {get: function () { return this._streaming ? "sse" : "poll"; }});
 
   /** Start polling (a no-op while running). Key and cursor are kept from before a stop(). */
   LongPoll.prototype.start = function () {
@@ -266,7 +282,7 @@
       fields.key = this._key;
       if (this._cursor !== null) fields.cursor = this._cursor;
     }
-    fields.timeout = holdFor;
+    if (holdFor !== null) fields.timeout = holdFor;
     fields.max = this.max;
     var request = {method: this.method, url: this.url, headers: extend({Accept: "application/json"}, this.headers)};
     var name;
@@ -288,8 +304,12 @@
 
   LongPoll.prototype._poll = function () {
     var self = this;
-    this._setState("polling", {key: this._key, cursor: this._cursor, attempt: this._attempt});
+    this._setState("polling", {key: this._key, cursor: this._cursor, attempt: this._attempt, transport: this.transportInUse});
     if (!this._idle()) return; // onState stopped or paused us (or started a poll of its own)
+    if (this._streaming) {
+      this._stream();
+      return;
+    }
     var holdFor = this._holdFor();
     var limit = holdFor + 10;
     var request = {abort: noop, cancelled: false, timedOut: false, settled: false};
@@ -323,6 +343,69 @@
     } catch (failure) { // e.g. a URL that XMLHttpRequest.open() refuses
       settle({status: 0, failure: failure});
     }
+  };
+
+  /**
+   * One SSE stream of the session, from its key and cursor (in the URL: EventSource sends Last-Event-ID
+   * itself only when it reconnects on its own, which it does after a stream ends). Each event is a batch,
+   * as a poll's answer; "expired" and "error" events are the answers a poll would have had. A stream that
+   * fails before its first event ever arrived falls back to polling under "auto".
+   */
+  LongPoll.prototype._stream = function () {
+    var self = this;
+    var request = {abort: noop, cancelled: false, timedOut: false, settled: false};
+    var source = null;
+    var got = false;
+    this._request = request;
+    function settle(next) {
+      if (request.settled) return;
+      request.settled = true;
+      request.abort();
+      if (self._request === request) self._request = null;
+      if (request.cancelled) self._kick();
+      else next();
+    }
+    function batch(event) {
+      if (request.settled) return;
+      var body = parseJson(event.data);
+      if (!isObject(body) || typeof body.key !== "string" || !Array.isArray(body.items)) {
+        settle(function () {
+          self._retry(new LongPollError(200, {error: "bad_response", message: "the event is not a long-poll batch"}), null);
+        });
+        return;
+      }
+      got = self._streamed = true;
+      if (body.state === "done") settle(noop);
+      self._success(body);
+    }
+    function failed(event) {
+      var body = parseJson(event && event.data);
+      settle(function () {
+        if (isObject(body)) {  // the server's own error event: what a poll would have answered
+          self._handle(Number(body.status) || 500, body, null);
+        } else if (got) {       // a stream that delivered and ended (its time is up, the server went away)
+          self._kick();
+        } else if (self.transport === "auto" && !self._streamed) {
+          self._streaming = false;  // this endpoint, or something between, does not stream: poll
+          self._kick();
+        } else {
+          self._retry(new LongPollError(0, {error: "network", message: "the event stream failed"}), null);
+        }
+      });
+    }
+    try {
+      source = new this._EventSource(this._buildRequest(null).url, {withCredentials: this._withCredentials});
+    } catch (failure) {
+      settle(function () { self._retry(new LongPollError(0, {error: "network", message: String(failure && failure.message || failure)}), null); });
+      return;
+    }
+    request.abort = function () { source.close(); };
+    source.onmessage = batch;
+    source.addEventListener("done", batch, false);
+    source.addEventListener("expired", function (event) {
+      settle(function () { self._handle(410, parseJson(event.data), null); });
+    }, false);
+    source.addEventListener("error", failed, false);
   };
 
   /** One answer: status, its parsed JSON body (or null), header(name). */

@@ -1234,3 +1234,146 @@ describe("jquery.longpoll.js", () => {
     assert.throws(() => $({ handlers: {} }).longPoll("/s", { max: "all" }), /max must be a whole number/);
   });
 });
+
+// -- transports: "poll", "sse", "auto" (PROTOCOL.md, "Transports") ---------------------------------------------
+
+/** EventSource on a fake net: each stream is a call; the test emits events on it, or fails it. */
+function fakeEventSource(streams) {
+  return class FakeEventSource {
+    constructor(url, init) {
+      const parsed = new URL(url, "http://page.test");
+      Object.assign(this, { url, init, query: Object.fromEntries(parsed.searchParams), closed: false, listeners: {} });
+      streams.push(this);
+    }
+    addEventListener(type, fn) { (this.listeners[type] = this.listeners[type] || []).push(fn); }
+    close() { this.closed = true; }
+    /** A server event: a batch (type "message" or "done") or the server's own "expired"/"error". */
+    emit(type, body, id) {
+      assert.equal(this.closed, false, "an event on a closed stream");
+      const event = { type, data: JSON.stringify(body), lastEventId: id || "" };
+      if (type === "message" && this.onmessage) this.onmessage(event);
+      for (const fn of this.listeners[type] || []) fn(event);
+    }
+    /** The connection failed or ended: EventSource's own error, an Event without data. */
+    fail() {
+      for (const fn of this.listeners.error || []) fn({ type: "error" });
+    }
+  };
+}
+
+describe("transports", () => {
+  const batch = (key, cursor, items, state = "ready") => ({ state, key, cursor, items });
+
+  function make(options) {
+    const net = fakeNet();
+    const streams = [];
+    const got = [];
+    const states = [];
+    const lp = new LongPoll("/statuses/sample.json", {
+      fetch: fakeFetch(net), EventSource: fakeEventSource(streams), params: { identifier: "me" },
+      setTimeout: (fn, ms) => setTimeout(fn, Math.min(ms, 5)), clearTimeout,
+      onItems: (items) => got.push(...items), onState: (state, info) => states.push([state, info]), ...options });
+    return { lp, net, streams, got, states };
+  }
+
+  test("poll is the default; sse and auto with EventSource stream, from the key and cursor, with no timeout", async () => {
+    assert.equal(make({}).lp.transportInUse, "poll");
+    for (const transport of ["sse", "auto"]) {
+      const { lp, net, streams, got } = make({ transport, key: "K", cursor: "3" });
+      assert.equal(lp.transportInUse, "sse");
+      lp.start();
+      await flush();
+      assert.equal(net.calls.length, 0, "no poll while streaming");
+      assert.equal(streams.length, 1);
+      assert.deepEqual(streams[0].query, { identifier: "me", key: "K", cursor: "3", max: "100" });
+      streams[0].emit("message", batch("K", "4", [1, 2]), "K.4");
+      streams[0].emit("message", batch("K", "5", [3]), "K.5");
+      assert.deepEqual(got, [1, 2, 3]);
+      assert.equal(lp.cursor, "5");
+      lp.stop();
+      assert.equal(streams[0].closed, true, "stop() closes the stream");
+    }
+  });
+
+  test("the same callbacks and states: done ends it, expired starts a new session, a server error stops it", async () => {
+    const { lp, streams, got, states } = make({ transport: "sse" });
+    lp.start();
+    await flush();
+    streams[0].emit("message", batch("A", "1", []), "A.1");
+    streams[0].emit("expired", { error: "expired", message: "gone", status: 410 });
+    await flush();
+    assert.equal(streams[0].closed, true);
+    assert.ok(states.some(([s]) => s === "expired"));
+    assert.equal(streams.length, 2, "a new stream at once");
+    assert.equal(streams[1].query.key, undefined, "with a new session");
+    streams[1].emit("message", batch("B", "1", ["x"]), "B.1");
+    streams[1].emit("done", batch("B", "2", ["y"], "done"), "B.2");
+    assert.deepEqual(got, ["x", "y"]);
+    assert.equal(streams[1].closed, true, "done: no reconnect");
+    assert.equal(lp.running, false);
+    assert.equal(states[states.length - 1][0], "done");
+
+    const errors = [];
+    const second = make({ transport: "sse", onError: (e) => errors.push(e) });
+    second.lp.start();
+    await flush();
+    second.streams[0].emit("error", { error: "forbidden", message: "not yours", status: 403 });
+    await flush();
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].status, 403);
+    assert.equal(second.lp.running, false);
+  });
+
+  test("a stream that ends after delivering reopens at once from its cursor: nothing lost, nothing twice", async () => {
+    const { lp, streams, got } = make({ transport: "auto" });
+    lp.start();
+    await flush();
+    streams[0].emit("message", batch("K", "1", ["a"]), "K.1");
+    streams[0].fail();  // the server's time limit, or it restarted
+    await flush();
+    assert.equal(streams.length, 2);
+    assert.equal(lp.transportInUse, "sse", "still streaming");
+    assert.deepEqual([streams[1].query.key, streams[1].query.cursor], ["K", "1"]);
+    streams[1].emit("message", batch("K", "2", ["b"]), "K.2");
+    assert.deepEqual(got, ["a", "b"]);
+    lp.stop();
+  });
+
+  test("auto falls back to polling when the endpoint never streams, and keeps key and cursor", async () => {
+    const { lp, net, streams, got } = make({ transport: "auto", key: "K", cursor: "7" });
+    lp.start();
+    await flush();
+    streams[0].fail();
+    await flush();
+    assert.equal(lp.transportInUse, "poll");
+    assert.equal(streams.length, 1, "no second stream");
+    assert.deepEqual(net.last().query, { identifier: "me", key: "K", cursor: "7", timeout: "25", max: "100" });
+    net.last().respond(200, batch("K", "8", ["z"]));
+    await flush();
+    assert.deepEqual(got, ["z"]);
+    assert.equal(net.last().query.cursor, "8");
+    lp.stop();
+  });
+
+  test("auto polls where EventSource is missing or cannot be used (POST, headers); sse there is refused", () => {
+    for (const options of [{ EventSource: null }, { method: "POST" }, { headers: { Authorization: "Bearer t" } }]) {
+      assert.equal(make({ transport: "auto", ...options }).lp.transportInUse, "poll");
+      assert.throws(() => make({ transport: "sse", ...options }), /transport "sse" needs EventSource/);
+    }
+    assert.throws(() => make({ transport: "websocket" }), /transport must be/);
+  });
+
+  test("sse keeps streaming after a failed first connection, backing off", async () => {
+    const { lp, streams, states } = make({ transport: "sse", minBackoff: 1, maxBackoff: 1 });
+    lp.start();
+    await flush();
+    streams[0].fail();
+    await flush();
+    assert.ok(states.some(([s, info]) => s === "waiting" && info.error.error === "network"));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await flush();
+    assert.equal(streams.length, 2);
+    assert.equal(lp.transportInUse, "sse");
+    lp.stop();
+  });
+});
