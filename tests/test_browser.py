@@ -4,13 +4,18 @@ both go when the status is deleted. A screenshot is kept in artifacts/."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
+import redis
 
 from tests.chromium import chromium
+from tests.conftest_support import free_port
 from tests.procs import ROOT, ServerProcess
-from tests.streams_helpers import unique
+from tests.streams_helpers import post, signup, unique
 
 ARTIFACTS = ROOT / "artifacts"
 
@@ -56,3 +61,85 @@ def test_demo_page_shows_a_posted_status_and_its_blip_then_loses_both_on_delete(
         page.wait_for_selector(f"#map .blip[data-id='{status_id}']", state="detached", timeout=10_000)
     assert not errors, errors
     assert (ARTIFACTS / "demo-page.png").stat().st_size > 10_000
+
+
+def test_demo_page_streams_over_sse_and_gets_every_status_once_through_a_server_restart(browser_page, durable_redis):
+    """transport "auto": the page streams with EventSource; the server is stopped mid-stream and started again
+    on the same port and Redis; the stream comes back at its cursor, and every status shows exactly once."""
+    page, errors = browser_page
+    port = str(free_port())
+    args = ("--redis", durable_redis.url, "--port", port)
+    messages = [f"{unique('sse')} {i}" for i in range(6)]
+
+    def shown() -> list[str]:
+        return page.eval_on_selector_all("#feed li.status .message", "nodes => nodes.map(n => n.textContent)")
+
+    def post_all(url: str, batch: list[str]) -> None:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            _, token = signup(client)
+            for message in batch:
+                post(client, token, message)
+
+    with ServerProcess(*args) as server:
+        url = server.wait_ready()
+        page.goto(url + "/")
+        page.wait_for_selector("#connection[data-state=polling][data-transport=sse]", timeout=15_000)
+        assert "SSE" in page.text_content("#connection")
+        post_all(url, messages[:3])
+        page.wait_for_function("n => document.querySelectorAll('#feed li.status').length >= n", arg=3,
+                               timeout=10_000)
+    with ServerProcess(*args) as server:  # the stream's connection died with the first server
+        url = server.wait_ready()
+        post_all(url, messages[3:])
+        page.wait_for_function("n => document.querySelectorAll('#feed li.status').length >= n", arg=6,
+                               timeout=20_000)
+        page.wait_for_selector("#connection[data-state=polling][data-transport=sse]", timeout=15_000)
+        assert sorted(m for m in shown() if m in messages) == sorted(messages)  # each once: none lost, none twice
+    assert not errors, errors
+
+
+def readme_stream() -> str:
+    """README.md's plain-EventSource loop, without its example call."""
+    found = re.search(r"<!-- eventsource-loop -->\n```js\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    assert found, "README.md has no <!-- eventsource-loop --> block"
+    return "\n".join(line for line in found.group(1).splitlines() if not line.startswith("stream("))
+
+
+def test_readme_eventsource_loop_gets_every_status_once_in_order_through_a_server_restart(browser_page,
+                                                                                          durable_redis):
+    page, errors = browser_page
+    port = str(free_port())
+    args = ("--redis", durable_redis.url, "--port", port)
+    html = ("<!doctype html><meta charset=utf-8><script>var seen = [], keys = [];\n" + readme_stream() +
+            "\nstream('/statuses/sample.json', {identifier: 'readme-sse', percent: 100}, "
+            "function (items, body) { keys.push(body.key); items.forEach(function (s) { seen.push(s.id); }); });"
+            "</script>")
+    published: list[int] = []
+
+    def post_some(url: str, count: int) -> None:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            _, token = signup(client)
+            published.extend(post(client, token, unique("m"))["id"] for _ in range(count))
+
+    def wait_for_all() -> None:
+        page.wait_for_function("n => seen.length >= n", arg=len(published), timeout=20_000)
+
+    with ServerProcess(*args) as server:
+        url = server.wait_ready()
+        page.route(f"{url}/readme-sse.html", lambda route: route.fulfill(status=200, content_type="text/html",
+                                                                           body=html))
+        page.goto(f"{url}/readme-sse.html")
+        # the stream's first event (a new session's, at once) carries no items: wait for the session in Redis
+        durable = redis.Redis.from_url(durable_redis.url)
+        deadline = time.monotonic() + 15
+        while not durable.keys("session:*"):
+            assert time.monotonic() < deadline, "the page's stream never made a session"
+            time.sleep(0.05)
+        post_some(url, 3)
+        wait_for_all()
+    with ServerProcess(*args) as server:
+        post_some(server.wait_ready(), 3)
+        wait_for_all()
+    assert page.evaluate("seen") == published, "every status once, in order"
+    assert len(set(page.evaluate("keys"))) == 1, "one session, resumed by Last-Event-ID"
+    assert not errors, errors

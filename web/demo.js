@@ -332,7 +332,14 @@ let poller = null;
 
 function showConnection(state, text) {
   connection.dataset.state = state;
+  connection.dataset.transport = poller ? poller.transportInUse : "";
   connection.textContent = text;
+}
+
+/** How the batches come: Server-Sent Events where the browser and the stream allow, else long-polls. */
+function live(key) {
+  const how = poller && poller.transportInUse === "sse" ? "live over SSE" : "live over long-poll";
+  return key === undefined ? how : `${how} · session ${shortKey(key)}`;
 }
 
 function shortKey(key) {
@@ -342,7 +349,7 @@ function shortKey(key) {
 function onState(state, info) {
   switch (state) {
     case "polling":
-      showConnection("polling", poller && poller.key ? `live · session ${shortKey(poller.key)}` : "live");
+      showConnection("polling", poller && poller.key ? live(poller.key) : live());
       break;
     case "waiting":
       if (info.reason === "retry_ms") {
@@ -356,7 +363,7 @@ function onState(state, info) {
       showConnection("expired", "session expired · starting a new one");
       break;
     case "restarted":
-      showConnection("polling", `live · new session ${shortKey(info.key)} (statuses in between were missed)`);
+      showConnection("polling", `${live()} · new session ${shortKey(info.key)} (statuses in between were missed)`);
       break;
     case "paused":
       showConnection("paused", "paused while this tab is hidden");
@@ -412,8 +419,9 @@ function startStream(spec, { resume = false } = {}) {
   const saved = resume ? savedSession(spec) : null;
   const url = { sample: "/statuses/sample.json", filter: "/statuses/filter.json", home: "/statuses/home.json" };
   const current = new LongPoll(url[spec.kind], {
-    method: spec.kind === "filter" ? "POST" : "GET",
-    params: spec.params,
+    params: spec.params, // GET, filters included, so that EventSource can stream it
+    transport: "auto", // SSE where EventSource exists and the stream answers it; long-polls otherwise
+
     headers: spec.user ? { Authorization: "Bearer " + spec.user.token } : {}, // the home stream is the user's own
     pauseWhenHidden: spec.pause,
     quickStart: true, // learn the session key at once, so an early stop or reload does not orphan it
@@ -423,7 +431,7 @@ function startStream(spec, { resume = false } = {}) {
       if (poller !== current) return;
       onItems(items);
       rememberSession(spec, current);
-      if (connection.dataset.state === "polling") showConnection("polling", `live · session ${shortKey(current.key)}`);
+      if (connection.dataset.state === "polling") showConnection("polling", live(current.key));
     },
     onState: (state, info) => {
       if (poller !== current) return;
