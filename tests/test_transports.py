@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.procs import ServerProcess
 from tests.streams_helpers import post, settle, signup, unique
 
 SSE = {"Accept": "text/event-stream"}
@@ -210,3 +211,18 @@ def test_an_open_stream_is_a_held_poll_and_a_vanished_client_frees_it(base):
         wait_until(lambda: HELD.held == before + 1, what="the stream to hold its place")
     # The client is gone: the next heartbeat's write fails and the place is given back.
     wait_until(lambda: HELD.held == before, timeout=5, what="the vanished stream to be let go")
+
+
+def test_longpoll_serve_sets_the_streams_length_and_heartbeat():
+    """--max-stream-seconds and --heartbeat reach the streams of every endpoint (a JSON-lines stream here)."""
+    with ServerProcess("--max-stream-seconds", "1.5", "--heartbeat", "0.2") as server:
+        url = server.wait_ready()
+        began = time.monotonic()
+        with httpx.Client(timeout=10) as client, client.stream(
+                "GET", url + "/topics/" + unique("beats"), headers={"Accept": "application/x-ndjson"}) as response:
+            lines = list(response.iter_lines())
+        lasted = time.monotonic() - began
+    assert response.status_code == 200
+    assert lines[0].startswith("{") and '"key"' in lines[0]  # a new session's first batch, at once
+    assert lines[1:].count("") >= 4  # heartbeats every 0.2 s of silence
+    assert lasted >= 1.4, lasted  # the list above ends only when the server ends the stream: at its limit

@@ -49,6 +49,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     max_polls_per_second: float = 50.0
     max_timeout: float = 60.0  # longest a poll may be held (PROTOCOL.md: at most 60)
+    max_stream_seconds: float = 300.0  # a stream ends after this long, so proxies recycle connections
+    heartbeat: float = 15.0  # a stream's heartbeat after this long without sending
     max_held_polls: int | None = None  # default: as many as there are sessions (greenlets are cheap)
     read_timeout: float = 10.0  # each read of a request, and its whole head; a body that stalls: 408
     keep_alive_timeout: float = 75.0  # how long a kept-alive connection may wait for its next request
@@ -96,7 +98,8 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
                            poll_burst=2 * settings.max_polls_per_second)
     registry = Registry(settings.idle_timeout, name="longpoll serve", store=store, session_limits=limits)
     poll_limits = PollLimits(max_timeout=settings.max_timeout,
-                             default_timeout=min(PollLimits.default_timeout, settings.max_timeout))
+                             default_timeout=min(PollLimits.default_timeout, settings.max_timeout),
+                             max_stream_seconds=settings.max_stream_seconds, heartbeat=settings.heartbeat)
     root = Root(openapi.document(poll_limits))
     # Anyone may publish to the demo's topics: a log of their own, bounded in bytes, not the statuses'.
     topics = Broker(settings.redis_url, buffer=settings.buffer, retention=settings.topic_retention,

@@ -139,6 +139,10 @@ OPTIONS = [
     Option("max_polls_per_second", "--max-polls-per-second",
            "sustained polls of one session (bursts of twice that) before 429", positive(float), "R"),
     Option("max_timeout", "--max-timeout", "longest a poll may be held, at most 60", timeout_cap, "SECONDS"),
+    Option("max_stream_seconds", "--max-stream-seconds", "longest an SSE or JSON-lines stream stays open before "
+           "the server ends it (clients reconnect and resume)", positive(float), "SECONDS"),
+    Option("heartbeat", "--heartbeat", "a stream's heartbeat after this long without sending; also how soon a "
+           "vanished stream client is found out", positive(float), "SECONDS"),
     Option("max_held_polls", "--max-held-polls", "polls allowed to wait at once (default: as many as sessions)",
            positive(int), "N"),
     Option("max_body_bytes", "--max-body-bytes", "largest request body, in bytes (413 past it)", positive(int), "N"),
