@@ -265,14 +265,15 @@ class Registry:
 
     def poll(self, session: Session, cursor: str | None, timeout: float, max_items: int,
              ticket: int | None = None, encode: Encode | None = None, *, stream: bool = False,
-             keep: bool = False) -> Batch:
+             keep: bool = False, follow: int | None = None) -> Batch:
         """The next batch of a session; ``ticket`` is the one :meth:`lease` gave for this poll,
         ``encode`` what turns each item into what is sent (see ``Session.poll``).
 
         ``stream``: one of the polls a stream makes on its session.  The stream
         holds its place at the hold gate and counts against the poll rate once,
         for all of them.  ``keep``: its batches after the first are kept until
-        the client acknowledges them (``Session.poll``).
+        the client acknowledges them, and ``follow`` carries the stream's session ticket from one of its
+        polls to the next (``Session.poll``).
         """
         # The session's own bucket, without the registry's lock: two polls of one session racing may let
         # one more through, which the bucket's burst already allows.
@@ -284,7 +285,8 @@ class Registry:
         committed = False
         try:
             try:
-                batch = session.poll(cursor, timeout, max_items, None if stream else self.gate, encode, keep=keep)
+                batch = session.poll(cursor, timeout, max_items, None if stream else self.gate, encode, keep=keep,
+                                     follow=follow)
             except LongPollError:
                 self._polled(session, None)
                 if session.closed:

@@ -56,7 +56,7 @@ RETRY_MS_WHEN_FULL = 1000
 class Batch:
     """What one poll answers."""
 
-    __slots__ = ("state", "cursor", "items", "dropped", "retry_ms", "fresh", "snapshot", "gap", "released")
+    __slots__ = ("state", "cursor", "items", "dropped", "retry_ms", "fresh", "snapshot", "gap", "released", "ticket")
 
     def __init__(self, state: str, cursor: str, items: list, dropped: int = 0,
                  retry_ms: int | None = None, fresh: bool = False, snapshot: dict[str, Any] | None = None,
@@ -70,6 +70,7 @@ class Batch:
         self.snapshot = snapshot  # a durable session's state as of this batch, to store
         self.gap = gap  # items before these were lost: the client may re-fetch what it needs
         self.released = released  # a newer poll of the session took over
+        self.ticket = 0  # the poll's number on its session: a stream's next poll goes on with it
 
     def to_json(self, key: str) -> dict[str, Any]:
         body: dict[str, Any] = {"state": self.state, "key": key, "cursor": self.cursor, "items": self.items}
@@ -178,20 +179,27 @@ class Session:
         return None if self._inflight else now - self.last_seen
 
     def poll(self, cursor: str | None, timeout: float, max_items: int, gate: HoldGate | None = None,
-             encode: Encode | None = None, keep: bool = False) -> Batch:
+             encode: Encode | None = None, keep: bool = False, follow: int | None = None) -> Batch:
         """The next batch.  ``encode`` turns each item into what is sent (JSON, say) as it is taken;
         an item it refuses ends the session as the generator raising would, after the items before it.
         ``keep``: a stream's poll, which sends on without the client's acknowledgement, so the newest
-        cursor does not acknowledge the batches sent before it."""
+        cursor does not acknowledge the batches sent before it.  ``follow``: the ticket of the stream's
+        previous poll (``Batch.ticket``); the stream goes on as that poll, and is released if a newer poll
+        began in between, instead of taking a newer ticket and so winning over that poll."""
         with self._mutex:
-            self._ticket += 1
+            if follow is not None and follow != self._ticket:
+                return Batch(READY, "0" if cursor is None else cursor, [], released=True)
+            if follow is None:
+                self._ticket += 1
             ticket = self._ticket
             self._inflight += 1
             parked, self._parked = self._parked, None
         if parked is not None:
             parked.release()  # an older poll on this key answers now
         try:
-            return self._poll(ticket, "0" if cursor is None else cursor, timeout, max_items, gate, encode, keep)
+            batch = self._poll(ticket, "0" if cursor is None else cursor, timeout, max_items, gate, encode, keep)
+            batch.ticket = ticket
+            return batch
         finally:
             with self._mutex:
                 self._inflight -= 1

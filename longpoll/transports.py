@@ -122,18 +122,25 @@ def stream(registry: Registry, session: Session, ticket: int | None, cursor: str
         began = sent = time.monotonic()
         ends = began + limits.max_stream_seconds
         first = True
+        owned: int | None = None  # the stream's ticket on its session, from its first poll on
         while True:
+            # Let every other request run between two frames: a stream of a generator that is always ready
+            # otherwise computes and writes until its socket's buffer is full (megabytes), and 20 such
+            # streams held up a /stats for 30 s.  (Under gevent this is a switch; under threads, the GIL.)
+            time.sleep(0)
             now = time.monotonic()
             if now >= ends:
                 return
             wait = 0.0 if first and new else max(0.0, min(sent + limits.heartbeat, ends) - now)
             try:
-                batch = registry.poll(session, cursor, wait, max_items, ticket, encode, stream=True, keep=not first)
+                batch = registry.poll(session, cursor, wait, max_items, ticket, encode, stream=True, keep=not first,
+                                      follow=owned)
             except LongPollError as exc:
                 yield framing.error(exc)
                 return
             if batch.released:
                 return  # a newer poll or stream of this session took over
+            owned = batch.ticket
             if batch.items or batch.gap or batch.state == DONE or (first and new):
                 yield framing.batch(session.key, batch)
                 cursor = batch.cursor

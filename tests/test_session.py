@@ -171,3 +171,18 @@ def test_poll_rate_is_a_token_bucket(monkeypatch):
     assert s.admit(rate=2, burst=3) == 0
     now[0] += 100
     assert [s.admit(rate=2, burst=3) for _ in range(4)][-1] > 0  # idle time refills at most the burst
+
+
+def test_a_stream_goes_on_with_its_ticket_and_yields_to_a_poll_that_began_between_its_polls():
+    """A stream is a loop of polls: if each took a new ticket, a poll arriving between two of them would
+    be released by the stream's next one, and the stream would win over the newer client."""
+    s = Session("k", counting(100))
+    first = s.poll("0", 0, 1)
+    assert first.items == [0] and first.ticket
+    going_on = s.poll(first.cursor, 0, 1, keep=True, follow=first.ticket)
+    assert going_on.items == [1] and going_on.ticket == first.ticket and not going_on.released
+    newer = s.poll(going_on.cursor, 0, 1)  # another connection's poll, between two of the stream's
+    assert newer.items == [2] and newer.ticket > first.ticket
+    late = s.poll(newer.cursor, 0, 1, keep=True, follow=going_on.ticket)
+    assert late.released and late.items == []  # the stream ends; the newer poll's session goes on
+    assert s.poll(newer.cursor, 0, 1).items == [3]
