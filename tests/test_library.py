@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import datetime
 import decimal
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import cherrypy
@@ -138,3 +140,29 @@ def test_the_pool_sized_for_n_held_polls_lets_n_wait():
     for held in (1, 9, 10, 100, 999, 1000, 1001, 12345):
         pool = pool_for(held)
         assert pool - reserve(pool) >= held > pool - 1 - reserve(pool - 1)  # enough, and no more
+
+
+def imported_modules(path: Path, root: Path) -> list[str]:
+    """Every module a file imports, relative imports resolved against its package."""
+    package = ["longpoll", *path.relative_to(root).parts[:-1]]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            found.append(".".join([*base, *([node.module] if node.module else [])]))
+    return found
+
+
+def test_imports_run_one_way_the_library_never_imports_the_server_product(tmp_path):
+    """An embedder installs the library alone: nothing outside longpoll/server/ may import it."""
+    root = Path(longpoll.__file__).parent
+    offenders = [f"{path.relative_to(root)}: {name}" for path in root.rglob("*.py")
+                 if "server" not in path.relative_to(root).parts
+                 for name in imported_modules(path, root) if name.startswith("longpoll.server")]
+    assert offenders == []
+    # the check sees a relative import of the product from a subpackage
+    (tmp_path / "streams").mkdir()
+    (tmp_path / "streams" / "x.py").write_text("from ..server import app\nfrom . import feed\n")
+    assert imported_modules(tmp_path / "streams" / "x.py", tmp_path) == ["longpoll.server", "longpoll.streams"]
