@@ -78,8 +78,8 @@ class Framing:
     def start(self, retry_ms: int = RECONNECT_MS) -> bytes:
         return b"retry: %d\n\n" % retry_ms if self.sse else b""
 
-    def batch(self, key: str, batch: Batch) -> bytes:
-        body = orjson.dumps(batch.to_json(key))
+    def batch(self, key: str, batch: Batch, **extra: Any) -> bytes:
+        body = orjson.dumps({**batch.to_json(key), **extra})
         if not self.sse:
             return body + b"\n"
         event = b"event: done\n" if batch.state == DONE else b""
@@ -95,12 +95,12 @@ class Framing:
         name = b"expired" if isinstance(exc, Expired) else b"error"
         return b"event: " + name + b"\ndata: " + body + b"\n\n"
 
-    def refused(self, key: str, cursor: str) -> bytes:
-        """The hold gate is full: come back later (SSE: after ``retry``; lines: as a poll says it)."""
-        if self.sse:
-            return self.start(RETRY_MS_WHEN_FULL)
-        return orjson.dumps({"state": "ready", "key": key, "cursor": cursor, "items": [],
-                             "retry_ms": RETRY_MS_WHEN_FULL}) + b"\n"
+    def refused(self, key: str, batch: Batch) -> bytes:
+        """The hold gate is full: the batch a poll without waiting got, and come back later (SSE: after
+        ``retry``, with the batch's id, so EventSource resumes this session; lines: as a poll says it)."""
+        # retry_ms in the data too, for clients that reconnect by themselves
+        return (self.start(RETRY_MS_WHEN_FULL) if self.sse else b"") + self.batch(key, batch,
+                                                                             retry_ms=RETRY_MS_WHEN_FULL)
 
 
 def stream(registry: Registry, session: Session, ticket: int | None, cursor: str | None, max_items: int,
@@ -114,8 +114,17 @@ def stream(registry: Registry, session: Session, ticket: int | None, cursor: str
     """
     framing = Framing(transport)
     if not gate.enter():
-        registry.end_lease(session.key, ticket)
-        yield framing.refused(session.key, cursor or "0")
+        # Answered as a poll that may not wait is: what is ready now (which also starts a new session's
+        # generator, so nothing published before the client comes back is missed), then "come back".
+        try:
+            batch = registry.poll(session, cursor, 0.0, max_items, ticket, encode, stream=True)
+        except LongPollError as exc:
+            yield framing.start() + framing.error(exc)
+            return
+        finally:
+            registry.end_lease(session.key, ticket)
+        if not batch.released:
+            yield framing.refused(session.key, batch)
         return
     try:
         yield framing.start()

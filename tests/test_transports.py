@@ -226,3 +226,30 @@ def test_longpoll_serve_sets_the_streams_length_and_heartbeat():
     assert lines[0].startswith("{") and '"key"' in lines[0]  # a new session's first batch, at once
     assert lines[1:].count("") >= 4  # heartbeats every 0.2 s of silence
     assert lasted >= 1.4, lasted  # the list above ends only when the server ends the stream: at its limit
+
+
+def test_a_stream_turned_away_by_a_full_gate_says_when_to_come_back_and_which_session():
+    """The hold gate is full: the stream ends at once with a retry and the session's id, so EventSource
+    reconnects later with Last-Event-ID and resumes that session instead of making a new one each time."""
+    from tests.conftest_support import wait_until
+
+    with ServerProcess("--max-held-polls", "1", "--heartbeat", "0.3") as server:
+        url = server.wait_ready()
+        topic = f"{url}/topics/{unique('full')}"
+        with httpx.Client(timeout=10) as client:
+            with client.stream("GET", topic, headers=SSE) as holding:
+                first = next(holding.iter_lines())
+                assert first.startswith("retry: 2000")
+                turned = client.get(topic, headers=SSE)  # ends at once: the only place is taken
+            assert turned.status_code == 200
+            fields = dict(line.split(": ", 1) for line in turned.text.splitlines() if ": " in line)
+            turned_batch = json.loads(fields["data"])
+            assert fields["retry"] == "1000" and turned_batch["retry_ms"] == 1000 and turned_batch["items"] == []
+            assert fields["id"] == f"{turned_batch['key']}.{turned_batch['cursor']}"
+            key, cursor = fields["id"].split(".")
+            assert client.post(topic, json="later").status_code == 201
+            # the first stream's client is gone: its place is free at its next heartbeat
+            wait_until(lambda: client.get(url + "/stats").json()["held_polls"] == 0, what="the place to be free")
+            resumed = Reader(client, "GET", topic, {**SSE, "Last-Event-ID": f"{key}.{cursor}"})
+            resumed.wait_for(lambda r: r.items() == ["later"])
+            assert resumed.frames[-1]["data"]["key"] == key

@@ -363,7 +363,9 @@
         return;
       }
       got = self._streamed = true;
-      if (body.state === "done") settle(noop);
+      // The last event of a stream that ends here: done, or the server's "come back in retry_ms" (its
+      // hold gate was full); _success then stops, or waits that long, as after a poll.
+      if (body.state === "done" || Number(body.retry_ms) > 0) settle(noop);
       self._success(body);
     }
     function failed(event) {

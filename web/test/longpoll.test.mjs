@@ -1363,6 +1363,21 @@ describe("transports", () => {
     assert.throws(() => make({ transport: "websocket" }), /transport must be/);
   });
 
+  test("a stream the server turns away (retry_ms) is closed and opened again after that wait, not at once", async () => {
+    const { lp, streams, states } = make({ transport: "sse" });
+    lp.start();
+    await flush();
+    streams[0].emit("message", { ...batch("K", "0", []), retry_ms: 1000 }, "K.0");
+    assert.equal(streams[0].closed, true);
+    assert.ok(states.some(([s, info]) => s === "waiting" && info.reason === "retry_ms" && info.delay === 1000));
+    assert.equal(streams.length, 1, "no reconnect before the wait");
+    await new Promise((resolve) => setTimeout(resolve, 20));  // make()'s timers run at most 5 ms
+    await flush();
+    assert.equal(streams.length, 2);
+    assert.deepEqual([streams[1].query.key, streams[1].query.cursor], ["K", "0"]);
+    lp.stop();
+  });
+
   test("sse keeps streaming after a failed first connection, backing off", async () => {
     const { lp, streams, states } = make({ transport: "sse", minBackoff: 1, maxBackoff: 1 });
     lp.start();
