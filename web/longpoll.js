@@ -389,7 +389,11 @@
       settle(function () { self._retry(new LongPollError(0, {error: "network", message: String(failure && failure.message || failure)}), null); });
       return;
     }
-    request.abort = function () { source.close(); };
+    // A closed EventSource says nothing more, so closing it (stop(), a hidden page) also settles the stream.
+    request.abort = function () {
+      source.close();
+      settle(noop);
+    };
     source.onmessage = batch;
     source.addEventListener("done", batch, false);
     source.addEventListener("expired", function (event) {

@@ -1363,6 +1363,29 @@ describe("transports", () => {
     assert.throws(() => make({ transport: "websocket" }), /transport must be/);
   });
 
+  test("stop() closes the stream and start() opens it again from the same key and cursor; so does a hidden page", async () => {
+    const doc = { visibilityState: "visible", listeners: {},
+      addEventListener(type, fn) { this.listeners[type] = fn; }, removeEventListener(type) { delete this.listeners[type]; } };
+    const { lp, streams } = make({ transport: "sse", document: doc, pauseWhenHidden: true });
+    lp.start();
+    await flush();
+    streams[0].emit("message", batch("K", "1", ["a"]), "K.1");
+    lp.stop();
+    assert.equal(streams[0].closed, true);
+    lp.start();
+    await flush();
+    assert.equal(streams.length, 2, "a stream again after start()");
+    assert.deepEqual([streams[1].query.key, streams[1].query.cursor], ["K", "1"]);
+    doc.visibilityState = "hidden";
+    doc.listeners.visibilitychange();
+    assert.equal(streams[1].closed, true);
+    doc.visibilityState = "visible";
+    doc.listeners.visibilitychange();
+    await flush();
+    assert.equal(streams.length, 3, "and after the page is shown again");
+    lp.stop();
+  });
+
   test("a stream the server turns away (retry_ms) is closed and opened again after that wait, not at once", async () => {
     const { lp, streams, states } = make({ transport: "sse" });
     lp.start();
