@@ -1,15 +1,26 @@
-"""Publish JSON items to topics; subscribe session generators to them.
+"""Publish JSON items to topics; read them in session generators.
 
 The broker is the part an application talks to.  Without a Redis URL it runs
-on the in-process log; with one, on a Redis Stream that every server process
-reads, so a publish in one process reaches sessions in all of them.  Either
-way a subscription is a :class:`~longpoll.subscription.Subscription` that a
-generator drains and yields to wait::
+on the embedded backend; with one, on Redis Streams that every server
+process reads, so a publish in one process reaches sessions in all of them.
 
-    with broker.subscribe("news") as sub:
-        while True:
-            yield from sub.drain()
-            yield sub
+Two ways to read a topic in a ``json_yield`` generator:
+
+- :meth:`Broker.feed` -- an iterator whose place is a log position.  A
+  session that draws its items from feeds is durable on Redis: any process
+  continues it, after any restart (``feed.py``)::
+
+      return broker.feed("news")
+      return (m for m in broker.feed("chat") if m["room"] == room)
+
+- :meth:`Broker.subscribe` -- a subscription in this process that a
+  generator with state of its own drains, and yields to wait; its session
+  stays in the process that made it::
+
+      with broker.subscribe("news") as sub:
+          while True:
+              yield from sub.drain()
+              yield sub
 """
 
 from __future__ import annotations
@@ -18,9 +29,10 @@ from typing import Any
 
 import orjson
 
-from .backends import DEFAULT_RETENTION, STREAM, MemoryLog
-from .backends.base import Log
+from . import backends
+from .backends.base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Retention, order
 from .errors import BadRequest, PayloadTooLarge
+from .feed import Feed, Where, open_feed
 from .hub import Hub
 from .subscription import Subscription
 
@@ -28,35 +40,64 @@ DEFAULT_BUFFER = 1000
 """Items a subscription holds for a client that is not polling fast enough."""
 
 
+class Position(str):
+    """Where a published item is in its log: a string (a Redis stream ID, or a number in the embedded
+    log) that compares as positions do, so ``"9" < "10"``."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        return order(self) < order(str(other))
+
+    def __le__(self, other: object) -> bool:
+        return order(self) <= order(str(other))
+
+    def __gt__(self, other: object) -> bool:
+        return order(self) > order(str(other))
+
+    def __ge__(self, other: object) -> bool:
+        return order(self) >= order(str(other))
+
+    __hash__ = str.__hash__
+
+
 class Broker:
     """A log and the hub that reads it.
 
-    ``stream`` names the Redis Stream (one per broker: ``longpoll serve``
-    keeps its anonymous demo topics apart from the statuses, with their own
-    retention); ``max_item_bytes`` refuses larger items with 413, so
-    ``retention * max_item_bytes`` bounds what the log can hold.
+    ``retention`` is how many items each topic keeps for feeds that resume
+    from a position or start with ``backfill`` (a number, a mapping of topic
+    names to numbers, or a function of the name); ``log_retention`` how many
+    the log of all topics keeps for hubs that fall behind; ``topic_ttl``
+    seconds after its last item a topic's history goes (Redis), for topics
+    anyone can make.  ``max_item_bytes`` refuses larger items with 413.
+    ``name`` names the log (its Redis stream, under ``prefix``): brokers with
+    their own names keep their topics and retention apart.  Brokers on one
+    URL and prefix share a backend; ``backend=`` gives one of your own (two
+    "processes" in one test, say).
     """
 
-    def __init__(self, redis_url: str | None = None, *, buffer: int = DEFAULT_BUFFER,
-                 retention: int = DEFAULT_RETENTION, stream: str = STREAM, max_item_bytes: int | None = None):
-        self.redis_url = redis_url
-        self.redis = None
+    def __init__(self, redis_url: str | None = None, *, prefix: str = backends.PREFIX, name: str = "log",
+                 retention: Retention = DEFAULT_RETENTION, log_retention: int = DEFAULT_LOG_RETENTION,
+                 topic_ttl: float | None = None, buffer: int = DEFAULT_BUFFER, max_item_bytes: int | None = None,
+                 backend: backends.Backend | None = None):
+        self.backend = backend if backend is not None else backends.open(redis_url, prefix=prefix)
         self.max_item_bytes = max_item_bytes
-        if redis_url:
-            from .backends.redis import RedisLog, connect
-
-            self.redis = connect(redis_url)
-            self.log: Log = RedisLog(self.redis, retention=retention, stream=stream)
-        else:
-            self.log = MemoryLog(retention=retention)
+        self.log = self.backend.log(name, retention=retention, log_retention=log_retention, topic_ttl=topic_ttl)
         self.hub = Hub(self.log, buffer=buffer)
 
     @property
-    def backend(self) -> str:
-        return "redis" if self.redis is not None else "memory"
+    def redis(self) -> Any:
+        """The Redis client, or None on the embedded backend."""
+        return self.backend.redis
 
-    def publish(self, topic: str, item: Any) -> str:
-        """Append an item for every subscriber of the topic, in every process; return its position."""
+    @property
+    def kind(self) -> str:
+        return str(self.backend.kind)
+
+    def publish(self, topic: str, item: Any) -> Position:
+        """Append an item for every reader of the topic, in every process; return its position."""
+        if not isinstance(topic, str) or not topic:
+            raise ValueError("a topic is a non-empty string")
         if self.max_item_bytes is not None:
             try:
                 size = len(orjson.dumps(item))
@@ -64,7 +105,14 @@ class Broker:
                 raise BadRequest(f"item is not JSON: {exc}") from None
             if size > self.max_item_bytes:
                 raise PayloadTooLarge(f"an item may be at most {self.max_item_bytes} bytes of JSON, not {size}")
-        return self.log.append(topic, item)
+        return Position(self.log.append(topic, item))
+
+    def feed(self, topic: str, *, backfill: int = 0, where: Where | None = None) -> Feed:
+        """The items published to ``topic`` from now on (with ``backfill=N``, first its newest N), as an
+        iterator that a durable session continues anywhere; ``where(item)`` keeps only the items it is true
+        for (as a filter in your generator would)."""
+        return open_feed(self, topic, backfill=backfill, where=where)
 
     def subscribe(self, topic: str, filter: Any = None, maxlen: int | None = None) -> Subscription:
+        """This process's subscription to a topic, for a generator that keeps state of its own."""
         return self.hub.subscribe(topic, filter, maxlen)

@@ -19,7 +19,10 @@ CherryPy's config checker from warning about these keys.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -66,6 +69,46 @@ def _per_request(key: str, value: Any) -> None:
 def register() -> None:
     cherrypy.config.namespaces["longpoll"] = _global
     _cprequest.Request.namespaces["longpoll"] = _per_request
+    cherrypy.checker.check_longpoll_keys = check_keys  # Checker calls every check_* it has, at engine start
+
+
+def check_keys() -> None:
+    """Warn (CherryPy's Checker does, at engine start) of every ``longpoll.*`` key that is not a setting, or
+    whose value is wrong, wherever it stands: the global config, each app's sections, and the ``_cp_config``
+    of the objects and handlers mounted in the tree."""
+    for where, config in _configs():
+        for key, value in config.items():
+            if not isinstance(key, str) or not key.startswith("longpoll."):
+                continue
+            try:
+                _check(key[len("longpoll."):], value)
+            except ValueError as exc:
+                close = difflib.get_close_matches(key[len("longpoll."):], sorted(KNOWN), n=1)
+                hint = f" (did you mean longpoll.{close[0]}?)" if close and close[0] != key[9:] else ""
+                warnings.warn(f"{where}: {exc}{hint}", stacklevel=1)
+
+
+def _configs() -> Iterator[tuple[str, dict[str, Any]]]:
+    yield "the global config", dict(cherrypy.config)
+    for script_name, app in cherrypy.tree.apps.items():
+        mount = script_name or "/"
+        for section, config in getattr(app, "config", {}).items():
+            if isinstance(config, dict):
+                yield f"[{section}] of the app mounted at {mount}", config
+        seen: set[int] = set()
+        stack = [(getattr(app, "root", None), mount.rstrip("/"), 0)]
+        while stack:
+            node, path, depth = stack.pop()
+            if node is None or id(node) in seen or depth > 8:
+                continue
+            seen.add(id(node))
+            own = getattr(node, "_cp_config", None)
+            if isinstance(own, dict):
+                yield f"_cp_config of {path or '/'} in the app mounted at {mount}", own
+            for name, child in list(getattr(node, "__dict__", {}).items()) + [
+                    (n, getattr(type(node), n, None)) for n in dir(type(node)) if not n.startswith("__")]:
+                if not name.startswith("_") and child is not None and not isinstance(child, (str, bytes, int, float)):
+                    stack.append((child, f"{path}/{name}", depth + 1))
 
 
 def setting(config: dict[str, Any], key: str, default: Any) -> Any:

@@ -1,161 +1,200 @@
-"""Session state kept in Redis, so a session outlives the process serving it.
+"""Durable sessions: continued by any process, after any restart, over any transport.
 
-What is kept is what it takes to carry on anywhere: the iterator's
-definition and its position after the last batch, the cursors and the last
-(possibly unacknowledged) batch, under ``session:<key>``.  A process's
-registry is then only a cache of live generators: a poll whose key it lacks,
-or holds at an older batch than Redis does, rebuilds the generator from here
-and continues.
+A session whose generator draws only from feeds of a Redis broker is a
+recipe (``feed.py``): its endpoint, the first poll's parameters and its
+feeds' positions, with what it sent and the client has not acknowledged.
+That state is one record in Redis (``backends/store.py``), written once per
+batch, and a process's registry is only a cache of live generators:
 
-Every poll takes a *ticket* when it loads the state (the hash's ``ticket``
-counter) and marks the session ``open``.  Only the holder of the newest
-ticket may commit a batch, so when a client abandons a poll and polls again
-in another process, the newer poll wins; the store also tells every process
-(``PUBLISH`` on the release channel) that a newer poll began while one was
-open, so a poll held elsewhere answers at once instead of waiting out its
-timeout.  Commits are also compare-and-set on the batch number.
+- **Continuing here.**  The process that answered a session's last poll
+  continues it from its own copy, with no round trip before the poll, and
+  one after it: the commit of the new batch (compare-and-set on the record's
+  holder and batch number), or a touch when nothing new was sent.
+- **Taking over.**  A poll whose key this process does not hold, or holds a
+  copy of that went stale, *loads* the record: this process becomes its
+  holder, builds the generator again from the recipe at the stored positions,
+  and tells every other process (the release channel), where a poll held on
+  an older copy answers at once and the copy is let go.  Only the process
+  that holds a session can commit to it, so a poll in a process that lost it
+  can never overwrite what the newer one sent: it answers as released when it
+  was the older poll (it had waited), and takes the session back over when
+  it is the newer (it answered at once, from a copy it did not know was old).
+- **Ending.**  A session that is done or failed deletes its record; a copy
+  that went stale is only let go, never the session.
 
-If Redis loses its data (a restart without persistence), the sessions this
-process still holds carry on, saved again, and tell their clients of a gap
-(the epoch beside the log changed: ``backends.redis.EPOCH_KEY``).
-
-Expiry: loading the state sets the TTL to the idle timeout plus the longest
-hold, and a poll's end (a commit, or :meth:`finish`) sets it back to the idle
-timeout from then.  A held poll therefore never outlives its own session.
+Keys say what kind of session they are (``registry.KINDS``), so a process
+asked for a session another process keeps to itself says so.
 """
 
 from __future__ import annotations
 
-import secrets
-import time
+import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-import orjson
-import redis
+from . import backends, plugin
+from .backends.store import DONE, GONE, RedisSessionStore
+from .errors import BackendUnavailable, Expired, Forbidden, LongPollError
+from .registry import DURABLE, LOCAL, Registry, canonical
+from .session import Batch, Poll, Session, Start
 
-from .backends.channel import ChannelListener
-from .backends.redis import EPOCH_KEY, unavailable_as_503
+log = logging.getLogger("longpoll")
 
-RELEASE_CHANNEL = "longpoll:release"
+LOCAL_MESSAGE = ("this session is kept by the server process that made it, and this process does not hold it "
+                 "(its generator keeps state of its own, so only that process can continue it); route each key to "
+                 "the process that made it, or run one process; start a new session")
 
-LOAD = """
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  redis.call('SET', KEYS[2], ARGV[4], 'NX')
-  epoch = redis.call('GET', KEYS[2])
-end
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {false, 0, epoch} end
-local ticket = redis.call('HINCRBY', KEYS[1], 'ticket', 1)
-local open = redis.call('HGET', KEYS[1], 'open')
-redis.call('HSET', KEYS[1], 'open', ticket)
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-if open then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return {state, ticket, epoch}
-"""
-
-SAVE = """
-if ARGV[2] ~= '' then
-  local newest = redis.call('HGET', KEYS[1], 'ticket')
-  if newest and newest ~= ARGV[2] then return -1 end
-end
-local current = redis.call('HGET', KEYS[1], 'seq')
-if current and tonumber(current) ~= tonumber(ARGV[1]) then return 0 end
-if not current and tonumber(ARGV[1]) >= 0 then return 0 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'state', ARGV[4])
-if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'open') == ARGV[2] then redis.call('HDEL', KEYS[1], 'open') end
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
-"""
-
-FINISH = """
-if redis.call('HGET', KEYS[1], 'open') == ARGV[1] then redis.call('HDEL', KEYS[1], 'open') end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-Release = Callable[[str], None]
+Rebuild = Callable[[dict[str, Any]], Start]
+"""The recipe of a stored session's origin (its endpoint's function with the first poll's parameters)."""
 
 
-class SessionStore(Protocol):
-    def load(self, key: str) -> tuple[dict[str, Any] | None, int | None]:
-        """The session's state and this poll's ticket, or (None, None) if the key is unknown or expired."""
+class Durable:
+    """The protocol for one registry's sessions (see the module's docstring)."""
 
-    def save(self, key: str, state: dict[str, Any], expected_seq: int, ticket: int | None) -> int:
-        """Commit a batch: 1 done; 0 the stored batch number is not expected_seq (-1: not stored yet);
-        -1 a newer poll holds the session (``ticket`` is not the newest)."""
+    def __init__(self, registry: Registry, backends: list[Any] | None = None):
+        """``backends``: where a key this process does not hold is looked up (default: every Redis backend
+        open in the process)."""
+        self.registry = registry
+        self.backends = backends
+        self._listening: list[RedisSessionStore] = []
 
-    def finish(self, key: str, ticket: int) -> None:
-        """A poll ended without a commit."""
+    # -- which session ----------------------------------------------------------------
 
-    def delete(self, key: str) -> None: ...
+    def find(self, key: str, tag: tuple[str, Any], rebuild: Rebuild, ttl: float, cursor: str | None) -> Session:
+        """The session a poll of ``key`` continues: this process's copy, or one built from the store."""
+        session = self.registry.get(key)
+        if session is not None:
+            check(session.tag, tag)
+            if session.store is not None and session.ahead(cursor):
+                return self.take_over(key, tag, rebuild, ttl, cursor)  # another process answered since
+            return session
+        if key[:1] != DURABLE:
+            raise Expired(LOCAL_MESSAGE) if key[:1] == LOCAL and self._backends() else Expired()
+        return self.take_over(key, tag, rebuild, ttl, cursor)
 
-    def on_release(self, release: Release) -> None:
-        """Call ``release(key)`` when a newer poll of a session began anywhere."""
+    def take_over(self, key: str, tag: tuple[str, Any], rebuild: Rebuild, ttl: float,
+                  cursor: str | None) -> Session:
+        """Load the stored session, become its holder, and build it here (unless this copy is current)."""
+        for backend in self._backends():
+            store = backend.sessions
+            loaded = store.load(key, ttl)
+            if loaded.state is not None:
+                break
+        else:
+            raise Expired()
+        self._listen(store)
+        record = loaded.state
+        origin = record.get("origin") or {}
+        if origin.get("endpoint") != tag[0]:
+            raise Forbidden("this session key was made for another endpoint")
+        if record.get("local"):
+            raise Expired(LOCAL_MESSAGE)
+        identity = record.get("tag")
+        if identity != canonical(tag[1]):
+            raise Forbidden("this session key was made for another identifier or resource")
+        state = record["session"]
+        local = self.registry.get(key)
+        if local is not None and loaded.holder == store.me and local.stored == state["seq"]:
+            local.lease = loaded.lease  # this process's copy is the one stored after all
+            return local
+        try:
+            session = Session.restore(key, rebuild(origin), state, tag=(tag[0], identity), owner=record.get("owner"),
+                                      quotas=tuple(tuple(q) for q in record.get("quotas", ())),  # type: ignore[misc]
+                                      origin=origin)
+        except BackendUnavailable:
+            raise  # passing: the next poll tries again
+        except (LongPollError, Exception) as exc:
+            # A state this version cannot build (parameters it refuses now, a function that changed) would fail
+            # the same way on every retry while each load kept it alive: end it, and the client starts anew.
+            log.warning("session %s… could not be resumed (%s: %s); ending it", key[:6], type(exc).__name__, exc)
+            store.delete(key)
+            raise Expired("this session could not be resumed here; start a new one") from None
+        session.store = store
+        session.lease = loaded.lease
+        self.registry.adopt(session)
+        if session.ahead(cursor):  # the client has a batch the store lost: carry on after it, saying so
+            session.adopt(str(cursor))
+        return session
 
-    def lost_since(self, when: float) -> bool:
-        """Whether the store lost its data after ``when`` (time.monotonic()), as far as this process saw."""
+    # -- after a poll -----------------------------------------------------------------------
+
+    def introduce(self, session: Session) -> None:
+        """A new session is about to hand out its key: durable when its recipe's feeds are on Redis."""
+        store = self._store_of(session)
+        self.registry.mark(session, LOCAL if store is None else DURABLE)
+        session.store = store
+        if store is not None:
+            self._listen(store)
+
+    def settle(self, session: Session, batch: Batch, poll: Poll, ttl: float) -> Batch | None:
+        """Store what a poll answered before it is sent: the batch to send, or None when this process lost the
+        session and the poll, being the newer one, must take it over and poll again."""
+        store = session.store
+        if store is None:
+            return batch
+        state = self.record(session)
+        if session.stored != session.seq or state.get("local"):  # a batch the store lacks (one whose commit
+            # failed, Redis being away, is sent again now: it must be stored before the client has it)
+            code = store.commit(session.key, session.stored, session.seq, state, ttl)
+        else:
+            code = store.touch(session.key, ttl)
+        if code == GONE and store.lost_since(session.born):
+            # Redis lost its data while this process held the session: carry on from here, stored again.
+            code = store.commit(session.key, -1, session.seq, state, ttl)
+        if code == DONE:
+            session.stored = session.seq
+            return batch
+        self.registry.discard(session)
+        if code == GONE:
+            raise Expired()  # it ended elsewhere, or expired
+        if batch.waited or batch.released:  # the older poll: the newer one, elsewhere, has the session
+            return session.empty(poll, released=True, ticket=batch.ticket)
+        return None
+
+    def ended(self, session: Session) -> None:
+        """A poll found its session over (done and acknowledged, or failed): its record goes too."""
+        if session.store is not None and session.closed and not session.stale:
+            try:
+                session.store.delete(session.key)
+            except BackendUnavailable:
+                pass  # it expires on its own
+
+    def record(self, session: Session) -> dict[str, Any]:
+        """What the store keeps of a session."""
+        origin = session.origin or {}
+        if not session.recipe():
+            return {"local": True, "origin": {"endpoint": origin.get("endpoint")}}
+        return {"origin": origin, "tag": session.tag[1] if isinstance(session.tag, (list, tuple)) else None,
+                "owner": session.owner, "quotas": [list(q) for q in session.quotas], "session": session.checkpoint()}
+
+    # -- other processes ---------------------------------------------------------------------
+
+    def _backends(self) -> list[Any]:
+        return self.backends if self.backends is not None else backends.durable()
+
+    def _store_of(self, session: Session) -> RedisSessionStore | None:
+        if not session.recipe():
+            return None
+        stores = {id(feed.broker.backend): feed.broker.backend.sessions for feed in session.feeds.feeds}
+        store = next(iter(stores.values())) if len(stores) == 1 else None
+        return store if isinstance(store, RedisSessionStore) else None
+
+    def _listen(self, store: RedisSessionStore) -> None:
+        if not any(s is store for s in self._listening):
+            self._listening.append(store)
+            store.on_release(self._released)
+            plugin.attach(store.listener)
+
+    def _released(self, key: str, lease: int) -> None:
+        """Another process took a session over: a poll held on this copy answers, and the copy goes."""
+        session = self.registry.get(key)
+        if session is not None and session.store is not None and session.lease < lease:
+            self.registry.discard(session)
 
 
-class RedisSessionStore:
-    def __init__(self, client: redis.Redis, ttl: float, prefix: str = "session:", hold: float = 65.0,
-                 channel: str = RELEASE_CHANNEL):
-        """``ttl`` is the idle timeout; ``hold`` the longest a poll (or stream) holds between refreshes."""
-        self.client = client
-        self.ttl_ms = max(1, int(ttl * 1000))
-        self.hold_ms = self.ttl_ms + int(hold * 1000)
-        self.prefix = prefix
-        self.channel = channel
-        self._load = client.register_script(LOAD)
-        self._save = client.register_script(SAVE)
-        self._finish = client.register_script(FINISH)
-        self._releases: list[Release] = []
-        self.listener: ChannelListener | None = None
-        self._epoch: bytes | None = None
-        self.lost_at: float | None = None
-
-    def load(self, key: str) -> tuple[dict[str, Any] | None, int | None]:
-        with unavailable_as_503():
-            raw, ticket, epoch = self._load(keys=[self.prefix + key, EPOCH_KEY],
-                                            args=[self.hold_ms, self.channel, key, secrets.token_hex(8)])
-        self._saw(epoch)
-        if not raw:
-            return None, None
-        return orjson.loads(raw), int(ticket)
-
-    def _saw(self, epoch: bytes) -> None:
-        if self._epoch is not None and epoch != self._epoch:
-            self.lost_at = time.monotonic()  # Redis lost its data: sessions held here since then carry on
-        self._epoch = epoch
-
-    def lost_since(self, when: float) -> bool:
-        return self.lost_at is not None and when < self.lost_at
-
-    def save(self, key: str, state: dict[str, Any], expected_seq: int, ticket: int | None) -> int:
-        with unavailable_as_503():
-            return int(self._save(keys=[self.prefix + key],
-                                  args=[expected_seq, "" if ticket is None else ticket, state["seq"],
-                                        orjson.dumps(state), self.ttl_ms]))
-
-    def finish(self, key: str, ticket: int) -> None:
-        with unavailable_as_503():
-            self._finish(keys=[self.prefix + key], args=[ticket, self.ttl_ms])
-
-    def delete(self, key: str) -> None:
-        with unavailable_as_503():
-            self.client.delete(self.prefix + key)
-
-    def on_release(self, release: Release) -> None:
-        """Start listening for releases (once; the listener runs with the engine's longpoll plugin)."""
-        self._releases.append(release)
-        if self.listener is None:
-            from . import plugin
-
-            self.listener = ChannelListener(self.client, self.channel, self._released)
-            plugin.current().attach(self.listener)
-
-    def _released(self, data: bytes) -> None:
-        key = data.decode("ascii", "replace")
-        for release in self._releases:
-            release(key)
+def check(have: Any, wanted: tuple[str, Any]) -> None:
+    """A key works only for the endpoint and the identity (``bind=``) it was made for."""
+    if have[0] != wanted[0]:
+        raise Forbidden("this session key was made for another endpoint")
+    if have[1] != canonical(wanted[1]):
+        raise Forbidden("this session key was made for another identifier or resource")

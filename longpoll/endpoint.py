@@ -6,20 +6,28 @@ decorated function with the request's own parameters (all but ``key``,
 endpoint's registry; later polls take the next batch from it.  Errors, ours or
 the generator's, answer in the protocol's JSON shape and never as a traceback.
 
+A poll reads one way: the front parses it, :class:`~longpoll.durable.Durable`
+finds its session (this process's, or one built from the session store),
+the session takes a batch (waiting while there is none), the store keeps it
+(``Durable.settle``) and the front frames it: a JSON answer, or a stream's
+events (``transports.py``).
+
 The poll itself (:meth:`Endpoint.answer`) knows nothing of CherryPy's
 request and response objects: it takes the method, the parameters and the
 request's config, and returns status, headers and body, so a faster front
-than CherryPy's request machinery can answer continuation polls with exactly
+than CherryPy's request machinery answers continuation polls with exactly
 the same code.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import logging
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -27,13 +35,15 @@ import cherrypy
 import orjson
 
 from . import config as lpconfig
-from . import transports
+from . import encoding, plugin, transports
 from .clients import request_address
-from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
+from .durable import Durable
+from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound, Stopping
 from .hub import Item
 from .params import PollLimits, json_request_body, poll_params, request_params
-from .registry import Registry, Resume, SessionLimits
+from .registry import Registry, SessionLimits, canonical
 from .responses import JSON_ERRORS, error_body
+from .session import Batch, Poll, Session
 
 log = logging.getLogger("longpoll")
 
@@ -41,9 +51,6 @@ MAX_BODY_BYTES = 64 * 1024
 
 OVERRUN_WARNING = 1.0
 """A poll answering this many seconds after its timeout is logged: its generator blocks."""
-
-JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
-"""Dict keys that are not strings become strings, as the json module does."""
 
 Answer = tuple[int, dict[str, str], bytes | Iterator[bytes]]
 
@@ -59,12 +66,16 @@ def json_yield(
     bind: Callable[[dict[str, Any]], Any] | None = None,
     limit_per_bind: bool = False,
     registry: Registry | None = None,
-    resume: Resume | None = None,
     name: str | None = None,
     default: Callable[[Any], Any] | None = None,
     fastpath: bool | None = None,
-) -> Callable[[Callable[..., Iterable[Any]]], Callable[..., bytes]]:
+) -> Callable[[Callable[..., Iterable[Any]]], Callable[..., Any]]:
     """Turn a generator function into a long-poll endpoint.
+
+    A function that draws its items only from ``broker.feed(...)`` makes
+    durable sessions on a Redis broker: any process continues them, after
+    any restart (``feed.py``, ``durable.py``).  Other generators' sessions
+    stay in the process that made them.
 
     ``bind`` computes a tag from each poll's parameters (it may raise a
     LongPollError, for example a 401).  A later poll whose tag differs from
@@ -82,13 +93,8 @@ def json_yield(
     ``registry`` lets several endpoints share sessions' limits; by default
     each endpoint has its own, made with ``idle_timeout``, ``max_sessions``
     and ``session_limits``, which the ``longpoll.*`` config of the path it
-    first answers on overrides (see ``config.py``).
-
-    ``resume(definition, position)`` rebuilds a session's iterator in another
-    process (with a registry that has a session store): the decorated function
-    must then return an iterator with ``definition`` (JSON) and ``position``
-    attributes.  ``name`` identifies the endpoint in stored sessions; it
-    defaults to the function's qualified name.
+    first answers on overrides (see ``config.py``).  ``name`` identifies the
+    endpoint in stored sessions (default: the function's module and name).
 
     ``fastpath`` says whether :class:`~longpoll.fastpath.FastPolls` may answer
     continuation polls without CherryPy's request: true by default without
@@ -102,38 +108,61 @@ def json_yield(
     if max_sessions != 10_000 and session_limits is not None:
         raise ValueError("give max_sessions or session_limits, not both")
 
-    def decorate(func: Callable[..., Iterable[Any]]) -> Callable[..., bytes]:
+    def decorate(func: Callable[..., Iterable[Any]]) -> Callable[..., Any]:
+        _check_function(func)
         own = registry is None
         endpoint = Endpoint(func, Registry(
             idle_timeout, session_limits=session_limits or SessionLimits(max_sessions=max_sessions),
             name=func.__qualname__) if own else registry, configurable=own, methods=methods, poll_limits=poll_limits,
-            bind=bind, limit_per_bind=limit_per_bind, resume=resume, name=name, default=default,
+            bind=bind, limit_per_bind=limit_per_bind, name=name, default=default,
             fastpath=bind is None if fastpath is None else fastpath)
+        namespace = sys._getframe(1).f_locals
+        method = "__qualname__" in namespace and "__module__" in namespace  # decorated in a class body
 
         @functools.wraps(func)
-        def handler(*args: Any, **kwargs: Any) -> bytes:
+        def handler(*args: Any, **kwargs: Any) -> bytes | Iterator[bytes]:
+            own_endpoint = endpoint.bound_to(args[0]) if method and args else endpoint
             request = cherrypy.serving.request
             try:
                 body = json_request_body()
             except LongPollError as exc:
                 body = exc
-            status, headers, body = endpoint.answer(
-                request.method, args, kwargs, request.config, body, request_address, _release_session_lock,
-                accept=request.headers.get("Accept"), last_event_id=request.headers.get("Last-Event-ID"))
+            status, headers, out = own_endpoint.answer(
+                request.method, args[1:] if method else args, kwargs, request.config, body, request_address,
+                _release_session_lock, accept=request.headers.get("Accept"),
+                last_event_id=request.headers.get("Last-Event-ID"))
             response = cherrypy.serving.response
             response.status = status
             response.headers.update(headers)
-            if not isinstance(body, bytes):
+            if not isinstance(out, bytes):
                 response.stream = True  # a stream's frames go out as they are made
-            return body
+            return out
 
         handler.endpoint = endpoint  # type: ignore[attr-defined]
         handler.registry = endpoint.registry  # type: ignore[attr-defined]
         handler._cp_config = {**JSON_ERRORS, "request.body.maxbytes": max_body_bytes}  # type: ignore[attr-defined]
-        _json_errors_for_resource(func.__name__, sys._getframe(1).f_locals)
+        if method:
+            _json_errors_for_resource(func.__name__, namespace)
         return handler
 
     return decorate
+
+
+def endpoint_of(handler: Any) -> Endpoint:
+    """The endpoint a ``json_yield`` handler answers with; for a method, the one of its instance."""
+    instance = getattr(handler, "__self__", None)
+    function = getattr(handler, "__func__", handler)
+    endpoint: Endpoint = getattr(function, "endpoint", handler)
+    return endpoint.bound_to(instance) if instance is not None else endpoint
+
+
+def _check_function(func: Any) -> None:
+    """What can be known wrong at decoration is said then, not at the first poll."""
+    if not callable(func):
+        raise TypeError(f"json_yield decorates a function, not {type(func).__name__}")
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        raise TypeError(f"json_yield cannot use {func.__qualname__}: it is async; give it a plain generator "
+                        "function (or one that returns an iterable), and yield a Signal or a feed's items to wait")
 
 
 def _json_errors_for_resource(name: str, namespace: dict[str, Any]) -> None:
@@ -150,22 +179,43 @@ class Endpoint:
 
     def __init__(self, func: Callable[..., Iterable[Any]], registry: Registry, *, configurable: bool,
                  methods: Iterable[str], poll_limits: PollLimits, bind: Callable[[dict[str, Any]], Any] | None,
-                 limit_per_bind: bool, resume: Resume | None, name: str | None,
-                 default: Callable[[Any], Any] | None, fastpath: bool = False):
+                 limit_per_bind: bool, name: str | None, default: Callable[[Any], Any] | None,
+                 fastpath: bool = False):
         allowed = tuple(m.upper() for m in methods)
         self.allowed = allowed + (("HEAD",) if "GET" in allowed and "HEAD" not in allowed else ())
         self.func = func
         self.signature = inspect.signature(func)
         self.name = name or f"{func.__module__}.{func.__qualname__}"  # a key only works where it was made
         self.registry = registry
+        self.durable = Durable(registry)
         self.poll_limits = poll_limits
         self.bind = bind
         self.limit_per_bind = limit_per_bind
-        self.resume = resume
         self.fastpath = fastpath
         self.encode = functools.partial(_encode, default=default)
         self._configurable = configurable  # its own registry: the path's longpoll.* config applies
         self._configured: dict[str, Any] | None = None
+        self._attached = False
+        self._bound: weakref.WeakKeyDictionary[Any, Endpoint] = weakref.WeakKeyDictionary()
+
+    def bound_to(self, instance: Any) -> Endpoint:
+        """This endpoint calling its function as a method of ``instance`` (sessions and limits shared), the
+        same object every time, so that CherryPy and the fast path answer alike."""
+        try:
+            return self._bound[instance]
+        except KeyError:
+            pass
+        except TypeError:  # not weakly referable, or unhashable: bound anew each time
+            return self._bind(instance)
+        bound = self._bound[instance] = self._bind(instance)
+        return bound
+
+    def _bind(self, instance: Any) -> Endpoint:
+        bound = copy.copy(self)
+        bound.func = functools.partial(self.func, instance)
+        bound.signature = inspect.signature(bound.func)
+        bound._bound = weakref.WeakKeyDictionary()
+        return bound
 
     def _configure(self, config: dict[str, Any]) -> None:
         """Apply the path's registry settings once, at the first request (one registry per endpoint)."""
@@ -183,9 +233,8 @@ class Endpoint:
         body (``params.NO_BODY`` for none, or the LongPollError reading it
         raised), ``config`` the request's config and ``address()`` the client's
         address (asked only when a session is made).  ``before_wait()`` runs
-        once the session is found and before the poll may wait.  ``accept``
-        asking for a stream (SSE, JSON lines) makes one, which ``last_event_id``
-        (``<key>.<cursor>``) resumes.
+        before the poll first waits.  ``accept`` asking for a stream (SSE, JSON
+        lines) makes one, which ``last_event_id`` (``<key>.<cursor>``) resumes.
         """
         transport = transports.negotiate(accept) if method == "GET" or method == "POST" else None
         try:
@@ -195,6 +244,9 @@ class Endpoint:
                 raise body
             if self._configurable and self._configured is None:
                 self._configure(config)
+            if not self._attached:
+                self._attached = True
+                plugin.attach(self.registry)  # expiry, and the quick stop
             limits = lpconfig.poll_limits(config, self.poll_limits)
             params = request_params(kwargs, limits.max_param_chars, body)
             resumed = transports.last_event_id(last_event_id) if transport is not None else None
@@ -202,40 +254,59 @@ class Endpoint:
                 params.pop("key", None)
                 params.pop("cursor", None)
                 params["key"], params["cursor"] = resumed
-            poll = poll_params(params, limits)
-            tag = (self.name, self.bind(params) if self.bind is not None else None)
+            asked = poll_params(params, limits)
+            bound = self.bind(params) if self.bind is not None else None
+            tag = (self.name, canonical([bound, *args] if args else bound))  # a key works where it was made
             registry = self.registry
+            ttl = registry.idle_timeout + max(limits.max_timeout, limits.heartbeat) + 5
+            poll = Poll(asked.cursor, 0.0 if registry.stopping else asked.timeout, asked.max_items, self.encode,
+                        registry.gate, before_wait=before_wait)
             started = time.monotonic()
-            if poll.key is None:
+            if asked.key is None:
+                if registry.stopping:
+                    raise Stopping()  # a session made here now would be made in a process about to go
                 owner = str(tag[1]) if self.limit_per_bind else None
-                session = registry.create(lambda: self._start(args, params), tag, owner, address())
-                ticket = None
+                session = registry.create(lambda: self._start(args, params), tag, owner, address(),
+                                          origin=self._origin(args, params))
             else:
                 try:
-                    session, ticket = registry.lease(poll.key, tag, self.resume, check_tag=True)
+                    session = self.durable.find(asked.key, tag, self._rebuild, ttl, asked.cursor)
                 except Expired as exc:
                     refused = transports.refused_before(transport, exc) if transport is not None else None
                     if refused is not None:
                         return refused
                     raise
-            if before_wait is not None:
-                before_wait()
             if transport is not None:
                 return 200, transports.headers(transport), transports.stream(
-                    registry, session, ticket, poll.cursor, poll.max_items, limits, self.encode, transport,
-                    registry.gate, new=poll.key is None)
-            batch = registry.poll(session, poll.cursor, poll.timeout, poll.max_items, ticket, self.encode)
+                    Polls(self, session, ttl, tag, new=asked.key is None, stream=True), poll, limits, transport)
+            polls = Polls(self, session, ttl, tag, new=asked.key is None)
+            batch = polls.take(poll, again=True)
             late = time.monotonic() - started - poll.timeout
             if late > OVERRUN_WARNING:
                 log.warning("a poll of %s answered %.1f s after its timeout: its generator blocks instead of "
                             "yielding a Signal", self.name, late)
-            return 200, JSON_HEADERS, orjson.dumps(batch.to_json(session.key))
+            return 200, JSON_HEADERS, orjson.dumps(batch.to_json(polls.session.key))
         except LongPollError as exc:
             return exc.status, {**JSON_HEADERS, **exc.headers()}, orjson.dumps(exc.body())
         except Exception:
             log.exception("unexpected error in long-poll endpoint %s", self.name)
             failure = LongPollError("internal error; the server log has the details")
             return failure.status, JSON_HEADERS, orjson.dumps(failure.body())
+
+    # -- the recipe ------------------------------------------------------------------
+
+    def _origin(self, args: tuple[Any, ...], params: dict[str, Any]) -> dict[str, Any] | None:
+        """What names this session's recipe in the session store; None when it cannot be stored as JSON."""
+        origin = {"endpoint": self.name, "args": list(args), "params": params}
+        try:
+            orjson.dumps(origin)
+        except TypeError:
+            return None
+        return origin
+
+    def _rebuild(self, origin: dict[str, Any]) -> Callable[[], Any]:
+        args, params = tuple(origin.get("args", ())), dict(origin.get("params", {}))
+        return lambda: self._start(args, params)
 
     def _start(self, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
         """Call the generator function with the request's own parameters."""
@@ -244,12 +315,62 @@ class Endpoint:
         except TypeError:
             raise _binding_error(self.signature, args, params) from None
         try:
-            return iter(self.func(*args, **params))
+            made = self.func(*args, **params)
         except LongPollError:
             raise
         except Exception as exc:
             log.exception("starting a session of %s raised", self.name)
             raise GeneratorFailed(f"starting the session raised {type(exc).__name__}") from None
+        if isinstance(made, (str, bytes, dict)) or not hasattr(made, "__iter__"):
+            raise GeneratorFailed(f"{self.name} returned {type(made).__name__}, not an iterator: a json_yield "
+                                  "function is a generator, or returns an iterable (a feed, say)")
+        return made
+
+
+class Polls:
+    """The polls of one request on one session: each batch taken, counted and stored before it is sent."""
+
+    __slots__ = ("endpoint", "session", "ttl", "tag", "new", "stream")
+
+    def __init__(self, endpoint: Endpoint, session: Session, ttl: float, tag: tuple[str, Any], new: bool,
+                 stream: bool = False):
+        self.endpoint = endpoint
+        self.session = session
+        self.ttl = ttl
+        self.tag = tag
+        self.new = new
+        self.stream = stream  # its polls are a stream's: admitted once, holding one place at the gate
+
+    @property
+    def registry(self) -> Registry:
+        return self.endpoint.registry
+
+    def take(self, poll: Poll, again: bool = False) -> Batch:
+        """The next batch of the session, stored.  With ``again``, a poll that finds this process's copy was
+        old, and is the newer poll, takes the session over and polls once more; without, it answers as
+        released (a stream ends there)."""
+        batch = self._poll(poll)
+        durable = self.endpoint.durable
+        if self.new:
+            self.new = False
+            durable.introduce(self.session)
+        settled = durable.settle(self.session, batch, poll, self.ttl)
+        if settled is None and again:
+            self.session = durable.take_over(self.session.key, self.tag, self.endpoint._rebuild, self.ttl, poll.cursor)
+            batch = self._poll(poll)
+            settled = durable.settle(self.session, batch, poll, self.ttl)
+        if settled is None:
+            settled = self.session.empty(poll, released=True, ticket=batch.ticket)
+        if self.registry.stopping and (settled.released or not settled.count):
+            raise Stopping()  # held polls answer now, and nothing waits here any more: resume elsewhere
+        return settled
+
+    def _poll(self, poll: Poll) -> Batch:
+        try:
+            return self.registry.poll(self.session, poll, stream=self.stream)
+        except LongPollError:
+            self.endpoint.durable.ended(self.session)
+            raise
 
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
@@ -266,12 +387,11 @@ def _release_session_lock() -> None:
         cherrypy.serving.request._sessionsaved = True
 
 
-def _encode(item: Any, default: Callable[[Any], Any] | None) -> orjson.Fragment:
-    """An item as JSON, once, when it is taken: resends and stored sessions reuse the bytes; an item from
-    the log is sent as the JSON it came as."""
+def _encode(item: Any, default: Callable[[Any], Any] | None) -> bytes:
+    """An item as JSON, once, when it is taken; an item from the log is sent as the JSON it came as."""
     if type(item) is Item:
-        return orjson.Fragment(item.raw)
-    return orjson.Fragment(orjson.dumps(item, default=default, option=JSON_OPTIONS))
+        return item.raw
+    return encoding.dumps(item, default)
 
 
 def json_handler(*methods: str) -> Callable[[Callable[..., bytes]], Callable[..., bytes]]:
@@ -301,6 +421,11 @@ def _binding_error(signature: inspect.Signature, args: tuple[Any, ...], params: 
             parameter = signature.parameters.get(name)
             if parameter is None or parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
                 return BadParameter(name, "unknown parameter")
+    positional = [p.name for p in signature.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:len(args)]
+    for name in positional:
+        if name in params:
+            return BadParameter(name, "given by the path already")
     try:
         bound = signature.bind_partial(*args, **params)
     except TypeError:
@@ -310,5 +435,3 @@ def _binding_error(signature: inspect.Signature, args: tuple[Any, ...], params: 
                 and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)):
             return BadParameter(name, "required")
     return NotFound("no such resource")
-
-

@@ -23,8 +23,12 @@ class LongPollError(Exception):
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
-        """The JSON error object of PROTOCOL.md, plus any extra fields."""
-        return {"error": self.code, "message": self.message, **self.extra}
+        """The JSON error object of PROTOCOL.md, plus any extra fields (``retry_ms`` whenever Retry-After is
+        set: clients that cannot read headers, EventSource's among them, read it there)."""
+        body = {"error": self.code, "message": self.message, **self.extra}
+        if self.retry_after is not None and "retry_ms" not in body:
+            body["retry_ms"] = max(1, round(self.retry_after * 1000))
+        return body
 
     def headers(self) -> dict[str, str]:
         if self.retry_after is None:
@@ -120,6 +124,18 @@ class BackendUnavailable(LongPollError):
     code = "backend_unavailable"
 
     def __init__(self, message: str = "the backend is unreachable; retry later", retry_after: float = 2):
+        super().__init__(message, retry_after=retry_after)
+
+
+class Stopping(LongPollError):
+    """The server process is stopping or reloading: the client resumes its session in a moment, here or on
+    another process."""
+
+    status = 503
+    code = "stopping"
+
+    def __init__(self, message: str = "the server is stopping; resume the session in a moment",
+                 retry_after: float = 1):
         super().__init__(message, retry_after=retry_after)
 
 

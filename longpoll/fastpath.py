@@ -29,6 +29,7 @@ from typing import Any
 import cherrypy
 
 from .clients import client_address
+from .endpoint import endpoint_of
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
 from .params import NO_BODY, parse_json_body
 
@@ -90,7 +91,7 @@ class FastPolls:
         is the request config CherryPy would give the path (its ``longpoll.*``
         keys matter); by default it is looked up in ``cherrypy.tree``.
         """
-        endpoint = getattr(handler, "endpoint", handler)
+        endpoint = endpoint_of(handler)
         if not getattr(endpoint, "fastpath", False):
             raise ValueError(f"{endpoint.name} needs CherryPy's request (its bind=); "
                              "json_yield(fastpath=True) says it does not")
@@ -109,7 +110,7 @@ class FastPolls:
                 continue
             for path, handler, chain in _exposed(root, script_name or ""):
                 config = merged_config(app, path, chain)
-                endpoint = getattr(handler, "endpoint", None)
+                endpoint = endpoint_of(handler) if hasattr(handler, "endpoint") else None
                 if endpoint is not None and endpoint.fastpath and eligible(config):
                     self._exact[path] = Route(endpoint, config, None)
         return self
@@ -122,12 +123,12 @@ class FastPolls:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         route = self._exact.get(path)
-        extra: dict[str, str] | None = None
+        args: tuple[str, ...] = ()
         if route is None:
             for prefix, candidate in self._prefixes:
                 rest = path[len(prefix):] if path.startswith(prefix) else ""
                 if rest and "/" not in rest:
-                    route, extra = candidate, {candidate.param: rest}  # type: ignore[dict-item]
+                    route, args = candidate, (rest,)  # the path segment, as CherryPy passes it
                     break
             if route is None:
                 return self.app(environ, start_response)
@@ -153,13 +154,9 @@ class FastPolls:
         if not isinstance(body, LongPollError) and not _has_key(kwargs, body) \
                 and not environ.get("HTTP_LAST_EVENT_ID"):
             return self.app(environ, start_response)
-        if extra:
-            if any(name in kwargs for name in extra):
-                body = BadRequest(f"{route.param} is given by the path")
-            kwargs.update(extra)
         head = method == "HEAD"
         status, headers, answer = route.endpoint.answer(
-            "GET" if head else method, (), kwargs, route.config, body, lambda: _address(environ, route.config),
+            "GET" if head else method, args, kwargs, route.config, body, lambda: _address(environ, route.config),
             accept=None if head else environ.get("HTTP_ACCEPT"), last_event_id=environ.get("HTTP_LAST_EVENT_ID"))
         out = list(headers.items())
         if self.headers is not None:
@@ -199,16 +196,20 @@ class FastPolls:
                 return {}, exc
         kwargs: dict[str, Any] = {}
         try:
-            _merge(kwargs, raw.decode("latin-1"))
+            _merge(kwargs, raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return {}, BadRequest("the form body is not valid UTF-8")
         except LongPollError as exc:
             return {}, exc
         return kwargs, NO_BODY
 
 
 def _merge(kwargs: dict[str, Any], text: str) -> None:
-    """Query or form parameters into kwargs as CherryPy gives them: a name given twice is a list."""
+    """Query or form parameters into kwargs as CherryPy gives them: a name given twice is a list, and ``;``
+    separates parameters as ``&`` does."""
     if not text:
         return
+    text = text.replace(";", "&")
     if "%" in text or "+" in text or not text.isascii():
         try:
             pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")

@@ -157,7 +157,7 @@ class Hub:
     def _attach(self) -> None:
         if not self._attached:
             self._attached = True
-            plugin.current(self.bus).attach(self)
+            plugin.attach(self, self.bus)
 
     # -- the reader ------------------------------------------------------
 

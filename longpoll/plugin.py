@@ -1,18 +1,26 @@
 """The one CherryPy engine plugin longpoll needs, and the server sizing it does.
 
-Sessions must expire, hubs must read their logs, and a held poll must not
-take the thread that a ready poll needs.  All three follow the engine: the
-plugin starts the hubs and the reaper when the engine starts, closes every
-session and stops the hubs when it stops.
+Sessions must expire, hubs must read their logs, release channels must be
+listened to, and a held poll must not take the thread that a ready poll
+needs.  All of it follows the engine:
+
+- ``start``: the hubs and listeners start and the reaper runs;
+- ``stop``, first of all (before the HTTP server waits for its requests):
+  every held poll answers at once (503 with ``retry_ms``: the server is
+  stopping), every stream ends, and polls that arrive now do not wait; a
+  client resumes its session afterwards, here or on another process;
+- ``stop``, after the server: sessions close (their generators' ``finally``
+  runs) and the hubs and listeners stop.
 
 An app subscribes it as it does CherryPy's own plugins::
 
     longpoll.Plugin(cherrypy.engine).subscribe()
 
-Constructors of registries and brokers touch no global state.  A registry
-or hub first used without a plugin on ``cherrypy.engine`` gets a default one
-(see :func:`current`), so the smallest app still works; the explicit plugin
-is what also sizes CherryPy's own server before it starts.
+Nothing looks the plugin up: what needs running is handed to whichever
+plugin is subscribed to the engine, through the engine's own channel
+``longpoll.attach`` (:func:`attach`).  If none is, the first thing attached
+subscribes a default one, so the smallest app still works; the explicit
+plugin is what also sizes CherryPy's own server before it starts.
 """
 
 from __future__ import annotations
@@ -20,20 +28,21 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import cherrypy
 from cherrypy.process import plugins, wspbus
 
 from . import sizing
-
-if TYPE_CHECKING:
-    from .registry import Registry
+from .registry import Registry
 
 log = logging.getLogger("longpoll")
 
 FREQUENCY = 1.0
 """Seconds between sweeps: sessions expire at most this late."""
+
+ATTACH = "longpoll.attach"
+STATS = "longpoll.stats"
 
 
 class Worker(Protocol):
@@ -43,15 +52,14 @@ class Worker(Protocol):
 
 
 class Plugin(plugins.SimplePlugin):
-    """Expiry, hubs and server sizing for one engine.
+    """Expiry, hubs, listeners, a quick stop, and server sizing for one engine.
 
     ``held_polls`` is how many polls the app wants to hold at once; under
     CherryPy's own server (cheroot threads) the plugin grows
     ``server.thread_pool`` to hold them with a reserve of a tenth for polls
     that have data, deepens the listen queue, and lets that many keep-alive
-    connections wait (cheroot closes them past 10).  Under gevent none of
-    that is needed.  The hold gate itself sizes from whichever server answers
-    the request (``sizing.py``).
+    connections wait (cheroot closes them past 10).  The hold gate itself
+    sizes from whichever server answers the request (``sizing.py``).
     """
 
     def __init__(self, bus: wspbus.Bus, *, held_polls: int = sizing.HELD_POLLS, frequency: float = FREQUENCY):
@@ -59,38 +67,47 @@ class Plugin(plugins.SimplePlugin):
         self.held_polls = held_polls
         self.frequency = frequency
         self.registries: weakref.WeakSet[Registry] = weakref.WeakSet()
-        self.workers: weakref.WeakSet[Worker] = weakref.WeakSet()  # hubs and channel listeners
+        self.workers: weakref.WeakSet[Any] = weakref.WeakSet()  # hubs, channel listeners, syndicators
         self._task: plugins.BackgroundTask | None = None
         self._lock = threading.Lock()
         self.running = False
 
     # -- what the plugin looks after -------------------------------------
 
-    def track(self, registry: Registry) -> None:
-        self.registries.add(registry)
-
-    def attach(self, worker: Worker) -> None:
-        """Run a worker (a hub, a channel listener) while the engine runs; start it now if it does."""
+    def attach(self, thing: Any) -> bool:
+        """Look after a registry (expiry, the quick stop) or run a worker (``start``/``stop``) while the engine
+        runs, starting it now if it does."""
         with self._lock:
-            self.workers.add(worker)
-            if self.running:
-                worker.start()
+            if isinstance(thing, Registry):
+                self.registries.add(thing)
+                return True
+            self.workers.add(thing)
+            running = self.running
+        if running:
+            thing.start()
+        return True
+
+    def stats(self) -> tuple[list[Registry], list[Any]]:
+        with self._lock:
+            return list(self.registries), list(self.workers)
 
     # -- the engine's channels -------------------------------------------
 
     def subscribe(self) -> None:
         super().subscribe()
-        with _lock:
-            _plugins.add(self)
+        self.bus.subscribe(ATTACH, self.attach)
+        self.bus.subscribe(STATS, self.stats)
         self.bus.subscribe("start", self.tune_server, priority=70)  # before cherrypy.server (75)
         self.bus.subscribe("start", self.server_started, priority=80)
+        self.bus.subscribe("stop", self.stopping, priority=10)  # before the HTTP server (50) waits for requests
 
     def unsubscribe(self) -> None:
         super().unsubscribe()
+        self.bus.unsubscribe(ATTACH, self.attach)
+        self.bus.unsubscribe(STATS, self.stats)
         self.bus.unsubscribe("start", self.tune_server)
         self.bus.unsubscribe("start", self.server_started)
-        with _lock:
-            _plugins.discard(self)
+        self.bus.unsubscribe("stop", self.stopping)
 
     def tune_server(self) -> None:
         if self.bus is cherrypy.engine:
@@ -104,6 +121,9 @@ class Plugin(plugins.SimplePlugin):
         with self._lock:
             self.running = True
             workers = list(self.workers)
+            registries = list(self.registries)
+        for registry in registries:
+            registry.stopping = False
         for worker in workers:
             worker.start()
         if self._task is None:
@@ -112,6 +132,11 @@ class Plugin(plugins.SimplePlugin):
             self._task.start()
 
     start.priority = 60  # type: ignore[attr-defined]  # hubs read before the server takes polls
+
+    def stopping(self) -> None:
+        """The engine begins to stop: held polls answer now, streams end, no poll waits from here on."""
+        for registry in self.stats()[0]:
+            registry.stop_holding()
 
     def stop(self) -> None:
         with self._lock:
@@ -125,6 +150,8 @@ class Plugin(plugins.SimplePlugin):
         for worker in workers:
             worker.stop()
 
+    stop.priority = 70  # type: ignore[attr-defined]  # after the HTTP server has stopped
+
     def reap(self) -> None:
         for registry in list(self.registries):
             try:
@@ -133,30 +160,27 @@ class Plugin(plugins.SimplePlugin):
                 log.exception("expiring sessions of %s failed", registry.name)
 
 
-_plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
-_lock = threading.Lock()
-
-
-def current(bus: wspbus.Bus | None = None) -> Plugin:
-    """The plugin subscribed to ``bus`` (default: ``cherrypy.engine``), made and subscribed if there is none.
-
-    A default plugin is a convenience for apps that never subscribed one; it
-    is started at once if the engine already runs.
-    """
+def attach(thing: Any, bus: wspbus.Bus | None = None) -> None:
+    """Hand ``thing`` to the plugin subscribed to ``bus`` (default ``cherrypy.engine``), subscribing a
+    default plugin if there is none.  A default plugin is started at once if the engine already runs."""
     bus = bus if bus is not None else cherrypy.engine
-    with _lock:
-        plugin = next((p for p in _plugins if p.bus is bus), None)
-    if plugin is None:
-        plugin = Plugin(bus)
-        plugin.subscribe()
-        log.info("longpoll: no longpoll.Plugin on the engine; subscribed a default one")
+    if bus.publish(ATTACH, thing):
+        return
+    plugin = Plugin(bus)
+    plugin.subscribe()
+    log.info("longpoll: no longpoll.Plugin on the engine; subscribed a default one")
     # STARTING too: cheroot takes requests while later start listeners still run, and a
     # plugin subscribed during the engine's start is not in that start's list.
-    if bus.state in (wspbus.states.STARTING, wspbus.states.STARTED) and not plugin.running:
+    if bus.state in (wspbus.states.STARTING, wspbus.states.STARTED):
         plugin.start()
-    return plugin
+    plugin.attach(thing)
 
 
-def subscribed() -> list[Any]:
-    with _lock:
-        return list(_plugins)
+def running(bus: wspbus.Bus | None = None) -> tuple[list[Registry], list[Any]]:
+    """The registries and workers the plugins on ``bus`` look after (for the counters)."""
+    registries: dict[int, Registry] = {}
+    workers: dict[int, Any] = {}
+    for found_registries, found_workers in (bus if bus is not None else cherrypy.engine).publish(STATS):
+        registries.update((id(r), r) for r in found_registries)
+        workers.update((id(w), w) for w in found_workers)
+    return list(registries.values()), list(workers.values())

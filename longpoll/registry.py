@@ -11,12 +11,9 @@ Creating a session reserves its slot first and builds the generator outside
 the lock; a refused or failed creation never leaves a generator (or its
 subscriptions) behind.
 
-With a session store (``durable.py``) the map is a cache: durable sessions
-are looked up in the store on every poll, rebuilt when this process lacks
-them or holds them at an older batch than the store, and saved after every
-new batch.  Each poll of a durable session holds a *ticket* from the store;
-only the newest poll of a key may commit a batch, so an abandoned older poll
-in another process can never beat the newer one.
+The registry knows nothing of other processes: ``durable.py`` puts the
+sessions it builds from the session store in here (:meth:`adopt`) and takes
+out copies that went stale (:meth:`discard`).
 """
 
 from __future__ import annotations
@@ -26,28 +23,27 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
-from . import plugin
-from .durable import SessionStore
-from .errors import BackendUnavailable, Conflict, Expired, Forbidden, LongPollError, TooManyRequests, TooManySessions
+from .errors import TooManyRequests, TooManySessions
 from .gate import HELD, HoldGate
-from .session import READY, Batch, Encode, Session
+from .session import Batch, Poll, Session, Start
 
 log = logging.getLogger("longpoll")
 
-Resume = Callable[[Any, Any], Iterator[Any]]
-"""Rebuilds a durable session's iterator from its (definition, position)."""
-
-Start = Callable[[], Iterator[Any]]
-"""Builds a new session's iterator; called only once the session has a slot."""
-
 KEY_BYTES = 18
-"""144 random bits per key: unguessable, and 24 URL-safe characters."""
+"""144 random bits per key, 24 URL-safe characters; the first says what kind of session it is (KINDS)."""
+
+LOCAL = "L"
+DURABLE = "D"
+KINDS = (LOCAL, DURABLE)
+"""A key's first character: a session any process can continue from the session store (D), or one kept by
+the process that made it (L).  Set when the key is first handed out (:meth:`Registry.mark`); the other 23
+characters (138 bits) stay as random as before."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +70,7 @@ def canonical(tag: Any) -> Any:
 
 class Registry:
     def __init__(self, idle_timeout: float = 60.0, max_sessions: int | None = None, *,
-                 session_limits: SessionLimits | None = None, name: str = "longpoll",
-                 gate: HoldGate | None = None, store: SessionStore | None = None):
+                 session_limits: SessionLimits | None = None, name: str = "longpoll", gate: HoldGate | None = None):
         if idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive")
         if max_sessions is not None and session_limits is not None:
@@ -87,18 +82,17 @@ class Registry:
         self.idle_timeout = float(idle_timeout)
         self.limits = limits
         self.gate = gate if gate is not None else HELD
-        self.store = store
         self._new: OrderedDict[str, Session] = OrderedDict()  # polled at most once
         self._settled: OrderedDict[str, Session] = OrderedDict()
         self._counts: dict[tuple[str, str], int] = {}  # ("owner" | "address", value) -> live sessions
         self._reserved = 0
         self._lock = threading.Lock()
-        self._tracked = False
         self.polls = 0
         self.items_delivered = 0
         self.sessions_created = 0
         self.sessions_expired = 0
         self.sessions_resumed = 0
+        self.stopping = False  # the engine is stopping: no poll waits (plugin.py)
 
     @property
     def max_sessions(self) -> int:
@@ -116,21 +110,23 @@ class Registry:
     def __len__(self) -> int:
         return len(self._new) + len(self._settled)
 
-    def _session(self, key: str) -> Session | None:
-        return self._settled.get(key) or self._new.get(key)
+    def get(self, key: str) -> Session | None:
+        """This process's live copy of a session, if it holds one."""
+        session = self._settled.get(key) or self._new.get(key)
+        return None if session is None or session.closed else session
 
     # -- creating --------------------------------------------------------
 
     def create(self, start: Start | Iterator[Any], tag: Any = None, owner: str | None = None,
-               address: str | None = None) -> Session:
+               address: str | None = None, origin: dict[str, Any] | None = None) -> Session:
         """A new session, its slot reserved before ``start()`` builds the iterator.
 
         ``owner`` (an identifier) and ``address`` (the client's) are counted
         against their caps.  Passing an iterator instead of ``start`` works
-        too: it is closed if the session is refused.
+        too: it is closed if the session is refused.  ``origin`` names the
+        recipe in a stored session (``Session``).
         """
         quotas = tuple(q for q in (("owner", owner), ("address", address)) if q[1] is not None)
-        self._track()
         try:
             with self._lock:
                 self._check_room(quotas)
@@ -140,26 +136,32 @@ class Registry:
         except TooManySessions:
             _close(start)
             raise
-        session = None
         try:
-            iterator = start() if callable(start) else start
-            session = Session(secrets.token_urlsafe(KEY_BYTES), iterator, canonical(tag), owner, quotas)
-            if self.store is not None and session.durable:
-                self.store.save(session.key, session.snapshot(), -1, None)
+            session = Session(secrets.token_urlsafe(KEY_BYTES), start, canonical(tag), owner, quotas, origin=origin)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
                 self._uncount(quotas)
-            if session is not None:
-                session.close()
-            else:
-                _close(start)
+            _close(start)
             raise
         with self._lock:
             self._reserved -= 1
             self._new[session.key] = session
             self.sessions_created += 1
         return session
+
+    def mark(self, session: Session, kind: str) -> None:
+        """Mark a new session's key with its kind (KINDS), before the key is first handed out."""
+        if session.key[0] == kind:
+            return
+        with self._lock:
+            for order in (self._new, self._settled):
+                if order.get(session.key) is session:
+                    del order[session.key]
+                    session.key = kind + session.key[1:]
+                    order[session.key] = session
+                    return
+            session.key = kind + session.key[1:]
 
     def _check_room(self, quotas: tuple[tuple[str, str], ...]) -> None:
         """Under the lock."""
@@ -183,159 +185,55 @@ class Registry:
             else:
                 del self._counts[quota]
 
-    def _track(self) -> None:
-        """On first use, not in the constructor: put the registry under the engine's plugin (expiry),
-        and have the store tell it about newer polls in other processes."""
-        if not self._tracked:
-            self._tracked = True
-            plugin.current().track(self)
-            if self.store is not None:
-                self.store.on_release(self.release)
-
-    # -- continuing ------------------------------------------------------
-
-    def get(self, key: str, resume: Resume | None = None) -> Session:
-        """The live session for a key: this process's, or one rebuilt from the store."""
-        session, ticket = self.lease(key, resume=resume)
-        if ticket is not None and self.store is not None:
-            self.store.finish(key, ticket)
-        return session
-
-    def lease(self, key: str, tag: Any = None, resume: Resume | None = None, *,
-              check_tag: bool = False) -> tuple[Session, int | None]:
-        """The session for a poll of ``key``, and the poll's store ticket (None without a store).
-
-        With ``check_tag`` a session made for another tag is refused: 410
-        when it belongs to another endpoint (``tag[0]``), 403 when to another
-        identity.  A lease's ticket is handed back by :meth:`poll`.
-        """
-        session = self._session(key)
-        if session is not None and session.closed:
-            session = None
-        ticket = None
-        if self.store is not None and (session is None or session.durable):
-            state, ticket = self.store.load(key)
-            if state is None and session is not None and self.store.lost_since(session.born):
-                # Redis lost this session while this process held it: carry on from here, saved again,
-                # and tell the client some items may be missing.
-                session.mark_gap()
-                self.store.save(key, session.snapshot(), -1, None)
-                state = session.snapshot()
-            if session is not None and (state is None or state["seq"] > session.seq):
-                self._discard(session)  # stale: another process has answered this session since
-                session.close()
-                session = None
-            if session is None and state is not None and resume is not None and state.get("definition") is not None:
-                session = self._rebuild(key, resume, state)
-        if session is None:
-            raise Expired()
-        if check_tag:
-            wanted = canonical(tag)
-            if session.tag[0] != wanted[0]:
-                self._finish(key, ticket)
-                raise Expired()
-            if session.tag[1] != wanted[1]:
-                self._finish(key, ticket)
-                raise Forbidden("this session key was made for another identifier or resource")
-        return session, ticket
-
-    def _rebuild(self, key: str, resume: Resume, state: dict[str, Any]) -> Session:
-        self._track()
-        try:
-            session = Session.restore(key, resume(state["definition"], state["position"]), state)
-        except BackendUnavailable:
-            raise  # passing: the next poll tries again
-        except Exception as exc:
-            # A state this version cannot rebuild (corrupt, or from another version) would fail the same
-            # way on every retry while each poll's load kept it alive: end it, and the client starts anew.
-            log.warning("session %s… could not be rebuilt (%s: %s); ending it", key[:6], type(exc).__name__, exc)
-            self.store.delete(key)  # type: ignore[union-attr]  # only sessions from a store are rebuilt
-            raise Expired("this session could not be resumed here; start a new one") from None
+    def adopt(self, session: Session) -> None:
+        """A session built here from the session store: it serves from now on (a copy built at the same
+        moment by another poll of this process gives way)."""
         with self._lock:
-            old = self._session(key)
-            if old is not None:  # two polls rebuilt it at once: the newer one's copy serves
+            old = self.get(session.key)
+            if old is not None:
                 self._remove(old)
-            self._settled[key] = session
+            self._settled[session.key] = session
             for quota in session.quotas:
                 self._counts[quota] = self._counts.get(quota, 0) + 1
             self.sessions_resumed += 1
         if old is not None:
-            old.close()
-        return session
+            old.drop()
 
-    def poll(self, session: Session, cursor: str | None, timeout: float, max_items: int,
-             ticket: int | None = None, encode: Encode | None = None, *, stream: bool = False,
-             keep: bool = False, follow: int | None = None) -> Batch:
-        """The next batch of a session; ``ticket`` is the one :meth:`lease` gave for this poll,
-        ``encode`` what turns each item into what is sent (see ``Session.poll``).
+    # -- polls -------------------------------------------------------------
 
-        ``stream``: one of the polls a stream makes on its session.  The stream
-        holds its place at the hold gate and counts against the poll rate once,
-        for all of them.  ``keep``: its batches after the first are kept until
-        the client acknowledges them, and ``follow`` carries the stream's session ticket from one of its
-        polls to the next (``Session.poll``).
-        """
-        # The session's own bucket, without the registry's lock: two polls of one session racing may let
-        # one more through, which the bucket's burst already allows.
-        wait = 0.0 if stream else session.admit(self.limits.polls_per_second, self.limits.poll_burst)
-        if wait:
-            self._finish(session.key, ticket)
-            raise TooManyRequests(f"more than {self.limits.polls_per_second:g} polls a second on one session; "
-                                  "wait as retry_ms says", retry_after=wait, retry_ms=max(1, round(wait * 1000)))
-        committed = False
+    def poll(self, session: Session, poll: Poll, *, stream: bool = False) -> Batch:
+        """A poll of one of its sessions, counted; a stream's polls count against the poll rate once (its
+        first is admitted by the endpoint) and hold no place at the gate of their own."""
+        if not stream:
+            self.admit(session)
         try:
-            try:
-                batch = session.poll(cursor, timeout, max_items, None if stream else self.gate, encode, keep=keep,
-                                     follow=follow)
-            except LongPollError:
-                self._polled(session, None)
-                if session.closed:
-                    self._discard(session)
-                    if self.store is not None and session.durable:
-                        self.store.delete(session.key)
-                raise
-            except BaseException:
-                self._polled(session, None)
-                raise
-            self._polled(session, batch)
-            if self.store is not None and batch.snapshot is not None:
-                saved = self.store.save(session.key, batch.snapshot, batch.snapshot["seq"] - 1, ticket)
-                committed = True
-                if saved < 0:  # a newer poll of this key reached another process: it wins, this one is released
-                    self._discard(session)
-                    session.close()
-                    return Batch(READY, "0" if cursor is None else cursor, [], batch.dropped, released=True)
-                if not saved:
-                    self._discard(session)
-                    session.close()
-                    raise Conflict("another server answered a poll of this session at the same moment; poll again")
-        finally:
-            if not committed:
-                self._finish(session.key, ticket)
+            batch = session.poll(poll)
+        except BaseException:
+            self.polled(session, None)
+            raise
+        self.polled(session, batch)
         return batch
 
-    def end_lease(self, key: str, ticket: int | None) -> None:
-        """A lease ends without a poll (a stream turned away, say): what a poll's end does."""
-        self._finish(key, ticket)
+    def admit(self, session: Session) -> None:
+        """The session's own bucket of polls, without the registry's lock: two polls of one session racing
+        may let one more through, which the bucket's burst already allows."""
+        wait = session.admit(self.limits.polls_per_second, self.limits.poll_burst)
+        if wait:
+            raise TooManyRequests(f"more than {self.limits.polls_per_second:g} polls a second on one session; "
+                                  "wait as retry_ms says", retry_after=wait, retry_ms=max(1, round(wait * 1000)))
 
-    def _finish(self, key: str, ticket: int | None) -> None:
-        """A poll ends without committing a batch: the store keeps the session for another idle timeout."""
-        if ticket is None or self.store is None:
-            return
-        try:
-            self.store.finish(key, ticket)
-        except LongPollError:
-            pass  # the backend is away: the poll's own answer says so, or has already been made
-
-    def _polled(self, session: Session, batch: Batch | None) -> None:
-        """A poll ended: the session goes to the back of its order, whatever the poll answered."""
+    def polled(self, session: Session, batch: Batch | None) -> None:
+        """A poll ended: the session goes to the back of its order, whatever the poll answered; a session
+        that ended (done, failed, expired) goes."""
         with self._lock:
             if batch is not None:
                 self.polls += 1
                 if batch.fresh:
-                    self.items_delivered += len(batch.items)
+                    self.items_delivered += batch.count
             key = session.key
-            if self._settled.get(key) is session:
+            if session.closed:
+                self._remove(session)
+            elif self._settled.get(key) is session:
                 self._settled.move_to_end(key)
             elif self._new.get(key) is session:
                 if session.served > 1:
@@ -343,12 +241,6 @@ class Registry:
                     self._settled[key] = session
                 else:
                     self._new.move_to_end(key)
-
-    def release(self, key: str) -> None:
-        """A newer poll of this key began elsewhere: answer a poll held here at once."""
-        session = self._session(key)
-        if session is not None:
-            session.release()
 
     # -- ending ----------------------------------------------------------
 
@@ -360,9 +252,11 @@ class Registry:
                 self._uncount(session.quotas)
                 return
 
-    def _discard(self, session: Session) -> None:
+    def discard(self, session: Session) -> None:
+        """Let this process's copy go (it went stale: the session lives on in the store)."""
         with self._lock:
             self._remove(session)
+        session.drop()
 
     def expire(self, now: float | None = None) -> int:
         """Close sessions nobody has polled for their idle timeout."""
@@ -384,6 +278,16 @@ class Registry:
         for session in idle:  # outside the lock: a generator's finally may take time
             session.close()
         return len(idle)
+
+    def stop_holding(self) -> None:
+        """The process is stopping: every held poll answers now, and no poll waits from here on."""
+        self.stopping = True
+        for session in self.sessions():
+            session.release()
+
+    def sessions(self) -> list[Session]:
+        with self._lock:
+            return [*self._new.values(), *self._settled.values()]
 
     def close_all(self) -> None:
         with self._lock:

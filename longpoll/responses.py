@@ -1,8 +1,9 @@
 """JSON responses, and the JSON error page for everything CherryPy answers itself.
 
 An app that wants every error in the JSON shape of PROTOCOL.md (404, 405,
-411, 413 and unexpected 500s included) mounts with :data:`JSON_ERRORS` in its
-config; ``json_yield`` handlers answer their own errors in that shape anyway.
+411, 413 and unexpected 500s included, and a LongPollError raised by any of
+its handlers) mounts with :data:`JSON_ERRORS` in its config; ``json_yield``
+handlers answer their own errors in that shape anyway.
 """
 
 from __future__ import annotations
@@ -68,12 +69,33 @@ def unpad() -> None:
         response.headers["Content-Length"] = str(len(body))
 
 
+def answer_longpoll_errors() -> None:
+    """``hooks.before_handler``: a LongPollError raised by any handler (``broker.publish`` with Redis away,
+    a ``BadParameter`` of your own) answers as its JSON error says (503 with ``retry_ms``, 400 naming the
+    parameter), not as a 500 with a traceback.  Runs last, so it wraps what other tools wrapped (json_out)."""
+    request = cherrypy.serving.request
+    inner = request.handler
+    if inner is None:
+        return
+
+    def handler(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return inner(*args, **kwargs)
+        except LongPollError as exc:
+            return error_body(exc)
+
+    request.handler = handler
+
+
+answer_longpoll_errors.priority = 90  # type: ignore[attr-defined]
+
 JSON_ERRORS: dict[str, Any] = {
     "error_page.default": json_error_page,
     "request.show_tracebacks": False,
     "hooks.before_finalize": unpad,
     "hooks.before_request_body": prepare_body,
     "hooks.on_start_resource": check_query_string,
+    "hooks.before_handler": answer_longpoll_errors,
 }
 """Per-app config that makes CherryPy's own error answers JSON (and reads
 request bodies without CherryPy's 411 for body-less POSTs or its 500 for
@@ -88,6 +110,7 @@ def _json_errors() -> None:
     request.show_tracebacks = False
     request.hooks.attach("before_finalize", unpad)
     request.hooks.attach("before_request_body", prepare_body)
+    request.hooks.attach("before_handler", answer_longpoll_errors, priority=90)
     check_query_string()
 
 

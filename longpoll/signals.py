@@ -9,23 +9,39 @@ a flag and notifies a condition in each waiting session.
 
 A signal may also carry an ``error`` (for example the backend is down): a poll
 that would wait on it answers that error instead, and the session lives on.
+
+Yielding a signal waits, the first time as every time.  The session registers
+with a signal only when the generator yields it, so a ``notify()`` between
+the generator's last look at its data and that moment would be missed; every
+notify therefore stamps the signal from one process-wide clock, and a signal
+notified after the session began advancing the generator is looked at again
+at once instead of waited on.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from .errors import LongPollError
+
+_clock = itertools.count(1)  # next() is atomic under the GIL
+
+
+def now() -> int:
+    """A tick of the clock signals are stamped with: a signal with a later stamp was notified since."""
+    return next(_clock)
 
 
 class Signal:
     """Something a generator yields to wait; producers call :meth:`notify`."""
 
-    __slots__ = ("_waiters", "error")
+    __slots__ = ("_waiters", "error", "stamp")
 
     def __init__(self) -> None:
         self._waiters: list[Callable[[], None]] = []
         self.error: LongPollError | None = None
+        self.stamp = 0  # the clock's tick at the last notify
 
     def add_waiter(self, wake: Callable[[], None]) -> None:
         # list.append/remove are atomic under the GIL; notify iterates a copy.
@@ -43,6 +59,7 @@ class Signal:
         Call it without holding any lock of your own: a session's wake takes the
         session's small condition lock, never anything that could block long.
         """
+        self.stamp = next(_clock)
         for wake in tuple(self._waiters):
             wake()
 

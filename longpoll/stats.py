@@ -32,12 +32,12 @@ def track(source: Any) -> None:
 
 def snapshot() -> dict[str, Any]:
     totals: dict[str, Any] = dict.fromkeys(COUNTERS + GAUGES, 0)
-    running = plugin.subscribed()
-    for registry in {r for p in running for r in list(p.registries)}:
+    registries, workers = plugin.running()
+    for registry in registries:
         for name, value in registry.stats().items():
             totals[name] += value
     available = True
-    for hub in {w for p in running for w in list(p.workers) if isinstance(w, Hub)}:
+    for hub in (w for w in workers if isinstance(w, Hub)):
         stats = hub.stats()
         available = available and stats.pop("backend_available")
         for name, value in stats.items():

@@ -19,15 +19,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import BadParameter, Expired, LongPollError
-from .gate import HoldGate
+from .errors import BadParameter, Expired, LongPollError, Stopping
 from .params import CURSOR, KEY, PollLimits
-from .registry import Registry
-from .session import DONE, RETRY_MS_WHEN_FULL, Batch, Encode, Session
+from .session import DONE, RETRY_MS_WHEN_FULL, Batch, Poll
+
+if TYPE_CHECKING:
+    from .endpoint import Polls
 
 log = logging.getLogger("longpoll")
 
@@ -103,36 +105,37 @@ class Framing:
                                                                              retry_ms=RETRY_MS_WHEN_FULL)
 
 
-def stream(registry: Registry, session: Session, ticket: int | None, cursor: str | None, max_items: int,
-           limits: PollLimits, encode: Encode, transport: str, gate: HoldGate, new: bool) -> Iterator[bytes]:
-    """The body of a stream: frames until the session is done, another poll takes over, the stream has
-    lasted ``max_stream_seconds``, or the client is gone (a write fails and the server closes this).
+def stream(polls: Polls, poll: Poll, limits: PollLimits, transport: str) -> Iterator[bytes]:
+    """The body of a stream: frames until the session is done, another poll takes over, the server stops,
+    the stream has lasted ``max_stream_seconds``, or the client is gone (a write fails and the server closes
+    this).
 
-    A ``new`` session's first batch is sent at once even when empty, so the client has its key (the
-    event id) before anything arrives.  The first poll acknowledges what the client says it has (its
-    cursor); the ones after it keep what they send until the client's next reconnect or poll.
+    A new session's first batch is sent at once even when empty, so the client has its key (the event id)
+    before anything arrives.  The first poll acknowledges what the client says it has (its cursor); the
+    ones after it keep what they send until the client's next reconnect or poll.
     """
     framing = Framing(transport)
-    if not gate.enter():
+    registry = polls.registry
+    gate = poll.gate
+    if gate is not None and not gate.enter():
         # Answered as a poll that may not wait is: what is ready now (which also starts a new session's
         # generator, so nothing published before the client comes back is missed), then "come back".
         try:
-            batch = registry.poll(session, cursor, 0.0, max_items, ticket, encode, stream=True)
+            batch = polls.take(replace(poll, timeout=0.0, gate=None))
         except LongPollError as exc:
             yield framing.start() + framing.error(exc)
             return
-        finally:
-            registry.end_lease(session.key, ticket)
         if not batch.released:
-            yield framing.refused(session.key, batch)
+            yield framing.refused(polls.session.key, batch)
         return
+    new = polls.new
     try:
         yield framing.start()
         began = sent = time.monotonic()
         ends = began + limits.max_stream_seconds
         first = True
         owned: int | None = None  # the stream's ticket on its session, from its first poll on
-        while True:
+        while not registry.stopping:
             # Let every other request run between two frames: a stream of a generator that is always ready
             # otherwise computes and writes until its socket's buffer is full (megabytes), and 20 such
             # streams held up a /stats for 30 s.  (Under gevent this is a switch; under threads, the GIL.)
@@ -142,17 +145,18 @@ def stream(registry: Registry, session: Session, ticket: int | None, cursor: str
                 return
             wait = 0.0 if first and new else max(0.0, min(sent + limits.heartbeat, ends) - now)
             try:
-                batch = registry.poll(session, cursor, wait, max_items, ticket, encode, stream=True, keep=not first,
-                                      follow=owned)
+                batch = polls.take(replace(poll, timeout=wait, gate=None, keep=not first, follow=owned))
+            except Stopping:
+                return  # clients reconnect, here or elsewhere, and resume
             except LongPollError as exc:
                 yield framing.error(exc)
                 return
             if batch.released:
                 return  # a newer poll or stream of this session took over
             owned = batch.ticket
-            if batch.items or batch.gap or batch.state == DONE or (first and new):
-                yield framing.batch(session.key, batch)
-                cursor = batch.cursor
+            if batch.count or batch.gap or batch.state == DONE or (first and new):
+                yield framing.batch(polls.session.key, batch)
+                poll.cursor = batch.cursor
                 sent = time.monotonic()
                 if batch.state == DONE:
                     return
@@ -161,8 +165,8 @@ def stream(registry: Registry, session: Session, ticket: int | None, cursor: str
                 sent = time.monotonic()
             first = False
     finally:
-        gate.leave()
-        registry.end_lease(session.key, ticket)
+        if gate is not None:
+            gate.leave()
 
 
 def refused_before(transport: str, exc: LongPollError) -> tuple[int, dict[str, str], Any] | None:

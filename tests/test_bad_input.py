@@ -158,10 +158,11 @@ def test_a_topic_item_over_its_size_is_413_and_nothing_is_kept(client):
 def test_the_embedded_log_is_bounded_in_bytes_whatever_its_entry_count():
     from longpoll.backends.memory import MemoryLog
 
-    log = MemoryLog(retention=100_000, max_bytes=100_000)
+    log = MemoryLog(retention=100_000, log_retention=100_000, max_bytes=100_000)
     for n in range(1000):
         log.append("t", {"n": n, "pad": "x" * 1000})
-    kept = log.range("0", log.tail(), 100_000)
+    kept = log.read("0", 0, 100_000)
+    assert log.topic_range(("t",), "0", log.tail(), 100_000) == kept  # the topic's history is within it
     assert sum(len(entry.raw) for entry in kept) <= 100_000
     assert [orjson.loads(e.raw)["n"] for e in kept][-1] == 999  # the newest are the ones kept
 
@@ -172,14 +173,15 @@ def test_the_redis_log_of_topics_is_bounded(server):
     from longpoll import Broker
     from tests.streams_helpers import unique
 
-    stream = unique("bounded-")
-    broker = Broker(server["redis"].url, retention=100, stream=stream, max_item_bytes=100)
+    prefix = unique("bounded-") + ":"
+    broker = Broker(server["redis"].url, prefix=prefix, retention=50, log_retention=100, max_item_bytes=100)
     for n in range(1000):
         broker.publish("t", {"n": n})
-    assert broker.redis.xlen(stream) <= 300  # MAXLEN ~ trims whole macro nodes
+    assert broker.redis.xlen(broker.log.stream) <= 300  # MAXLEN ~ trims whole macro nodes
+    assert broker.redis.xlen(broker.log.topic_stream("t")) <= 250
     with pytest.raises(longpoll.PayloadTooLarge):
         broker.publish("t", {"pad": "x" * 200})
-    broker.redis.delete(stream)
+    broker.redis.delete(broker.log.stream, broker.log.topic_stream("t"))
 
 
 def test_primes_keeps_a_constant_state_however_far_it_goes():

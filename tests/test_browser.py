@@ -132,7 +132,7 @@ def test_readme_eventsource_loop_gets_every_status_once_in_order_through_a_serve
         # the stream's first event (a new session's, at once) carries no items: wait for the session in Redis
         durable = redis.Redis.from_url(durable_redis.url)
         deadline = time.monotonic() + 15
-        while not durable.keys("session:*"):
+        while not durable.keys("longpoll:session:*"):
             assert time.monotonic() < deadline, "the page's stream never made a session"
             time.sleep(0.05)
         post_some(url, 3)

@@ -1,128 +1,250 @@
-"""Durable sessions against a real Redis: rebuild, resend, compare-and-set."""
+"""Durable sessions against a real Redis: an app's feeds continue in any process, and what attacks found.
+
+Most tests run two "processes" in this one (``inproc.py``) where the interleaving must be exact; the
+deployment itself (real processes, restarts, a proxy) is in test_deployment.py and test_chaos.py.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
+import redis
 
-from longpoll.durable import RedisSessionStore
-from longpoll.errors import Expired, Forbidden
-from longpoll.registry import Registry
-from longpoll.streams.feed import StatusFeed
-from longpoll.streams.filters import Sample
-from longpoll.streams.store import TOPIC
-from tests.conftest_support import wait_until
+from longpoll import Expired
+from longpoll.testing import Client, PollError, settle
+from tests.inproc import Process, chat
 from tests.procs import ServerProcess
-from tests.streams_helpers import Stream, post, settle, signup, unique
+from tests.streams_helpers import Stream, post, signup, unique
 
 
 @pytest.fixture
-def redis_broker(server):
-    if "redis" not in server["brokers"]:
+def redis_url(server) -> str:
+    if server["redis"] is None:
         pytest.skip("needs redis-server")
-    return server["brokers"]["redis"]
+    return server["redis"].url
 
 
-def status(n: int) -> dict:
-    return {"id": 10_000_000 + n, "uid": 1, "login": "d", "message": f"durable {n}", "posted": 0.0}
+@pytest.fixture
+def prefix() -> str:
+    return unique("t") + ":"
 
 
-def resumer(broker):
-    def resume(definition, position):
-        return StatusFeed(broker, Sample(definition["identifier"], 100), definition, position)
-
-    return resume
-
-
-def two_processes(broker, ttl: float = 60) -> tuple[Registry, Registry, RedisSessionStore]:
-    """Two registries on one store: what two server processes hold of the same sessions."""
-    store = RedisSessionStore(broker.redis, ttl=ttl, prefix=unique("test-session-") + ":")
-    return Registry(store=store), Registry(store=store), store
+@pytest.fixture
+def pair(redis_url: str, prefix: str) -> Iterator[tuple[Process, Process]]:
+    one, two = Process(redis_url, prefix, chat), Process(redis_url, prefix, chat)
+    yield one, two
+    one.stop()
+    two.stop()
 
 
-def test_an_older_poll_cannot_commit_after_a_newer_one_began_elsewhere(redis_broker):
-    one, two, _ = two_processes(redis_broker)
-    resume = resumer(redis_broker)
-    a = one.create(resume({"identifier": unique("dur")}, None), ("ep", "x"))
-    _, old_ticket = one.lease(a.key, resume=resume)  # a poll begins in process one...
-    b, new_ticket = two.lease(a.key, resume=resume)  # ...and the client's newer poll in process two
-    redis_broker.publish(TOPIC, status(1))
-    settle(redis_broker)
-    released = one.poll(a, "0", 1, 10, old_ticket)  # it pulled the status, but may not commit it
-    assert released.items == [] and released.cursor == "0"
-    assert a.closed  # its copy went ahead of the store: dropped
-    newer = two.poll(b, "0", 1, 10, new_ticket)
-    assert [i["id"] for i in newer.items] == [status(1)["id"]]
-    one.close_all()
-    two.close_all()
+def record(process: Process, key: str) -> dict:
+    raw = process.backend.redis.hgetall(process.backend.prefix + "session:" + key)
+    return {k.decode(): v for k, v in raw.items()}
 
 
-def test_the_same_batch_committed_first_is_sent_again_to_the_newer_poll(redis_broker):
-    one, two, _ = two_processes(redis_broker)
-    resume = resumer(redis_broker)
-    a = one.create(resume({"identifier": unique("dur")}, None), ("ep", "x"))
-    redis_broker.publish(TOPIC, status(2))
-    settle(redis_broker)
-    first = one.poll(a, "0", 1, 10, one.lease(a.key, resume=resume)[1])  # answered, and the answer lost
-    again, ticket = two.lease(a.key, resume=resume)  # the client retries with the same cursor elsewhere
-    assert again.seq == 1
-    assert two.poll(again, "0", 0, 10, ticket).items == first.items
-    one.close_all()
-    two.close_all()
+def test_a_feed_session_continues_in_another_process_and_after_a_restart(pair, redis_url, prefix):
+    one, two = pair
+    client = Client(one["room"], room="r1")
+    client.poll()
+    assert client.key.startswith("D")  # a recipe: any process can continue it
+    for n in range(3):
+        one.broker.publish("chat", {"room": "r1", "n": n})
+        one.broker.publish("chat", {"room": "r2", "n": n})
+    assert client.take(3) == [{"room": "r1", "n": n} for n in range(3)]
+    client.target = two["room"]  # the next poll reaches the other process
+    for n in range(3, 6):
+        two.broker.publish("chat", {"room": "r1", "n": n})
+    assert client.take(3) == [{"room": "r1", "n": n} for n in range(3, 6)]
+    one.stop()
+    three = Process(redis_url, prefix, chat)  # a restart: a process that never saw the session
+    try:
+        three.broker.publish("chat", {"room": "r1", "n": 6})
+        client.target = three["room"]
+        assert client.take(1) == [{"room": "r1", "n": 6}]
+        client.target = two["room"]  # and back: its old copy went stale, and is let go
+        two.broker.publish("chat", {"room": "r1", "n": 7})
+        assert client.take(1) == [{"room": "r1", "n": 7}]
+        assert [m["n"] for m in client.items] == list(range(8)) and not client.gaps
+    finally:
+        three.stop()
 
 
-def test_a_newer_poll_in_another_process_releases_the_held_one_at_once(redis_broker):
-    one, two, store = two_processes(redis_broker)
-    resume = resumer(redis_broker)
-    a = one.create(resume({"identifier": unique("dur")}, None), ("ep", "x"))
-    assert store.listener is not None and store.listener.subscribed.wait(10)
+def test_a_filtering_generator_waits_for_a_match_and_skips_the_rest(pair):
+    one, _ = pair
+    client = Client(one["room"], room="r1")
+    client.poll()
     answer: dict = {}
-
-    def held() -> None:
-        session, ticket = one.lease(a.key, resume=resume)
-        answer["batch"] = one.poll(session, "0", 30, 10, ticket)
-        answer["at"] = time.monotonic()
-
-    holder = threading.Thread(target=held)
+    holder = threading.Thread(target=lambda: answer.update(client.poll(timeout=20)))
     holder.start()
-    wait_until(lambda: a._inflight == 1 and one.gate.held > 0, what="the first poll to be held")
-    began = time.monotonic()
-    b, ticket = two.lease(a.key, resume=resume)  # the release goes out through Redis
-    holder.join(10)
-    assert not holder.is_alive() and answer["batch"].items == [] and answer["at"] - began < 5
-    redis_broker.publish(TOPIC, status(3))
-    assert [i["id"] for i in two.poll(b, "0", 10, 10, ticket).items] == [status(3)["id"]]
-    one.close_all()
-    two.close_all()
+    one.wait_held("room", client.key)
+    one.broker.publish("chat", {"room": "elsewhere"})  # wakes it; its filter finds nothing; it waits on
+    one.broker.publish("chat", {"room": "r1", "n": 1})
+    holder.join(20)
+    assert answer["items"] == [{"room": "r1", "n": 1}]
 
 
-def test_a_session_ahead_of_the_store_is_not_stale(redis_broker):
-    """Between a new batch and its save, the process's copy is one batch ahead of the store."""
-    registry, _, store = two_processes(redis_broker)
-    resume = resumer(redis_broker)
-    session = registry.create(resume({"identifier": unique("dur")}, None), ("ep", "x"))
-    redis_broker.publish(TOPIC, status(4))
-    settle(redis_broker)
-    assert session.poll("0", 1, 10).items  # batch 1, not yet saved
-    assert store.load(session.key)[0]["seq"] == 0
-    assert registry.lease(session.key, resume=resume)[0] is session
-    registry.close_all()
+@pytest.mark.parametrize("trial", range(10))
+def test_the_newer_poll_elsewhere_waits_for_data_and_the_older_answers_at_once(pair, trial):
+    """PROTOCOL.md: the newer poll wins and waits; it is never released by the notice that released the older
+    one (its own process's notice once released it, in 15 of 30 trials)."""
+    one, two = pair
+    client = Client(one["news"])
+    client.poll()
+    older: dict = {}
+    held = threading.Thread(target=lambda: older.update(client._send({"key": client.key, "cursor": client.cursor,
+                                                                           "timeout": 30})[1]))
+    held.start()
+    one.wait_held("news", client.key)
+    newer: dict = {}
+    other = Client(two["news"])
+    other.key, other.cursor = client.key, client.cursor
+    waiting = threading.Thread(target=lambda: newer.update(other.poll(timeout=30)))
+    waiting.start()
+    held.join(10)
+    assert not held.is_alive() and older["items"] == []  # released at once, not after its 30 s
+    two.wait_held("news", client.key)  # still waiting: not released by anyone's notice
+    two.broker.publish("news", trial)
+    waiting.join(10)
+    assert newer["items"] == [trial]
 
 
-def test_a_bind_tag_that_is_a_tuple_still_matches_after_a_rebuild(redis_broker):
-    one, two, _ = two_processes(redis_broker)
-    resume = resumer(redis_broker)
-    tag = ("statuses.sample", ("alice", 7))
-    a = one.create(resume({"identifier": unique("dur")}, None), tag)
-    rebuilt, ticket = two.lease(a.key, tag, resume, check_tag=True)  # would be 403 if a list != the tuple
-    assert rebuilt is not a
-    with pytest.raises(Forbidden):
-        two.lease(a.key, ("statuses.sample", ("bob", 7)), resume, check_tag=True)
-    one.close_all()
-    two.close_all()
+def test_a_stale_copy_is_only_let_go_and_the_shared_session_lives_on(pair, prefix):
+    """Mixing processes deleted the shared record: a process that found its copy stale closed it, and the
+    close deleted the session for everyone."""
+    one, two = pair
+    client = Client(one["news"])
+    client.poll()
+    for process, item in ((one, "a"), (two, "b"), (one, "c"), (two, "d"), (one, "e")):
+        client.target = process["news"]
+        process.broker.publish("news", item)
+        client.take(1)
+        assert record(one, client.key)["holder"], "the record must survive every move"
+    assert client.items == list("abcde")
+    stale = one.registry("news").get(client.key)
+    assert stale is not None
+    two.registry("news").close_all()  # the other process's copy closes (expiry, a stop): nothing is deleted
+    assert record(one, client.key)
+    one.broker.publish("news", "f")
+    client.target = two["news"]
+    assert client.take(1) == ["f"]
+
+
+def test_a_retry_after_redis_lost_the_last_write_goes_on_with_a_gap_never_a_400(pair):
+    """After a Redis restart, a poll with the client's last cursor got 400 for ever after (1 run in 5)."""
+    one, two = pair
+    client = Client(one["news"])
+    client.poll()
+    one.broker.publish("news", 1)
+    client.take(1)
+    before = record(one, client.key)
+    one.broker.publish("news", 2)
+    client.take(1)
+    key = one.backend.prefix + "session:" + client.key
+    one.backend.redis.delete(key)
+    one.backend.redis.hset(key, mapping=before)  # Redis came back without the last write
+    one.backend.redis.expire(key, 60)
+    for process in (two, one):
+        client.target = process["news"]
+        process.broker.publish("news", f"after on {process is one}")
+        body = client.poll(timeout=5)
+        assert body["items"], body
+    assert client.gaps >= 1  # said, not silent
+    assert client.items[:2] == [1, 2] and client.items[-2:] == ["after on False", "after on True"]
+
+
+def test_a_key_of_a_process_local_session_says_why_elsewhere(pair):
+    one, two = pair
+    client = Client(one["counter"])
+    client.poll()
+    assert client.key.startswith("L")
+    client.target = two["counter"]
+    with pytest.raises(Expired, match="kept by the server process that made it"):
+        client.poll()
+
+
+def test_a_recipe_that_yields_an_item_of_its_own_is_kept_here_and_said_so_elsewhere(pair):
+    one, two = pair
+    client = Client(one["mixed"])
+    client.poll()
+    assert client.key.startswith("D")
+    one.broker.publish("news", "mine")
+    assert client.take(2) == ["mine", {"own": True}]
+    assert orjson.loads(record(one, client.key)["state"])["local"] is True
+    other = Client(two["mixed"])
+    other.key, other.cursor = client.key, client.cursor
+    with pytest.raises(Expired, match="kept by the server process that made it"):
+        other.poll()
+    with pytest.raises(PollError, match="cannot be resumed"):  # and here: it cannot wait on its feed any more
+        client.poll(timeout=0)
+
+
+def test_a_key_works_only_at_the_endpoint_that_made_it(pair):
+    one, two = pair
+    client = Client(one["news"])
+    client.poll()
+    for process in (one, two):
+        other = Client(process["room"], room="r1")
+        other.key, other.cursor = client.key, client.cursor
+        with pytest.raises(PollError) as refused:
+            other.poll()
+        assert refused.value.status == 403 and "another endpoint" in refused.value.body["message"]
+
+
+def test_backfill_starts_with_the_newest_items(pair):
+    one, two = pair
+    for n in range(10):
+        one.broker.publish("news", n)
+    client = Client(one["news"], backfill="3")
+    client.poll()
+    assert client.items == [7, 8, 9]
+    client.target = two["news"]  # a rebuild does not backfill again
+    two.broker.publish("news", 10)
+    assert client.take(1) == [10] and client.items == [7, 8, 9, 10]
+
+
+def test_a_session_resumed_behind_its_topics_retention_says_gap_and_goes_on(redis_url, prefix):
+    one, two = Process(redis_url, prefix, chat, retention=5), Process(redis_url, prefix, chat, retention=5)
+    try:
+        client = Client(one["news"])
+        client.poll()
+        one.broker.publish("news", 0)
+        client.take(1)
+        one.stop()  # the process goes; the client is slow; the topic keeps its newest 5
+        for n in range(1, 40):
+            two.broker.publish("news", n)
+        two.backend.redis.xtrim(two.broker.log.topic_stream("news"), maxlen=5, approximate=False)
+        client.target = two["news"]
+        body = client.poll(timeout=5)
+        assert body.get("gap") is True and body["items"][0] == 35 and body["items"][-1] == 39
+    finally:
+        one.stop()
+        two.stop()
+
+
+def test_one_round_trip_per_continuation_poll_on_the_process_that_served_the_last(pair):
+    one, _ = pair
+    client = Client(one["news"])
+    client.poll()
+    for n in range(3):
+        one.broker.publish("news", n)
+    settle(one.broker)
+    client.take(3, poll_timeout=0)
+    commands = one.backend.redis.info("commandstats")
+    before = {name: stats["calls"] for name, stats in commands.items()}
+    polls = 20
+    for n in range(polls):
+        one.broker.publish("news", n)
+        settle(one.broker)
+        client.poll()
+    after = {name: stats["calls"] for name, stats in one.backend.redis.info("commandstats").items()}
+    scripts = after.get("cmdstat_evalsha", 0) - before.get("cmdstat_evalsha", 0)
+    # each publish is one script too, and other tests share this Redis: count what a poll could have cost
+    assert scripts <= 2 * polls, f"{scripts} scripts for {polls} polls and {polls} publishes"
+    assert after.get("cmdstat_hgetall", 0) == before.get("cmdstat_hgetall", 0)
 
 
 def test_a_poll_held_longer_than_the_idle_timeout_keeps_its_session(durable_redis):
@@ -141,17 +263,17 @@ def test_a_poll_held_longer_than_the_idle_timeout_keeps_its_session(durable_redi
             assert after.status_code == 200, after.text
 
 
-def test_an_unknown_or_expired_key_is_410_in_every_process(redis_broker):
-    store = RedisSessionStore(redis_broker.redis, ttl=30, prefix=unique("test-session-") + ":")
-    registry = Registry(store=store)
-
-    def resume(definition, position):
-        return StatusFeed(redis_broker, Sample("x", 100), definition, position)
-
-    session = registry.create(resume({"identifier": "x"}, None), ("ep", "x"))
-    registry.close_all()  # this process forgets it; only the store knows it now
-    assert registry.get(session.key, resume).key == session.key
-    registry.close_all()
-    redis_broker.redis.delete(store.prefix + session.key)  # as the TTL would
-    with pytest.raises(Expired):
-        registry.get(session.key, resume)
+def test_every_key_longpoll_writes_is_under_its_prefix(pair, prefix):
+    one, two = pair
+    client = Client(one["room"], room="r1")
+    client.poll()
+    one.broker.publish("chat", {"room": "r1"})
+    client.take(1)
+    client.target = two["room"]
+    two.broker.publish("chat", {"room": "r1"})
+    client.take(1)
+    keys = [k.decode() for k in one.backend.redis.scan_iter(match=prefix + "*")]
+    assert {k.split(":")[1] for k in keys} >= {"log", "session"}
+    everything = redis.Redis.from_url(one.backend.url)
+    strays = [k for k in everything.scan_iter() if k.decode().startswith(("session:", "longpoll:log", "epoch"))]
+    assert not strays

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import httpx
-import orjson
-import pytest
 
-from longpoll.durable import RedisSessionStore
-from longpoll.registry import Registry
+from longpoll.session import Poll as P
 from longpoll.session import Session
 from longpoll.signals import GAP
-from longpoll.streams.feed import StatusFeed
-from longpoll.streams.filters import Sample
-from longpoll.streams.store import TOPIC
 from tests.conftest_support import wait_until
 from tests.procs import ServerProcess
 from tests.redisproc import RedisProcess
-from tests.streams_helpers import Stream, post, settle, signup, unique
+from tests.streams_helpers import Stream, post, signup, unique
 
 
 def status(n: int) -> dict:
@@ -31,42 +25,12 @@ def test_a_generator_saying_gap_makes_the_next_batch_say_it():
         yield 3
 
     session = Session("k", gen())
-    first = session.poll(None, 0, 10)
+    first = session.poll(P(None, 0, 10))
     assert (first.items, first.gap) == ([1], False)  # the items before the gap go first, without it
-    second = session.poll(first.cursor, 0, 10)
+    second = session.poll(P(first.cursor, 0, 10))
     assert (second.items, second.gap) == ([2, 3], True)
-    assert session.poll(first.cursor, 0, 10).gap  # sent again, it still says so
+    assert session.poll(P(first.cursor, 0, 10)).gap  # sent again, it still says so
     assert second.to_json("k")["gap"] is True and "gap" not in first.to_json("k")
-
-
-def test_a_session_rebuilt_behind_a_trimmed_log_says_gap_and_goes_on_from_the_oldest_left(server):
-    if "redis" not in server["brokers"]:
-        pytest.skip("needs redis-server")
-    broker = server["brokers"]["redis"]
-    store = RedisSessionStore(broker.redis, ttl=60, prefix=unique("gap-session-") + ":")
-
-    def resume(definition, position):
-        return StatusFeed(broker, Sample(definition["identifier"], 100), definition, position)
-
-    one, two = Registry(store=store), Registry(store=store)
-    session = one.create(resume({"identifier": unique("slow")}, None), ("ep", "x"))
-    for n in range(3):
-        broker.publish(TOPIC, status(n))
-    settle(broker)
-    first = one.poll(session, "0", 1, 10)
-    assert [i["id"] for i in first.items] == [status(n)["id"] for n in range(3)] and not first.gap
-    for n in range(3, 10):  # the client is slow, and meanwhile the log is trimmed (--retention)
-        broker.publish(TOPIC, status(n))
-    settle(broker)
-    positions = {orjson.loads(e.raw).get("id"): e.position
-                 for e in broker.log.range("0-0", broker.log.tail(), 100_000) if e.topic == TOPIC}
-    broker.redis.xtrim(broker.log.stream, minid=positions[status(7)["id"]], approximate=False)
-    one.close_all()  # its process went away; another takes the session up from the store
-    rebuilt, ticket = two.lease(session.key, resume=resume)
-    batch = two.poll(rebuilt, first.cursor, 1, 100, ticket)
-    statuses = [i["id"] for i in batch.items if i["id"] >= 20_000_000]
-    assert batch.gap and statuses == [status(n)["id"] for n in (7, 8, 9)]  # from the oldest still there
-    two.close_all()
 
 
 def test_a_live_session_through_a_redis_restart_that_lost_everything_says_gap_and_goes_on():

@@ -23,7 +23,6 @@ from cherrypy.process import wspbus
 
 from longpoll.backends.memory import MemoryLog
 from longpoll.hub import Hub
-from longpoll.signals import Signal
 from longpoll.streams.home import GraphRouter, Home, HomeFeed, HomeIndex, SocialRouter
 from longpoll.streams.social import GRAPH
 from longpoll.streams.store import TOPIC, MemoryStore
@@ -45,7 +44,7 @@ class Process:
 
     def pump(self, upto: int) -> None:
         while int(self.hub.position) < upto:
-            self.hub._dispatch(self.log.range(self.hub.position, str(upto), 100))
+            self.hub._dispatch([e for e in self.log.read(self.hub.position, 0, 100) if int(e.position) <= upto])
 
 
 class OldSnapshots:
@@ -71,7 +70,7 @@ def expected(log: MemoryLog, uid: int, start: int, backfill: list[dict]) -> list
     following: set[int] = set()
     delivered = {status["id"] for status in backfill}
     out: list[Any] = list(backfill)
-    for entry in log.range("0", log.tail(), 1_000_000):
+    for entry in log.read("0", 0, 1_000_000):
         item = orjson.loads(entry.raw)
         if entry.topic == GRAPH and item["uid"] == uid:
             (following.add if item["following"] else following.discard)(item["other"])
@@ -97,17 +96,18 @@ class Session:
 
     def take(self, most: int) -> None:
         for _ in range(most):
-            item = next(self.feed)
-            if isinstance(item, Signal):
+            found, item = self.feed.take()
+            if not found:
                 return
             self.items.append(item)
 
     def move(self) -> None:
-        """What a durable session does on another process: rebuild from definition and position."""
-        definition, position = self.feed.definition, self.feed.position
+        """What a durable session does on another process: its feed built again from its checkpoint."""
+        checkpoint = orjson.loads(orjson.dumps(self.feed.checkpoint()))
         self.feed.close()
         self.process = self.world.rng.choice(self.world.processes)
-        self.feed = HomeFeed(self.process.broker, self.world.store, orjson.loads(orjson.dumps(definition)), position)
+        self.feed = HomeFeed(self.process.broker, self.world.store, {"identifier": checkpoint["identifier"],
+                                                                       "uid": checkpoint["uid"]}, checkpoint)
 
 
 class World:

@@ -8,9 +8,13 @@ import cherrypy
 import httpx
 import pytest
 
-from longpoll.durable import RedisSessionStore
-from longpoll.registry import Registry
-from longpoll.streams.home import HomeFeed
+from longpoll import Broker, json_yield
+from longpoll.streams.home import GraphRouter, HomeIndex, SocialRouter, home_feed
+from longpoll.streams.redis_store import RedisStore
+from longpoll.streams.social import GRAPH
+from longpoll.streams.store import TOPIC
+from longpoll.testing import Client
+from tests.inproc import Process
 from tests.procs import ServerProcess
 from tests.social_helpers import HomeStream, auth, follow, home, store_of, syndicated, unfollow
 from tests.streams_helpers import delete, post, settle, signup, unique
@@ -187,32 +191,43 @@ def redis_broker(server):
     return server["brokers"]["redis"]
 
 
+def home_app(broker: Broker) -> dict:
+    """What a server process mounts for the home stream: the routers at its hub, and the endpoint."""
+    index = HomeIndex()
+    broker.hub.route(TOPIC, SocialRouter(index))
+    broker.hub.route(GRAPH, GraphRouter(broker.hub, index))
+    store = RedisStore(broker.redis, broker.log)
+
+    @json_yield(name="tests.home")
+    def home(uid: str):
+        return home_feed(broker, store, {"identifier": "h", "uid": int(uid), "backfill": 0})
+
+    return {"home": home, "store": store}
+
+
 def test_a_home_session_rebuilt_in_another_process_routes_as_before(redis_broker):
-    """Two registries on one session store are two processes; the graph changes between their polls."""
-    store = store_of("/redis")
-    sessions = RedisSessionStore(redis_broker.redis, ttl=60, prefix=unique("test-session-") + ":")
-    one, two = Registry(store=sessions), Registry(store=sessions)
-    ann, bob = store.create_user(unique("ann"), "Ann"), store.create_user(unique("bob"), "Bob")
-    store.follow(bob["token"], ann["login"])
-
-    def resume(definition, position):
-        return HomeFeed(redis_broker, store, definition, position)
-
-    session = one.create(resume({"kind": "home", "identifier": "h", "uid": bob["id"]}, None), ("ep", "h"))
-    first = store.post_status(ann["token"], "one", None)
-    settle(redis_broker)
-    batch = one.poll(session, "0", 5, 10)
-    assert batch.items == [first]
-    store.unfollow(bob["token"], ann["login"])
-    store.post_status(ann["token"], "not for bob", None)
-    store.delete_status(ann["token"], first["id"])
-    store.follow(bob["token"], ann["login"])
-    last = store.post_status(ann["token"], "two", None)
-    one.close_all()  # this process goes away; the other rebuilds the session from Redis
-    moved = two.get(session.key, resume)
-    settle(redis_broker)
-    assert two.poll(moved, batch.cursor, 5, 10).items == [{"id": first["id"], "deleted": True}, last]
-    two.close_all()
+    """Two processes; the graph changes between their polls."""
+    prefix = unique("t") + ":"
+    one, two = (Process(redis_broker.backend.url, prefix, home_app) for _ in range(2))
+    try:
+        store = one["store"]
+        ann, bob = store.create_user(unique("ann"), "Ann"), store.create_user(unique("bob"), "Bob")
+        store.follow(bob["token"], ann["login"])
+        client = Client(one["home"], uid=str(bob["id"]))
+        client.poll()
+        first = store.post_status(ann["token"], "one", None)
+        assert client.take(1) == [first]
+        store.unfollow(bob["token"], ann["login"])
+        store.post_status(ann["token"], "not for bob", None)
+        store.delete_status(ann["token"], first["id"])
+        store.follow(bob["token"], ann["login"])
+        last = store.post_status(ann["token"], "two", None)
+        one.stop()  # this process goes away; the other builds the session again from Redis
+        client.target = two["home"]
+        assert client.take(2) == [{"id": first["id"], "deleted": True}, last]
+    finally:
+        one.stop()
+        two.stop()
 
 
 def test_home_polls_alternating_between_two_server_processes(durable_redis):

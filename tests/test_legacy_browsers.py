@@ -213,7 +213,7 @@ def test_jquery_plugin_and_longpoll_without_fetch_follow_a_stream_through_a_rest
         assert page.evaluate("keys()") == keys, "the same sessions, resumed from Redis"
 
         # The sessions vanish from Redis: the next polls get 410 and start new ones.
-        gone = redis.Redis.from_url(servers.redis_url).delete(*(f"session:{key}" for key in keys.values()))
+        gone = redis.Redis.from_url(servers.redis_url).delete(*(f"longpoll:session:{key}" for key in keys.values()))
         assert gone == len(CLIENTS)
         wait(page, errors, "old => { const k = keys(); "
                            "return Object.keys(k).every((name) => k[name] && k[name] !== old[name]); }", keys)

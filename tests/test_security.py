@@ -85,4 +85,5 @@ def test_stream_key_is_bound_to_its_identifier_across_endpoints(client):
     stream = Stream(client, "sample", identifier="alice-1")
     stolen = client.post("/statuses/filter.json", data={"identifier": "alice-1", "key": stream.key,
                                                         "cursor": stream.cursor, "track": "x"})
-    assert stolen.status_code == 410  # a sample key is no filter key, even for its own identifier
+    assert stolen.status_code == 403  # a sample key is no filter key, even for its own identifier
+    assert "another endpoint" in stolen.json()["message"]

@@ -1,14 +1,51 @@
-"""Backends: where published items live between the publisher and the hub."""
+"""Backends: where published items live between the publisher and the hubs, and where durable sessions
+are kept.  The one place the backend is chosen is :func:`open`.
+
+Brokers on the same URL and prefix share one backend (one Redis client and
+pool, one session store, one release channel); :func:`durable` lists the
+Redis backends open in this process, which is where a poll whose key this
+process does not hold looks for its session.
+"""
 
 from __future__ import annotations
 
-from .base import Entry, Log
-from .memory import MemoryLog
+import threading
+import weakref
+from typing import Any
 
-DEFAULT_RETENTION = 100_000
-"""Entries the log keeps for readers that fall behind or reconnect."""
+from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Entry, Log, Retention, order
+from .memory import MemoryBackend, MemoryLog
 
-STREAM = "longpoll:log"
-"""The Redis Stream of a broker unless it names another."""
+PREFIX = "longpoll:"
+"""What every Redis key longpoll writes starts with, unless told otherwise."""
 
-__all__ = ["Entry", "Log", "MemoryLog", "DEFAULT_RETENTION", "STREAM"]
+Backend = Any  # MemoryBackend | RedisBackend (the latter imports redis-py only when used)
+
+_open: weakref.WeakValueDictionary[tuple[str, str], Any] = weakref.WeakValueDictionary()
+_lock = threading.Lock()
+
+
+def open(url: str | None = None, *, prefix: str = PREFIX) -> Backend:  # noqa: A001 (the backend's name for it)
+    """The backend for a Redis URL (shared by everything that opens the same URL and prefix), or, without
+    one, a new embedded backend."""
+    if not url:
+        return MemoryBackend(prefix)
+    if not prefix or not isinstance(prefix, str):
+        raise ValueError("prefix must be a non-empty string, such as 'longpoll:'")
+    with _lock:
+        backend = _open.get((url, prefix))
+        if backend is None:
+            from .redis import RedisBackend
+
+            backend = _open[(url, prefix)] = RedisBackend(url, prefix)
+        return backend
+
+
+def durable() -> list[Any]:
+    """The Redis backends open in this process."""
+    with _lock:
+        return list(_open.values())
+
+
+__all__ = ["Entry", "Log", "MemoryLog", "MemoryBackend", "Retention", "DEFAULT_RETENTION", "DEFAULT_LOG_RETENTION",
+           "PREFIX", "open", "durable", "order"]

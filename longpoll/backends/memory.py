@@ -1,9 +1,11 @@
 """The embedded backend: everything in this process, nothing to install.
 
-It has the shape of the Redis backend so that the hub, the sessions and the
-tests cannot tell them apart: an append-only log with positions that a reader
-follows, and items stored as JSON text, so a publisher mutating its dict
-afterwards changes nothing that was published.
+It has the shape of the Redis backend so that the hub, the feeds, the
+sessions and the tests cannot tell them apart: an append-only log with
+positions that a reader follows, each topic's own history beside it, and
+items stored as JSON text, so a publisher mutating its dict afterwards
+changes nothing that was published.  Sessions live and die with the process,
+so there is no session store.
 """
 
 from __future__ import annotations
@@ -14,41 +16,78 @@ from typing import Any
 
 import orjson
 
+from ..encoding import exact
 from ..errors import BadRequest
-from .base import Entry
+from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Entry, Retention, order, retention_of
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """What the embedded log keeps at most, whatever its entry count."""
+
+_Kept = tuple[int, str, bytes]  # (sequence number, topic, JSON)
+
+
+class _Topic:
+    __slots__ = ("entries", "dropped_upto")
+
+    def __init__(self) -> None:
+        self.entries: deque[_Kept] = deque()
+        self.dropped_upto = 0  # the newest sequence number this topic let go
 
 
 class MemoryLog:
     """A capped, in-process log; positions are decimal sequence numbers.
 
-    Capped twice: at ``retention`` entries and at ``max_bytes`` of entries,
-    so that whoever may publish cannot make the process keep more than that.
+    The log keeps at most ``log_retention`` entries and ``max_bytes`` of
+    them, so that whoever may publish cannot make the process keep more than
+    that; each topic's history is a view of it, cut further to the topic's
+    own retention.
     """
 
-    def __init__(self, retention: int = 100_000, max_bytes: int = DEFAULT_MAX_BYTES):
-        self._entries: deque[tuple[int, str, bytes]] = deque()
-        self.retention = retention
+    def __init__(self, name: str = "log", *, retention: Retention = DEFAULT_RETENTION,
+                 log_retention: int = DEFAULT_LOG_RETENTION, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.name = name
+        self.retention = retention_of(retention)
+        self.log_retention = log_retention
         self.max_bytes = max_bytes
+        self._entries: deque[_Kept] = deque()
+        self._topics: dict[str, _Topic] = {}
+        self._trimmed_upto = 0  # the newest sequence number the log let go
         self._bytes = 0
         self._seq = 0
         self._cond = threading.Condition()
 
     def append(self, topic: str, item: Any) -> str:
         try:
-            raw = orjson.dumps(item)
+            raw = exact(orjson.dumps(item))  # kept: at its own size
         except TypeError as exc:
             raise BadRequest(f"item is not JSON: {exc}") from None
         with self._cond:
             self._seq += 1
-            self._entries.append((self._seq, topic, raw))
+            kept = (self._seq, topic, raw)
+            self._entries.append(kept)
             self._bytes += len(raw)
-            while len(self._entries) > self.retention or (self._bytes > self.max_bytes and len(self._entries) > 1):
-                self._bytes -= len(self._entries.popleft()[2])
+            history = self._topics.get(topic)
+            if history is None:
+                history = self._topics[topic] = _Topic()
+            history.entries.append(kept)
+            if len(history.entries) > self.retention(topic):
+                history.dropped_upto = history.entries.popleft()[0]
+            while len(self._entries) > self.log_retention or (self._bytes > self.max_bytes and len(self._entries) > 1):
+                self._let_go(self._entries.popleft())
             self._cond.notify_all()
             return str(self._seq)
+
+    def _let_go(self, kept: _Kept) -> None:
+        """Under the lock: the log's oldest entry goes, and with it from its topic's history if still there."""
+        seq, topic, raw = kept
+        self._bytes -= len(raw)
+        self._trimmed_upto = seq
+        history = self._topics.get(topic)
+        if history is not None and history.entries and history.entries[0] is kept:
+            history.entries.popleft()
+            history.dropped_upto = seq
+            if not history.entries:
+                del self._topics[topic]  # anyone can make topics: keep none that hold nothing
 
     def tail(self) -> str:
         return str(self._seq)
@@ -57,23 +96,44 @@ class MemoryLog:
         with self._cond:
             if self._seq <= int(after) and block > 0:
                 self._cond.wait(block)
-            return self._slice(int(after), self._seq, count)
+            return self._slice(int(after), count)
 
-    def range(self, after: str, upto: str, count: int = 1000) -> list[Entry]:
-        with self._cond:
-            return self._slice(int(after), int(upto), count)
-
-    def _slice(self, after: int, upto: int, count: int) -> list[Entry]:
-        if not self._entries or min(upto, self._seq) <= after:
+    def _slice(self, after: int, count: int) -> list[Entry]:
+        if not self._entries or self._seq <= after:
             return []
         first = self._entries[0][0]  # sequence numbers are contiguous from here
         index = max(0, after + 1 - first)  # entries before `first` were trimmed
-        end = min(len(self._entries), index + count, upto - first + 1)
+        end = min(len(self._entries), index + count)
         return [Entry(str(seq), topic, raw) for seq, topic, raw in (self._entries[i] for i in range(index, end))]
 
-    def trimmed_after(self, position: str) -> bool:
+    def topic_range(self, topics: tuple[str, ...], after: str, upto: str, count: int = 1000) -> list[Entry]:
+        low, high = int(after), int(upto)
+        found = []
         with self._cond:
-            return bool(self._entries) and int(position) < self._entries[0][0] - 1
+            for topic in topics:
+                history = self._topics.get(topic)
+                for kept in reversed(history.entries if history is not None else ()):  # resumes are near the end
+                    if kept[0] <= low:
+                        break
+                    if kept[0] <= high:
+                        found.append(kept)
+        found.sort(key=lambda kept: kept[0])
+        return [Entry(str(seq), topic, raw) for seq, topic, raw in found[:count]]
+
+    def newest(self, topic: str, count: int, upto: str) -> list[Entry]:
+        high = int(upto)
+        with self._cond:
+            history = self._topics.get(topic)
+            kept = [k for k in history.entries if k[0] <= high][-count:] if history is not None and count else []
+        return [Entry(str(seq), topic, raw) for seq, topic, raw in kept]
+
+    def trimmed_after(self, topic: str, position: str) -> bool:
+        after = order(position)[0]
+        with self._cond:
+            history = self._topics.get(topic)
+            if history is not None:
+                return history.dropped_upto > after
+            return self._trimmed_upto > after  # nothing of it left: it may have had entries the log let go
 
     def epoch(self) -> str:
         return "memory"  # it lives and dies with the process, and its sessions with it
@@ -85,3 +145,21 @@ class MemoryLog:
 
     def close(self) -> None:
         self.wake()
+
+
+class MemoryBackend:
+    """Logs in this process; no session store (sessions cannot outlive the process anyway)."""
+
+    kind = "memory"
+    redis = None
+    sessions = None
+
+    def __init__(self, prefix: str = "longpoll:"):
+        self.prefix = prefix
+
+    def log(self, name: str = "log", *, retention: Retention = DEFAULT_RETENTION,
+            log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None) -> MemoryLog:
+        return MemoryLog(name, retention=retention, log_retention=log_retention)
+
+    def close(self) -> None:
+        pass

@@ -1,9 +1,16 @@
-"""The Redis backend: one Redis Stream as the log every server process reads.
+"""The Redis backend: logs as Redis Streams, sessions as hashes, every key under one prefix.
 
-Each entry is ``{t: topic, d: JSON}`` in the stream ``longpoll:log``, trimmed
-to about ``retention`` entries with ``XADD MAXLEN ~``.  Stream IDs are the
-positions: a reader that was cut off continues with ``XREAD`` after the last
-ID it handled, so nothing published meanwhile is lost (unlike pub/sub).
+A log named ``log`` is the stream ``<prefix>log`` that every hub reads, and
+beside it one stream per topic, ``<prefix>log:<topic>``, holding the same
+entries under the same IDs (one script writes both), each trimmed to its
+topic's retention with ``XADD MAXLEN ~``.  Stream IDs are the positions: a
+reader that was cut off continues with ``XREAD`` after the last ID it
+handled, so nothing published meanwhile is lost (unlike pub/sub), and a feed
+resumed anywhere replays its own topic's stream.
+
+Every key this module (and the code above it) writes starts with the
+backend's prefix, ``longpoll:`` by default, so an app can share its Redis
+database; every script names the keys it touches in ``KEYS``.
 
 redis-py errors never leave this module raw: a connection or timeout error
 becomes :class:`~longpoll.errors.BackendUnavailable` (503 with Retry-After).
@@ -22,15 +29,26 @@ from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
 from ..errors import BackendUnavailable, BadRequest
-from . import STREAM, sentinel
-from .base import Entry
-
-EPOCH_KEY = "longpoll:epoch"
-"""Changes when Redis loses its data; hubs and session stores compare it to tell (gaps, not silence)."""
+from . import sentinel
+from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Entry, Retention, order, retention_of
 
 RETRY = Retry(EqualJitterBackoff(cap=0.1, base=0.01), 1)
 """One quick retry (a pooled connection gone stale after a Redis restart), then 503:
 redis-py's default of 10 retries would hold a publisher for seconds."""
+
+APPEND_LUA = """
+local function log_append(log, topic_stream, log_len, topic_len, ttl, topic, data)
+  local id = redis.call('XADD', log, 'MAXLEN', '~', log_len, '*', 't', topic, 'd', data)
+  redis.call('XADD', topic_stream, 'MAXLEN', '~', topic_len, id, 'd', data)
+  if tonumber(ttl) > 0 then redis.call('PEXPIRE', topic_stream, ttl) end
+  return id
+end
+"""
+"""Appending to a log, for any script that appends as one step with writes of its own (the status store's):
+the log's stream and the topic's, the same ID in both.  ``RedisLog.keys()`` and ``RedisLog.args()`` give a
+script what it passes."""
+
+APPEND = APPEND_LUA + "return log_append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
 
 
 def connect(url: str, max_connections: int = 64) -> redis.Redis:
@@ -70,10 +88,28 @@ def unavailable_as_503() -> Iterator[None]:
 
 
 class RedisLog:
-    def __init__(self, client: redis.Redis, retention: int = 100_000, stream: str = STREAM):
+    def __init__(self, client: redis.Redis, prefix: str, name: str = "log", *,
+                 retention: Retention = DEFAULT_RETENTION, log_retention: int = DEFAULT_LOG_RETENTION,
+                 topic_ttl: float | None = None):
         self.client = client
-        self.retention = retention
-        self.stream = stream
+        self.name = name
+        self.stream = prefix + name
+        self.epoch_key = prefix + "epoch"
+        self.retention = retention_of(retention)
+        self.log_retention = log_retention
+        self.topic_ttl_ms = int(topic_ttl * 1000) if topic_ttl else 0
+        self._append = client.register_script(APPEND)
+
+    def topic_stream(self, topic: str) -> str:
+        return f"{self.stream}:{topic}"
+
+    def keys(self, topic: str) -> list[str]:
+        """What a script appending to this log names in KEYS, in APPEND_LUA's order."""
+        return [self.stream, self.topic_stream(topic)]
+
+    def args(self, topic: str) -> list[Any]:
+        """What it passes to ``log_append`` after the keys: the lengths, the topic's TTL and the topic."""
+        return [self.log_retention, self.retention(topic), self.topic_ttl_ms, topic]
 
     def append(self, topic: str, item: Any) -> str:
         try:
@@ -81,8 +117,7 @@ class RedisLog:
         except TypeError as exc:
             raise BadRequest(f"item is not JSON: {exc}") from None
         with unavailable_as_503():
-            position = self.client.xadd(self.stream, {"t": topic, "d": raw},
-                                        maxlen=self.retention, approximate=True)
+            position = self._append(keys=self.keys(topic), args=[*self.args(topic), raw])
         return position.decode()
 
     def tail(self) -> str:
@@ -96,50 +131,80 @@ class RedisLog:
                                        block=max(1, int(block * 1000)) if block > 0 else None)
         return [_entry(position, fields) for _stream, items in answer or [] for position, fields in items]
 
-    def range(self, after: str, upto: str, count: int = 1000) -> list[Entry]:
+    def topic_range(self, topics: tuple[str, ...], after: str, upto: str, count: int = 1000) -> list[Entry]:
         with unavailable_as_503():
-            items = self.client.xrange(self.stream, min=f"({after}", max=upto, count=count)
-        return [_entry(position, fields) for position, fields in items]
+            found = [_entry(position, fields, topic) for topic in topics
+                     for position, fields in self.client.xrange(self.topic_stream(topic), min=f"({after}",
+                                                                 max=upto, count=count)]
+        if len(topics) > 1:
+            found.sort(key=lambda entry: order(entry.position))
+        return found[:count]
 
-    def trimmed_after(self, position: str) -> bool:
-        """Trimming takes the oldest entries: once the stream's first entry is newer than ``position`` (an
-        entry a reader took), what followed it may be gone (said even when the very next entry happens to
-        be the first one left: a gap too many is harmless, one too few is silent loss).  A stream gone
-        altogether, or emptied, has lost whatever was added after ``position``."""
+    def newest(self, topic: str, count: int, upto: str) -> list[Entry]:
+        if not count:
+            return []
+        with unavailable_as_503():
+            items = self.client.xrevrange(self.topic_stream(topic), max=upto, count=count)
+        return [_entry(position, fields, topic) for position, fields in reversed(items)]
+
+    def trimmed_after(self, topic: str, position: str) -> bool:
+        """Trimming takes a stream's oldest entries: once the topic's first entry is newer than ``position``
+        and the stream has let entries go, what followed the position may be gone (said even when the very
+        next entry happens to be the first one left: a gap too many is harmless, one too few is silent loss).
+        A topic's stream that is gone lost nothing this log can tell of: a topic nobody published to has
+        none, and a Redis that lost its data is told by the epoch (the hub's and the session store's)."""
         with unavailable_as_503():
             try:
-                info = self.client.xinfo_stream(self.stream)
-            except redis.ResponseError:  # no such key: Redis lost its data, or nothing was ever added
-                return position not in ("0", "0-0")
+                info = self.client.xinfo_stream(self.topic_stream(topic))
+            except redis.ResponseError:  # no such key
+                return False
+        if int(info.get("entries-added", 0)) <= int(info["length"]):
+            return False  # nothing let go
         first = info.get("first-entry")
-        if not first:
-            return _order(_text(info["last-generated-id"])) > _order(position)
-        if position in ("0", "0-0"):
-            return int(info.get("entries-added", 0)) > int(info["length"])
-        return _order(_text(first[0])) > _order(position)
+        oldest = _text(first[0]) if first else _text(info["last-generated-id"])
+        return order(oldest) > order(position)
 
     def epoch(self) -> str:
         """A random name kept in Redis beside the log: gone, and made anew, when Redis lost its data."""
         with unavailable_as_503():
-            self.client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
-            value = self.client.get(EPOCH_KEY)
+            self.client.set(self.epoch_key, secrets.token_hex(8), nx=True)
+            value = self.client.get(self.epoch_key)
         return value.decode() if value else ""
 
     def wake(self) -> None:
         """Nothing to do: a blocked XREAD returns within its block time."""
 
     def close(self) -> None:
-        self.client.close()
+        pass  # the client is the backend's
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _order(position: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in position.split("-"))
-
-
-def _entry(position: bytes, fields: dict[bytes, bytes]) -> Entry:
+def _entry(position: bytes, fields: dict[bytes, bytes], topic: str | None = None) -> Entry:
     """An entry whatever a stray writer put in the stream: bad ones decode to b"" and are counted."""
-    return Entry(position.decode(), fields.get(b"t", b"").decode("utf-8", "replace"), fields.get(b"d", b""))
+    return Entry(position.decode(), topic if topic is not None else fields.get(b"t", b"").decode("utf-8", "replace"),
+                 fields.get(b"d", b""))
+
+
+class RedisBackend:
+    """One Redis client (and its pool) for the logs, the session store and the release channel."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str = "longpoll:"):
+        from .store import RedisSessionStore
+
+        self.url = check_url(url)
+        self.prefix = prefix
+        self.redis = connect(url)
+        self.sessions = RedisSessionStore(self.redis, prefix)
+
+    def log(self, name: str = "log", *, retention: Retention = DEFAULT_RETENTION,
+            log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None) -> RedisLog:
+        return RedisLog(self.redis, self.prefix, name, retention=retention, log_retention=log_retention,
+                        topic_ttl=topic_ttl)
+
+    def close(self) -> None:
+        self.redis.close()

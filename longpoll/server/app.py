@@ -19,9 +19,8 @@ import cherrypy.lib.static
 import orjson
 from cherrypy import _cprequest
 
-from ..backends import DEFAULT_RETENTION
+from ..backends import PREFIX
 from ..broker import DEFAULT_BUFFER, Broker
-from ..durable import RedisSessionStore
 from ..fastpath import FastPolls
 from ..params import PollLimits
 from ..plugin import Plugin
@@ -56,8 +55,11 @@ class Settings:
     keep_alive_timeout: float = 75.0  # how long a kept-alive connection may wait for its next request
     max_body_bytes: int = 64 * 1024
     buffer: int = DEFAULT_BUFFER
-    retention: int = DEFAULT_RETENTION
-    topic_retention: int = 10_000  # the demo's anonymous /topics: with max_topic_item_bytes, at most 80 MiB kept
+    prefix: str = PREFIX  # every Redis key the server writes starts with it
+    retention: int = 100_000  # statuses (and follow events) kept for hubs behind and sessions resuming
+    topic_retention: int = 10_000  # the demo's anonymous /topics, all together: with max_topic_item_bytes, 80 MiB
+    topic_history: int = 1000  # each /topics topic's own history, for backfill= and sessions resuming
+    topic_ttl: float = 3600.0  # a /topics topic's history goes this long after its last item (Redis)
     max_topic_item_bytes: int = 8192
     access_log: bool = False
     cors_origins: tuple[str, ...] = ()
@@ -85,25 +87,23 @@ class Root(Service):
         return cherrypy.lib.static.serve_file(str(web_dir() / "index.html"), "text/html")
 
 
-TOPICS_STREAM = "longpoll:topics"
-
-
 def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     """Make the app tree and its config (without touching global CherryPy state)."""
-    broker = Broker(settings.redis_url, buffer=settings.buffer, retention=settings.retention)
-    store = RedisSessionStore(broker.redis, settings.idle_timeout) if broker.redis is not None else None
+    broker = Broker(settings.redis_url, prefix=settings.prefix, buffer=settings.buffer, retention=settings.retention,
+                    log_retention=settings.retention)
     limits = SessionLimits(max_sessions=settings.max_sessions, max_per_owner=settings.max_sessions_per_identifier,
                            max_per_address=settings.max_sessions_per_address,
                            polls_per_second=settings.max_polls_per_second,
                            poll_burst=2 * settings.max_polls_per_second)
-    registry = Registry(settings.idle_timeout, name="longpoll serve", store=store, session_limits=limits)
+    registry = Registry(settings.idle_timeout, name="longpoll serve", session_limits=limits)
     poll_limits = PollLimits(max_timeout=settings.max_timeout,
                              default_timeout=min(PollLimits.default_timeout, settings.max_timeout),
                              max_stream_seconds=settings.max_stream_seconds, heartbeat=settings.heartbeat)
     root = Root(openapi.document(poll_limits))
     # Anyone may publish to the demo's topics: a log of their own, bounded in bytes, not the statuses'.
-    topics = Broker(settings.redis_url, buffer=settings.buffer, retention=settings.topic_retention,
-                    stream=TOPICS_STREAM, max_item_bytes=settings.max_topic_item_bytes)
+    topics = Broker(settings.redis_url, prefix=settings.prefix, name="topics", buffer=settings.buffer,
+                    retention=settings.topic_history, log_retention=settings.topic_retention,
+                    topic_ttl=settings.topic_ttl, max_item_bytes=settings.max_topic_item_bytes)
     demo = Demo(topics, registry, poll_limits)
     root.primes = demo.primes  # type: ignore[attr-defined]
     root.topics = demo.topics  # type: ignore[attr-defined]

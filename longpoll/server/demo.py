@@ -1,8 +1,10 @@
 """The demo endpoints ``longpoll serve`` mounts beside the status streams.
 
 ``/primes`` is the seed's example: a plain generator, polled batch by batch.
-``/topics/<name>`` is the broker over HTTP: GET long-polls a topic, POST
-publishes a JSON item to it, and every poller of the topic gets it.
+``/topics/<name>`` is the broker over HTTP: GET long-polls a topic (a feed:
+its sessions are durable on Redis; ``backfill=N`` starts with the newest N
+items), POST publishes a JSON item to it, and every poller of the topic gets
+it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import cherrypy
 from ..broker import Broker
 from ..endpoint import json_handler, json_yield
 from ..errors import BadParameter, BadRequest
-from ..params import NO_BODY, PollLimits, json_request_body
+from ..params import NO_BODY, PollLimits, integer, json_request_body
 from ..registry import Registry
 from ..responses import json_body
+
+MAX_BACKFILL = 1000
 
 TOPIC = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 PRIMES_LIMIT = 10_000_000
@@ -66,14 +70,13 @@ class Demo:
     def __init__(self, broker: Broker, registry: Registry, limits: PollLimits = PollLimits()):
         self.broker = broker
         self.primes = cherrypy.expose(json_yield(registry=registry, poll_limits=limits)(primes))
-        self.follow = json_yield(methods=("GET",), registry=registry, poll_limits=limits, fastpath=True,
-                                  bind=lambda params: params.get("topic"))(self._topic_items)
+        self.follow = json_yield(methods=("GET",), registry=registry, poll_limits=limits, name="topics",
+                                 fastpath=True)(self._topic_items)
 
-    def _topic_items(self, topic: str) -> Iterator[Any]:
-        with self.broker.subscribe(topic) as sub:
-            while True:
-                yield from sub.drain()
-                yield sub
+    def _topic_items(self, topic: str, backfill: Any = "0") -> Iterator[Any]:
+        """A topic's items, from now on (or its newest ``backfill`` first): durable on Redis."""
+        count = integer({"backfill": backfill}, "backfill", 0, MAX_BACKFILL, 0)
+        return self.broker.feed(topic, backfill=count)
 
     @cherrypy.expose
     @json_handler("GET", "POST")
@@ -82,7 +85,7 @@ class Demo:
         if rest or not TOPIC.fullmatch(name):
             raise BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->")
         if cherrypy.serving.request.method == "GET":
-            return self.follow(topic=name, **params)
+            return self.follow(name, **params)  # the path's topic, as the fast path gives it
         item = json_request_body()
         if item is NO_BODY:
             raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")

@@ -111,6 +111,12 @@ def network(text: str) -> str:
     return text
 
 
+def key_prefix(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"a key prefix is a non-empty string without spaces, not {text!r}")
+    return text
+
+
 def boolean(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -152,9 +158,15 @@ OPTIONS = [
            "request", positive(float), "SECONDS"),
     Option("buffer", "--buffer", "items a session buffers for a slow client before dropping the oldest",
            positive(int), "N"),
-    Option("retention", "--retention", "entries the status log keeps for readers that reconnect (Redis: XADD "
-           "MAXLEN ~N)", positive(int), "N"),
-    Option("topic_retention", "--topic-retention", "items the demo's anonymous /topics keep", positive(int), "N"),
+    Option("prefix", "--prefix", "what every Redis key the server writes starts with", key_prefix, "PREFIX"),
+    Option("retention", "--retention", "statuses (and follow events) kept for hubs that fall behind and sessions "
+           "that resume (Redis: XADD MAXLEN ~N)", positive(int), "N"),
+    Option("topic_retention", "--topic-retention", "items the demo's anonymous /topics keep, all topics together",
+           positive(int), "N"),
+    Option("topic_history", "--topic-history", "items each /topics topic keeps for backfill= and sessions that "
+           "resume", positive(int), "N"),
+    Option("topic_ttl", "--topic-ttl", "a /topics topic's history goes this long after its last item (Redis)",
+           positive(float), "SECONDS"),
     Option("max_topic_item_bytes", "--max-topic-item-bytes", "largest item published to /topics, in bytes of JSON",
            positive(int), "N"),
     Option("cors_origins", "--cors-origin", "let pages from this origin poll and post (repeatable; '*' for any; "

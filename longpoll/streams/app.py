@@ -18,10 +18,11 @@ import cherrypy
 from ..broker import Broker
 from ..endpoint import json_handler, json_yield
 from ..errors import BadParameter, NotFound
+from ..feed import Feed
 from ..params import PollLimits, identifier, request_params, single
 from ..registry import Registry
 from ..responses import json_body
-from .feed import StatusFeed
+from .feed import status_feed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
 from .home import GraphRouter, HomeIndex, SocialRouter
 from .hydrators import Hydrators
@@ -102,8 +103,7 @@ class Statuses:
         self.poll_limits = poll_limits
         self.limits = limits
         common = {"registry": registry, "poll_limits": poll_limits, "bind": _bound_identifier, "limit_per_bind": True,
-                  "fastpath": True,
-                  "resume": self._feed}
+                  "fastpath": True}
         self.sample_json = cherrypy.expose(json_yield(methods=("GET",), name="statuses.sample", **common)(
             self._sample))
         # GET too: EventSource cannot POST, so a stream takes its filter in the query string
@@ -112,25 +112,16 @@ class Statuses:
 
     # -- the long-polls ----------------------------------------------------
 
-    def _sample(self, identifier: str, percent: Any = None) -> StatusFeed:
-        return self._feed({"kind": "sample", "identifier": identifier, "percent": percent})
+    def _sample(self, identifier: str, percent: Any = None) -> Feed:
+        return status_feed(self.broker, parse_sample(identifier, percent))
 
     def _filter(self, identifier: str, track: Any = None, follow: Any = None, locations: Any = None,
-                location: Any = None) -> StatusFeed:
+                location: Any = None) -> Feed:
         if locations is not None and location is not None:
             raise BadParameter("location", "give locations or its alias location, not both")
-        return self._feed({"kind": "filter", "identifier": identifier, "track": track, "follow": follow,
-                           "locations": locations, "location": location})
-
-    def _feed(self, definition: dict[str, Any], after: str | None = None) -> StatusFeed:
-        """Parse a stream's definition (the client's parameters) into a filter and feed it."""
-        if definition["kind"] == "sample":
-            flt = parse_sample(definition["identifier"], definition["percent"])
-        else:
-            boxes = "location" if definition.get("location") is not None else "locations"  # errors name the one given
-            flt = parse_filter(definition["track"], definition["follow"], definition[boxes], self.limits.filters,
-                               boxes)
-        return StatusFeed(self.broker, flt, definition, after)
+        boxes = "location" if location is not None else "locations"  # errors name the one given
+        return status_feed(self.broker, parse_filter(track, follow, location if location is not None else locations,
+                                                     self.limits.filters, boxes))
 
     # -- publishing --------------------------------------------------------
 

@@ -36,10 +36,11 @@ import orjson
 
 from ..broker import Broker
 from ..errors import BackendUnavailable
+from ..feed import PAGE, Source, open_source
 from ..hub import Hub
 from ..signals import GAP
 from ..subscription import Subscription
-from .feed import PAGE, order
+from .feed import order
 from .router import StatusRouter
 from .social import GRAPH, SocialStore, graph_event
 from .store import TOPIC
@@ -203,13 +204,20 @@ class GraphRouter:
         return 0
 
 
-class HomeFeed:
-    """The iterator behind a home-stream session (see the module's docstring)."""
+class HomeFeed(Source):
+    """The source behind a home-stream session (see the module's docstring).  What it learns as it goes
+    (whom the user follows and followed, what it delivered) is part of its checkpoint, so it moves with
+    its session."""
 
-    def __init__(self, broker: Broker, store: SocialStore, definition: dict[str, Any], after: str | None = None):
+    def __init__(self, broker: Broker, store: SocialStore, definition: dict[str, Any],
+                 checkpoint: dict[str, Any] | None = None):
+        self.broker = broker
+        self.identity = home_identity(broker)
+        resumed = checkpoint is not None
+        after = str(checkpoint["position"]) if checkpoint is not None else None
+        definition = {**definition, **(checkpoint or {})}
         self.uid = int(definition["uid"])
         self.identifier = definition["identifier"]
-        resumed = after is not None
         self.history: list[tuple[int, int, bool]] = [tuple(e) for e in definition.get("history", [])]
         self.history_floor = int(definition.get("history_floor", 0))
         for _ in range(SUBSCRIBE_ATTEMPTS):
@@ -242,7 +250,7 @@ class HomeFeed:
         self._floor: tuple[int, ...] | None = order(upto)
         self._catchup: deque[tuple[str, dict[str, Any]]] = deque()
         # The log no longer reaches back to where this session was: it is told, first.
-        self._gap = resumed and broker.log.trimmed_after(self.position)
+        self._gap = resumed and any(broker.log.trimmed_after(topic, self.position) for topic in (TOPIC, GRAPH))
         try:
             self._replay(broker, self.position, upto)
         except BaseException:
@@ -264,13 +272,12 @@ class HomeFeed:
 
     def _entries(self, broker: Broker, after: str, upto: str) -> Iterable[tuple[str, str, Any]]:
         while order(after) < order(upto):
-            entries = broker.log.range(after, upto, PAGE)
+            entries = broker.log.topic_range((TOPIC, GRAPH), after, upto, PAGE)
             for entry in entries:
-                if entry.topic in (TOPIC, GRAPH):
-                    try:
-                        yield entry.position, entry.topic, orjson.loads(entry.raw)
-                    except orjson.JSONDecodeError:
-                        continue  # malformed: the live hub counts these
+                try:
+                    yield entry.position, entry.topic, orjson.loads(entry.raw)
+                except orjson.JSONDecodeError:
+                    continue  # malformed: the live hub counts these
             if len(entries) < PAGE:
                 return
             after = entries[-1].position
@@ -312,37 +319,34 @@ class HomeFeed:
 
     # -- the iterator --------------------------------------------------------------
 
-    @property
-    def definition(self) -> dict[str, Any]:
-        """What rebuilds this session elsewhere (a new dict each time: it is saved after each batch)."""
-        return {"kind": "home", "identifier": self.identifier, "uid": self.uid, "start_sid": self.start_sid,
+    def checkpoint(self) -> dict[str, Any]:
+        """Where it is, and what it learnt (a new dict each time: it is stored after each batch)."""
+        return {"topic": TOPIC, "log": self.broker.log.name, "position": self.position,
+                "identifier": self.identifier, "uid": self.uid, "start_sid": self.start_sid,
                 "backfilled": sorted(self.backfilled), "watch": sorted(self.watch),
                 "history": [list(e) for e in self.history], "history_floor": self.history_floor,
                 "pending": list(self._pending)}  # the statuses themselves: one may be deleted meanwhile
 
-    @property
-    def dropped(self) -> int:
-        return self.sub.dropped
+    def ready(self) -> bool:
+        return bool(self._pending) or bool(self._catchup) or len(self.sub) > 0
 
-    def __iter__(self) -> HomeFeed:
-        return self
-
-    def __next__(self) -> Any:
+    def take(self) -> tuple[bool, Any]:
         if self._gap:
             self._gap = False
-            return GAP
+            self._said_gap()
         while True:
             if self._pending:
-                return self._pending.popleft()
+                return True, self._pending.popleft()
             if self._catchup:
                 position, item = self._catchup.popleft()
             else:
                 taken = self.sub.take()
                 if taken is None:
-                    return self.sub  # nothing yet: the session waits on the subscription
+                    return False, None
                 position, item = taken
                 if item is GAP:
-                    return GAP
+                    self._said_gap()
+                    continue
                 if self._floor is not None:
                     if order(position) <= self._floor:
                         continue
@@ -354,9 +358,9 @@ class HomeFeed:
             author = item.get("uid")
             if item.get("deleted"):
                 if self._delivered(item["id"], author):
-                    return {"id": item["id"], "deleted": True}
+                    return True, {"id": item["id"], "deleted": True}
             elif author == self.uid or author in self.following:
-                return item
+                return True, item
 
     def _apply(self, event: dict[str, Any]) -> None:
         _, other, following, sid = graph_event(event)
@@ -379,5 +383,11 @@ class HomeFeed:
                 return not following
         return author in self.following
 
-    def close(self) -> None:
-        self.sub.close()
+
+def home_identity(broker: Broker) -> tuple[Any, ...]:
+    return (TOPIC, broker.log.name, True)
+
+
+def home_feed(broker: Broker, store: SocialStore, definition: dict[str, Any]) -> HomeFeed:
+    """The home source of a session's recipe (or the one it opened before)."""
+    return open_source(home_identity(broker), lambda checkpoint: HomeFeed(broker, store, definition, checkpoint))

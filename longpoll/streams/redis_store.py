@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import redis
 
-from ..backends.redis import RedisLog, unavailable_as_503
+from ..backends.redis import APPEND_LUA, RedisLog, unavailable_as_503
 from ..errors import Conflict, Forbidden, NotFound
 from .social import SocialLimits
 from .social_redis import QUEUE, RedisSocial, status_of
@@ -53,7 +53,7 @@ end
 # would carry an int; ``posted`` (Python's repr of a float, "1700000000.0") goes
 # into the JSON as written, a float on every path.
 
-POST_STATUS = WITH_POSTED + """
+POST_STATUS = APPEND_LUA + WITH_POSTED + """
 local user = 'user:' .. ARGV[1]
 local login = redis.call('HGET', user, 'login')
 if not login then return 0 end
@@ -80,11 +80,11 @@ end
 if redis.call('ZCARD', 'followers:' .. ARGV[1]) > 0 then
   redis.call('RPUSH', KEYS[3], 'a:' .. id .. ':' .. ARGV[1] .. ':0')
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 't', ARGV[6], 'd', body)
+log_append(KEYS[2], KEYS[4], ARGV[5], ARGV[9], ARGV[10], ARGV[6], body)
 return {id, login}
 """
 
-DELETE_STATUS = WITH_POSTED + """
+DELETE_STATUS = APPEND_LUA + WITH_POSTED + """
 local key = 'status:' .. ARGV[1]
 local owner = redis.call('HGET', key, 'uid')
 if not owner then return 0 end
@@ -105,7 +105,7 @@ redis.call('ZREM', 'home:' .. owner, ARGV[1])
 if redis.call('ZCARD', 'followers:' .. owner) > 0 then
   redis.call('RPUSH', KEYS[2], 'd:' .. ARGV[1] .. ':' .. owner .. ':0')
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[4], 'd', with_posted(status, posted))
+log_append(KEYS[1], KEYS[3], ARGV[3], ARGV[5], ARGV[6], ARGV[4], with_posted(status, posted))
 return 1
 """
 
@@ -148,10 +148,11 @@ class RedisStore(RedisSocial):
         status = draft(int(uid), login, message, location)
         extra = hydrate(status) if hydrate is not None else {}
         with unavailable_as_503():
-            answer = self._post(keys=["status:id:", self.log.stream, QUEUE],
-                                args=[uid, message, repr(status["posted"]), location or "", self.log.retention,
-                                      TOPIC, orjson.dumps(extra) if extra else "",
-                                      self.social_limits.timeline_size])
+            log_len, topic_len, ttl, topic = self.log.args(TOPIC)
+            answer = self._post(keys=["status:id:", self.log.stream, QUEUE, self.log.topic_stream(TOPIC)],
+                                args=[uid, message, repr(status["posted"]), location or "", log_len,
+                                      topic, orjson.dumps(extra) if extra else "",
+                                      self.social_limits.timeline_size, topic_len, ttl])
         if not answer:
             raise bad_token()
         return {"id": int(answer[0]), **status, **extra}
@@ -159,7 +160,9 @@ class RedisStore(RedisSocial):
     def delete_status(self, token: str, status_id: int) -> dict[str, Any]:
         uid = self._author(token)
         with unavailable_as_503():
-            answer = self._delete(keys=[self.log.stream, QUEUE], args=[status_id, uid, self.log.retention, TOPIC])
+            log_len, topic_len, ttl, topic = self.log.args(TOPIC)
+            answer = self._delete(keys=[self.log.stream, QUEUE, self.log.topic_stream(TOPIC)],
+                                  args=[status_id, uid, log_len, topic, topic_len, ttl])
         if answer == 0:
             raise NotFound(f"no status {status_id}")
         if answer == -1:

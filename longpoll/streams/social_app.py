@@ -21,7 +21,7 @@ from ..registry import Registry
 from ..responses import json_body
 from .app import _bearer_token, _bound_identifier, _no_more
 from .filters import LOGIN
-from .home import HomeFeed
+from .home import HomeFeed, home_feed
 from .social import SocialLimits, SocialStore
 
 CURSOR = re.compile(r"[0-9]{1,16}")
@@ -134,10 +134,7 @@ def home_stream(broker: Broker, store: SocialStore, registry: Registry, poll_lim
     def home(identifier: str, backfill: Any = None) -> HomeFeed:
         count = integer({"backfill": backfill}, "backfill", 0, store.social_limits.max_backfill, 0)
         uid = store.authenticate(_bearer_token())
-        return HomeFeed(broker, store, {"kind": "home", "identifier": identifier, "uid": uid, "backfill": count})
-
-    def resume(definition: dict[str, Any], position: str) -> HomeFeed:
-        return HomeFeed(broker, store, definition, position)
+        return home_feed(broker, store, {"identifier": identifier, "uid": uid, "backfill": count})
 
     return cherrypy.expose(json_yield(methods=("GET",), name="statuses.home", registry=registry,
-                                      poll_limits=poll_limits, bind=bind, limit_per_bind=True, resume=resume)(home))
+                                      poll_limits=poll_limits, bind=bind, limit_per_bind=True)(home))

@@ -20,13 +20,13 @@ from typing import Any
 import orjson
 import redis
 
-from ..backends.redis import unavailable_as_503
+from ..backends.redis import APPEND_LUA, unavailable_as_503
 from ..errors import BadParameter, NotFound
 from .social import GRAPH, HomeSnapshot, SocialLimits
 
 QUEUE = "longpoll:syndicate"
 
-FOLLOW = """
+FOLLOW = APPEND_LUA + """
 local uid = ARGV[1]
 local other = redis.call('HGET', KEYS[1], ARGV[2])
 if not other then return 'missing' end
@@ -59,11 +59,11 @@ end
 redis.call('ZREMRANGEBYRANK', home, 0, -size - 1)
 local event = cjson.encode({uid = tonumber(uid), other = tonumber(other), following = true,
                             sid = tonumber(redis.call('GET', KEYS[3]) or '0')})
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 't', ARGV[7], 'd', event)
+log_append(KEYS[2], KEYS[4], ARGV[6], ARGV[8], ARGV[9], ARGV[7], event)
 return 'done'
 """
 
-UNFOLLOW = """
+UNFOLLOW = APPEND_LUA + """
 local uid = ARGV[1]
 local other = redis.call('HGET', KEYS[1], ARGV[2])
 if not other then return 'missing' end
@@ -78,11 +78,12 @@ for i = 1, #ids, 500 do
 end
 local event = cjson.encode({uid = tonumber(uid), other = tonumber(other), following = false,
                             sid = tonumber(redis.call('GET', KEYS[3]) or '0')})
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 't', ARGV[7], 'd', event)
+log_append(KEYS[2], KEYS[4], ARGV[6], ARGV[8], ARGV[9], ARGV[7], event)
 return 'done'
 """
-# FOLLOW and UNFOLLOW take the same arguments: KEYS users:, the log, status:id:;
-# ARGV uid, login (lower case), now (ms), max following, timeline size, retention, topic.
+# FOLLOW and UNFOLLOW take the same arguments: KEYS users:, the log, status:id:, the graph topic's stream;
+# ARGV uid, login (lower case), now (ms), max following, timeline size, the log's retention, topic,
+# the topic's retention and TTL.
 
 USER = """
 local uid = redis.call('HGET', KEYS[1], ARGV[1])
@@ -225,9 +226,10 @@ class RedisSocial:
         uid = self._author(token)
         limits = self.social_limits
         with unavailable_as_503():
-            answer = script(keys=["users:", self.log.stream, "status:id:"],
+            log_len, topic_len, ttl, topic = self.log.args(GRAPH)
+            answer = script(keys=["users:", self.log.stream, "status:id:", self.log.topic_stream(GRAPH)],
                             args=[uid, login.lower(), int(time.time() * 1000), limits.max_following,
-                                  limits.timeline_size, self.log.retention, GRAPH]).decode()
+                                  limits.timeline_size, log_len, topic, topic_len, ttl]).decode()
         if answer == "missing":
             raise NotFound(f"no user {login!r}")
         if answer == "self":

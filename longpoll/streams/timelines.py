@@ -104,7 +104,7 @@ class Syndicator:
     def ensure(self) -> None:
         if not self._attached:
             self._attached = True
-            plugin.current().attach(self)
+            plugin.attach(self)
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():

@@ -1,0 +1,182 @@
+"""Durable sessions' records in Redis, and the channel that says another process took one over.
+
+One hash per session, ``<prefix>session:<key>``: ``state`` (the JSON of
+``durable.py``), ``seq`` (its batch number) and ``holder`` (the process that
+serves it now).  The scripts below are the whole protocol's Redis side; each
+is one round trip:
+
+- ``LOAD``: a process takes a session over (it did not serve its last poll):
+  it becomes the holder and, when another process was, says so on the release
+  channel, so a poll held there answers at once and its copy is let go.
+- ``COMMIT``: a batch is stored, compare-and-set on the holder and the batch
+  number, so a process that lost the session can never overwrite it.  A
+  session that stopped being a recipe is stored as ``local``: a process that
+  loads it learns why it cannot continue it, and takes nothing over.
+- ``TOUCH``: a poll that stored nothing new (it timed out, or sent a batch
+  again) keeps the record alive, and learns whether it still holds it.
+
+Expiry: every script sets the record's TTL to the idle timeout plus the
+longest a poll may be held, so a held poll never outlives its own session
+without a write when it begins.  Each script also reads the epoch key beside
+the logs: when it changes, Redis lost its data, and the sessions this process
+holds carry on, saved again, telling their clients of a gap.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import orjson
+import redis
+
+from .channel import ChannelListener
+from .redis import unavailable_as_503
+
+TAKEN_OVER = -1
+GONE = -2
+OUT_OF_STEP = 0
+DONE = 1
+
+_EPOCH = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[#ARGV], 'NX')
+  epoch = redis.call('GET', KEYS[2])
+end
+"""
+
+LOAD = _EPOCH + """
+local found = redis.call('HMGET', KEYS[1], 'state', 'holder', 'local')
+if not found[1] then return {false, false, 0, epoch} end
+if found[3] then return {found[1], found[2] or '', 0, epoch} end  -- kept by its process: nobody takes it over
+local lease = redis.call('HINCRBY', KEYS[1], 'lease', 1)
+redis.call('HSET', KEYS[1], 'holder', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if found[2] and found[2] ~= ARGV[1] then
+  redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1] .. ' ' .. lease)
+end
+return {found[1], found[2] or '', lease, epoch}
+"""
+
+COMMIT = _EPOCH + """
+local found = redis.call('HMGET', KEYS[1], 'holder', 'seq')
+if not found[1] then
+  if tonumber(ARGV[2]) >= 0 then return {-2, epoch} end
+  redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'seq', ARGV[3], 'state', ARGV[4])
+elseif found[1] ~= ARGV[1] then return {-1, epoch}
+elseif tonumber(found[2]) ~= tonumber(ARGV[2]) then return {0, epoch}
+else redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'state', ARGV[4]) end
+if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'local', '1') end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {1, epoch}
+"""
+
+TOUCH = _EPOCH + """
+local holder = redis.call('HGET', KEYS[1], 'holder')
+if not holder then return {-2, epoch} end
+if holder ~= ARGV[1] then return {-1, epoch} end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, epoch}
+"""
+
+DELETE = """
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+class Loaded(NamedTuple):
+    state: dict[str, Any] | None  # None: no such session (unknown, expired, or lost)
+    holder: str | None  # the process that held it before this one took it
+    lease: int  # how many times a process took it over, this one included: later takeovers count higher
+
+
+Release = Callable[[str, int], None]
+"""Called with a session's key and the lease of the process that took it over."""
+
+
+class RedisSessionStore:
+    def __init__(self, client: redis.Redis, prefix: str = "longpoll:"):
+        self.client = client
+        self.prefix = prefix
+        self.channel = prefix + "release"
+        self.epoch_key = prefix + "epoch"
+        self._load = client.register_script(LOAD)
+        self._commit = client.register_script(COMMIT)
+        self._touch = client.register_script(TOUCH)
+        self._delete = client.register_script(DELETE)
+        self._releases: list[Release] = []
+        self.listener = ChannelListener(client, self.channel, self._released)
+        self._epoch: bytes | None = None
+        self.lost_at: float | None = None
+        self._me: tuple[int, str] | None = None
+
+    @property
+    def me(self) -> str:
+        """This process, as the holder of the sessions it serves (made anew in a forked child)."""
+        if self._me is None or self._me[0] != os.getpid():
+            self._me = (os.getpid(), secrets.token_hex(6))
+        return self._me[1]
+
+    def _key(self, key: str) -> list[str]:
+        return [self.prefix + "session:" + key, self.epoch_key]
+
+    def load(self, key: str, ttl: float) -> Loaded:
+        with unavailable_as_503():
+            raw, holder, lease, epoch = self._load(keys=self._key(key), args=[self.me, _ms(ttl), self.channel,
+                                                                             key, secrets.token_hex(8)])
+        self._saw(epoch)
+        if not raw:
+            return Loaded(None, None, 0)
+        return Loaded(orjson.loads(raw), holder.decode() or None, int(lease))
+
+    def commit(self, key: str, expected: int, seq: int, state: dict[str, Any], ttl: float) -> int:
+        """Store a batch: DONE, or TAKEN_OVER (another process holds it now), GONE (no record, when one was
+        expected), OUT_OF_STEP (its batch number is not ``expected``).  ``expected`` -1: a new record."""
+        with unavailable_as_503():
+            code, epoch = self._commit(keys=self._key(key), args=[self.me, expected, seq, orjson.dumps(state),
+                                                                   _ms(ttl), "1" if state.get("local") else "0",
+                                                                   secrets.token_hex(8)])
+        self._saw(epoch)
+        return int(code)
+
+    def touch(self, key: str, ttl: float) -> int:
+        """Keep the record alive: DONE, TAKEN_OVER or GONE."""
+        with unavailable_as_503():
+            code, epoch = self._touch(keys=self._key(key), args=[self.me, _ms(ttl), secrets.token_hex(8)])
+        self._saw(epoch)
+        return int(code)
+
+    def delete(self, key: str) -> None:
+        """The session ended here (done, failed): its record goes, unless another process holds it now."""
+        with unavailable_as_503():
+            self._delete(keys=self._key(key)[:1], args=[self.me])
+
+    def _saw(self, epoch: bytes) -> None:
+        if self._epoch is not None and epoch != self._epoch:
+            self.lost_at = time.monotonic()  # Redis lost its data: sessions held here since then carry on
+        self._epoch = epoch
+
+    def lost_since(self, when: float) -> bool:
+        """Whether Redis lost its data after ``when`` (time.monotonic()), as far as this process saw."""
+        return self.lost_at is not None and when < self.lost_at
+
+    def on_release(self, release: Release) -> None:
+        """Call ``release(key, lease)`` when another process takes over a session (the listener must run).
+        A process that took the session over since, at a higher lease, keeps it."""
+        self._releases.append(release)
+
+    def _released(self, data: bytes) -> None:
+        key, holder, lease = (data.decode("ascii", "replace").split(" ") + ["", ""])[:3]
+        if holder == self.me or not lease.isdigit():
+            return  # this process took it over: its own newer poll must not be released by its own notice
+        for release in self._releases:
+            release(key, int(lease))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))

@@ -1,0 +1,302 @@
+"""``broker.feed(topic)``: items of a topic as an iterator whose place is a log position.
+
+A session whose generator draws only from feeds is a *recipe*: the endpoint's
+function, the first poll's parameters and each feed's position say all there
+is to know of it.  So longpoll may call the function again whenever it needs
+to, and the session carries on exactly where it was:
+
+- in another process, or after a restart, from the state kept in Redis
+  (``durable.py``): each feed starts at its stored position and first replays
+  the topic's history from there;
+- in this process, when its feeds run dry.  A feed has nothing to wait with
+  inside the caller's own filtering (``(m for m in feed if m["room"] == r)``
+  cannot yield a Signal), so an empty feed raises :class:`FeedWait`, which
+  ends the generator; the session waits on the feeds and, once one has an
+  item, calls the function again, and it gets the same feed objects back.
+
+Which feed is which is the order the function opens them in: the same
+function with the same parameters opens the same feeds in the same order
+(a :class:`Recorder` per session hands them back).  A generator that yields
+an item not drawn from a feed (a greeting, a counter: "an item of its own")
+keeps state a recipe cannot tell, and its session stays in its process.
+
+Outside a session a feed is a plain blocking iterator.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from .backends.base import order
+from .errors import BadParameter
+from .signals import GAP
+
+if TYPE_CHECKING:
+    from .broker import Broker
+    from .subscription import Subscription
+
+PAGE = 1000
+"""Entries read from a topic's history at a time."""
+
+MAX_BACKFILL = 10_000
+"""The most items a feed may start with."""
+
+Where = Callable[[Any], Any]
+S = TypeVar("S", bound="Source")
+
+
+class FeedWait(BaseException):
+    """The feeds of a session's generator have nothing now (BaseException: an ``except Exception`` in the
+    caller's code must not swallow it)."""
+
+
+class Recorder:
+    """The feeds one session's generator opened, in the order it opened them, and what they did since."""
+
+    __slots__ = ("feeds", "resume", "opened", "stepped", "own", "gap", "mismatch")
+
+    def __init__(self, resume: list[dict[str, Any]] | None = None):
+        self.feeds: list[Source] = []
+        self.resume = resume  # checkpoints the feeds start at: a session rebuilt from its stored state
+        self.opened = 0  # feeds asked for since the generator was (re)built
+        self.stepped = False  # a feed gave an item since the session last took one
+        self.own = False  # the generator yielded an item that no feed gave: it cannot be a recipe
+        self.gap = False  # a feed lost items: the next batch says so
+        self.mismatch: str | None = None
+
+    def restart(self) -> None:
+        """The generator is about to be built again: it gets its feeds back, in order."""
+        self.opened = 0
+
+    def open(self, identity: tuple[Any, ...], make: Callable[[dict[str, Any] | None], Source]) -> Source:
+        n = self.opened
+        self.opened += 1
+        if n < len(self.feeds):
+            feed = self.feeds[n]
+            if feed.identity != identity:
+                self.mismatch = (f"called again with the same parameters, the function opened {identity[0]!r} "
+                                 f"where it had opened {feed.identity[0]!r}")
+                raise FeedWait()  # the session ends it: see Session
+            return feed
+        checkpoint = self.resume[n] if self.resume is not None and n < len(self.resume) else None
+        if checkpoint is not None and (checkpoint.get("topic"), checkpoint.get("log")) != identity[:2]:
+            raise BadParameter("key", "this session's stored state does not match its endpoint any more")
+        feed = make(checkpoint)
+        self.feeds.append(feed)
+        return feed
+
+    def took(self) -> None:
+        """The session took an item from the generator: was it drawn from a feed?"""
+        if self.stepped:
+            self.stepped = False
+        else:
+            self.own = True
+
+    def ready(self) -> bool:
+        return any(feed.ready() for feed in self.feeds)
+
+    def dropped(self) -> int:
+        return sum(feed.dropped for feed in self.feeds)
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return [feed.checkpoint() for feed in self.feeds]
+
+    def close(self) -> None:
+        for feed in self.feeds:
+            feed.close()
+
+
+CURRENT: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("longpoll_feeds", default=None)
+"""The recorder of the session whose generator runs now, if any."""
+
+
+class Source:
+    """What a recipe draws items from: taken without waiting, its place told by a checkpoint.
+
+    Subclasses give ``take``, ``ready``, ``checkpoint``, ``close`` and a
+    ``sub`` (the subscription that wakes the session); the iteration, the
+    waiting and what a session's recorder learns are the same for all.
+    """
+
+    identity: tuple[Any, ...] = ()
+    recorder: Recorder | None = None
+    broker: Broker
+    sub: Subscription
+
+    def take(self) -> tuple[bool, Any]:
+        """(True, the next item) or (False, None) when there is none now; never waits."""
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def checkpoint(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sub.close()
+
+    @property
+    def dropped(self) -> int:
+        return self.sub.dropped
+
+    @property
+    def signal(self) -> Subscription:
+        return self.sub
+
+    def __iter__(self) -> Source:
+        return self
+
+    def __next__(self) -> Any:
+        found, item = self.take()
+        if found:
+            if self.recorder is not None:
+                self.recorder.stepped = True
+            return item
+        if CURRENT.get() is not None:
+            raise FeedWait()
+        return self._wait()
+
+    def _wait(self) -> Any:
+        """Outside a session: block until an item comes."""
+        arrived = threading.Event()
+        self.sub.add_waiter(arrived.set)
+        try:
+            while True:
+                found, item = self.take()
+                if found:
+                    return item
+                arrived.wait()
+                arrived.clear()
+        finally:
+            self.sub.remove_waiter(arrived.set)
+
+    def _said_gap(self) -> None:
+        if self.recorder is not None:
+            self.recorder.gap = True
+
+
+class Feed(Source):
+    """Items published to one topic after a position, oldest first (see the module's docstring)."""
+
+    def __init__(self, broker: Broker, topic: str, *, where: Where | None = None, backfill: int = 0,
+                 filter: Any = None, deliver: Callable[[Any], Any] | None = None,
+                 checkpoint: dict[str, Any] | None = None):
+        self.broker = broker
+        self.topic = topic
+        self.where = where
+        self.deliver = deliver  # what a subscription with ``filter`` gets of an item (None: nothing)
+        self.identity = identity(broker, topic, filter)
+        self.sub = broker.hub.subscribe(topic, filter)
+        self._catchup: deque[tuple[str, Any]] = deque()
+        self._gap = False
+        self._floor: tuple[int, ...] | None = None
+        try:
+            start = self.sub.start if self.sub.start is not None else broker.log.tail()
+            if checkpoint is not None:
+                self.position = str(checkpoint["position"])
+                self._resume(start)
+            else:
+                self.position = start
+                if backfill:
+                    self._queue(broker.log.newest(topic, backfill, start))
+        except BaseException:
+            self.sub.close()
+            raise
+
+    def _resume(self, start: str) -> None:
+        """Carry on from ``position``: replay the topic's history up to where the live subscription
+        begins; when this process's hub is behind the position, skip live items up to it."""
+        log = self.broker.log
+        if log.trimmed_after(self.topic, self.position):
+            self._gap = True
+        if order(start) < order(self.position):
+            self._floor = order(self.position)
+            return
+        after = self.position
+        while True:
+            entries = log.topic_range((self.topic,), after, start, PAGE)
+            self._queue(entries)
+            if len(entries) < PAGE:
+                return
+            after = entries[-1].position
+
+    def _queue(self, entries: list[Any]) -> None:
+        for entry in entries:
+            try:
+                item = orjson.loads(entry.raw)
+                if self.deliver is not None:
+                    item = self.deliver(item)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                continue  # malformed: the live hub counts these; do not count twice
+            if item is not None:
+                self._catchup.append((entry.position, item))
+                if len(self._catchup) > self.sub.maxlen:  # the same bound as the live buffer
+                    self._catchup.popleft()
+                    self.sub.dropped += 1
+
+    # -- taking -------------------------------------------------------------------
+
+    def take(self) -> tuple[bool, Any]:
+        if self._gap:
+            self._gap = False
+            self._said_gap()
+        while True:
+            taken = self._catchup.popleft() if self._catchup else self.sub.take()
+            if taken is None:
+                return False, None
+            position, item = taken
+            if item is GAP:  # the hub's backend lost items
+                self._said_gap()
+                continue
+            if self._floor is not None:
+                if order(position) <= self._floor:
+                    continue
+                self._floor = None
+            self.position = position
+            if self.where is not None and not self.where(item):
+                continue
+            return True, item
+
+    def ready(self) -> bool:
+        return bool(self._catchup) or len(self.sub) > 0
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Where this feed is: what a rebuilt session's feed starts from."""
+        return {"topic": self.topic, "log": self.broker.log.name, "position": self.position}
+
+    def __repr__(self) -> str:
+        return f"<longpoll feed {self.topic!r} at {self.position}>"
+
+
+def identity(broker: Broker, topic: str, filter: Any) -> tuple[Any, ...]:
+    """What the n-th feed a recipe opens must be again when it is called again."""
+    return (topic, broker.log.name, filter is not None)
+
+
+def open_source(identity: tuple[Any, ...], make: Callable[[dict[str, Any] | None], S]) -> S:
+    """A source the running session's generator opens (``make(checkpoint)``), or the one it opened at this
+    place before; outside a session, a new one."""
+    recorder = CURRENT.get()
+    if recorder is None:
+        return make(None)
+    source = recorder.open(identity, make)
+    source.recorder = recorder
+    return source  # type: ignore[return-value]  # the same identity makes the same kind
+
+
+def open_feed(broker: Broker, topic: str, *, where: Where | None = None, backfill: int = 0,
+              filter: Any = None, deliver: Callable[[Any], Any] | None = None) -> Feed:
+    """A feed, or the one the running session's generator opened at this place before."""
+    if not isinstance(backfill, int) or isinstance(backfill, bool) or not 0 <= backfill <= MAX_BACKFILL:
+        raise ValueError(f"backfill must be a whole number from 0 to {MAX_BACKFILL}")
+    feed = open_source(identity(broker, topic, filter), lambda checkpoint: Feed(
+        broker, topic, where=where, backfill=backfill, filter=filter, deliver=deliver, checkpoint=checkpoint))
+    feed.where = where  # the caller's filter as this build made it (a closure over this call's arguments)
+    return feed
