@@ -151,6 +151,7 @@
     }
     this._streaming = this.transport !== "poll" && streamable && typeof this._EventSource === "function";
     this._streamed = false;  // an SSE event ever arrived: the endpoint streams
+  this._probing = false;   // a stream failed before it opened: the next request is a poll that learns why
     this._withCredentials = Boolean((o.fetchOptions && o.fetchOptions.credentials === "include") ||
       (o.ajaxOptions && o.ajaxOptions.xhrFields && o.ajaxOptions.xhrFields.withCredentials));
     this.quickStart = Boolean(o.quickStart);
@@ -312,11 +313,13 @@
     var self = this;
     this._setState("polling", {key: this._key, cursor: this._cursor, attempt: this._attempt, transport: this.transportInUse});
     if (!this._idle()) return; // onState stopped or paused us (or started a poll of its own)
-    if (this._streaming) {
+    var probe = this._probing;
+    this._probing = false;
+    if (this._streaming && !probe) {
       this._stream();
       return;
     }
-    var holdFor = this._holdFor();
+    var holdFor = probe ? 0 : this._holdFor(); // a probe only asks what the stream was answered: at once
     var limit = holdFor + 10;
     var request = {abort: noop, cancelled: false, timedOut: false, settled: false};
     this._request = request;
@@ -341,7 +344,7 @@
         error.cause = answer.failure;
         self._retry(error, null);
       } else {
-        self._handle(answer.status, parseJson(answer.text), answer.header);
+        self._handle(answer.status, parseJson(answer.text), answer.header, probe);
       }
     }
     try {
@@ -354,14 +357,22 @@
   /**
    * One SSE stream of the session, from its key and cursor (in the URL: EventSource sends Last-Event-ID
    * itself only when it reconnects on its own, which it does after a stream ends). Each event is a batch,
-   * as a poll's answer; "expired" and "error" events are the answers a poll would have had. A stream that
-   * fails before its first event ever arrived falls back to polling under "auto".
+   * as a poll's answer; "expired" and "error" events are the answers a poll would have had.
+   *
+   * An answer the server gives before a stream starts (400, 401, 403, 410, 429, 5xx: anything but a 200
+   * event stream) reaches EventSource only as a failed connection, without status or body. So a stream
+   * that fails before it opened is followed by one poll with the same parameters, key and cursor and
+   * timeout=0 (the probe), whose answer is handled as any poll's: an error stops, a 410 starts a new
+   * session, a 429 or 5xx is retried after the backoff. If the probe is answered with a batch, the
+   * endpoint polls but the stream did not come through: under "auto", until an event ever came, it
+   * polls from then on; otherwise the stream is tried again after the backoff.
    */
   LongPoll.prototype._stream = function () {
     var self = this;
     var request = {abort: noop, cancelled: false, timedOut: false, settled: false};
     var source = null;
-    var got = false;
+    var opened = false;  // the server answered with an event stream
+    var got = false;     // and sent an event on it
     this._request = request;
     function settle(next) {
       if (request.settled) return;
@@ -393,6 +404,9 @@
           self._handle(Number(body.status) || 500, body, null);
         } else if (got) {       // a stream that delivered and ended (its time is up, the server went away)
           self._kick();
+        } else if (!opened) {   // no stream at all: what was the answer?
+          self._probing = true;
+          self._kick();
         } else if (self.transport === "auto" && !self._streamed) {
           self._streaming = false;  // this endpoint, or something between, does not stream: poll
           self._kick();
@@ -413,6 +427,7 @@
       settle(noop);
     };
     source.onmessage = batch;
+    source.addEventListener("open", function () { opened = true; }, false);
     source.addEventListener("done", batch, false);
     source.addEventListener("expired", function (event) {
       settle(function () { self._handle(410, parseJson(event.data), null); });
@@ -420,13 +435,13 @@
     source.addEventListener("error", failed, false);
   };
 
-  /** One answer: status, its parsed JSON body (or null), header(name). */
-  LongPoll.prototype._handle = function (status, body, header) {
+  /** One answer: status, its parsed JSON body (or null), header(name); probe: it answers a probe (see _stream). */
+  LongPoll.prototype._handle = function (status, body, header, probe) {
     if (status >= 200 && status < 300) {
       if (!isObject(body) || typeof body.key !== "string" || !Array.isArray(body.items)) {
         this._retry(new LongPollError(status, {error: "bad_response", message: "the answer is not a long-poll batch"}), null);
       } else {
-        this._success(body);
+        this._success(body, probe);
       }
       return;
     }
@@ -459,12 +474,13 @@
     this._end(error); // 400, 401, 403, 404, 405, 413, ...: the same request would fail again
   };
 
-  LongPoll.prototype._success = function (body) {
+  LongPoll.prototype._success = function (body, probe) {
     // Only a session that answers again proves itself: the first answer of a
     // new one does not reset the backoff, so 5xx -> 410 -> new session -> 5xx
     // waits longer each round instead of restarting the session at once forever.
+    // Nor does a probe's: its stream failed all the same.
     var continued = this._key !== null && body.key === this._key;
-    if (continued) this._attempt = 0;
+    if (continued && !probe) this._attempt = 0;
     var restarted = this._expiredAt !== null && !continued;
     this._key = body.key;
     if (typeof body.cursor === "string" || typeof body.cursor === "number") this._cursor = String(body.cursor);
@@ -487,6 +503,12 @@
     if (body.retry_ms !== undefined && body.retry_ms !== null && isFinite(retryMs) && retryMs > 0) {
       this._setState("waiting", {delay: retryMs, attempt: 0, reason: "retry_ms"});
       if (this._idle()) this._schedule(retryMs);
+      return;
+    }
+    if (probe && this.transport === "auto" && !this._streamed) {
+      this._streaming = false;  // polls come through and streams do not (a proxy, a server without streams): poll
+    } else if (probe) {
+      this._retry(new LongPollError(0, {error: "network", message: "the event stream failed, though a poll was answered"}), null);
       return;
     }
     this._kick();
