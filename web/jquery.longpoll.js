@@ -427,7 +427,13 @@
       settle(noop);
     };
     source.onmessage = batch;
-    source.addEventListener("open", function () { opened = true; }, false);
+    source.addEventListener("open", function () {
+      // The server took the stream: the session answers, so the backoff starts over. A quiet stream that
+      // the server ends at its time limit, with no event, is then opened again after the first step.
+      if (request.settled) return;
+      opened = true;
+      self._attempt = 0;
+    }, false);
     source.addEventListener("done", batch, false);
     source.addEventListener("expired", function (event) {
       settle(function () { self._handle(410, parseJson(event.data), null); });
