@@ -143,3 +143,55 @@ def test_readme_eventsource_loop_gets_every_status_once_in_order_through_a_serve
     assert page.evaluate("seen") == published, "every status once, in order"
     assert len(set(page.evaluate("keys"))) == 1, "one session, resumed by Last-Event-ID"
     assert not errors, errors
+
+
+REFUSED_PAGE = """<!doctype html><meta charset=utf-8><script src="/web/longpoll.js"></script><script>
+  var ended = {};
+  function follow(name, url, options) {
+    var opened = 0;  // the streams this client opens, through the browser's own EventSource
+    function CountedEventSource(url, init) { opened += 1; return new EventSource(url, init); }
+    var lp = new LongPoll(url, Object.assign({quickStart: true, minBackoff: 100, maxBackoff: 500,
+      EventSource: CountedEventSource,
+      onError: function (error) {
+        ended[name] = {status: error.status, error: error.error, param: error.param || null,
+                       running: lp.running, state: lp.state, opened: opened};
+      }}, options));
+    lp.start();
+    return lp;
+  }
+</script>"""
+
+
+def test_an_answer_before_a_stream_starts_is_learnt_and_stops_the_client_on_every_transport(browser_page):
+    """A 400 and a 403 reach EventSource only as a failed connection: one poll learns them, onError hears them
+    with the server's own fields, and the client stops (before, transport "sse" retried them for ever)."""
+    page, errors = browser_page
+    with ServerProcess() as server:
+        url = server.wait_ready()
+        with httpx.Client(base_url=url, timeout=10) as client:
+            first = client.get("/statuses/sample.json", params={"identifier": "owner", "timeout": 0}).json()
+        page.route(f"{url}/refused.html", lambda route: route.fulfill(status=200, content_type="text/html",
+                                                                       body=REFUSED_PAGE))
+        page.goto(f"{url}/refused.html")
+        cases = {}
+        for transport in ("sse", "auto"):
+            cases[f"400 {transport}"] = (transport, "/statuses/sample.json", {"identifier": "me", "percent": 500},
+                                         None)
+            cases[f"403 {transport}"] = (transport, "/statuses/sample.json", {"identifier": "thief"}, first)
+        for name, (transport, path, params, session) in cases.items():
+            options = {"transport": transport, "params": params}
+            if session:
+                options.update(key=session["key"], cursor=session["cursor"])
+            page.evaluate("([name, path, options]) => { window[name] = follow(name, path, options); }",
+                          [name, path, options])
+        page.wait_for_function("n => Object.keys(ended).length === n", arg=len(cases), timeout=15_000)
+        ended = page.evaluate("ended")
+        for name in cases:
+            status = int(name.split()[0])
+            assert ended[name]["status"] == status, (name, ended[name])
+            assert ended[name]["error"] == ("bad_parameter" if status == 400 else "forbidden"), ended[name]
+            assert ended[name]["param"] == ("percent" if status == 400 else None)
+            assert (ended[name]["running"], ended[name]["state"]) == (False, "stopped")
+            assert ended[name]["opened"] == 1, "one stream, then one poll to learn why, then nothing"
+            assert page.evaluate("name => window[name].transportInUse", name) == "sse", name
+    assert not errors, errors

@@ -200,7 +200,7 @@ def home_app(broker: Broker) -> dict:
 
     @json_yield(name="tests.home")
     def home(uid: str):
-        return home_feed(broker, store, {"identifier": "h", "uid": int(uid), "backfill": 0})
+        return home_feed(broker, store, lambda: {"identifier": "h", "uid": int(uid), "backfill": 0})
 
     return {"home": home, "store": store}
 

@@ -412,23 +412,50 @@ function rememberSession(spec, lp) {
   } catch (_) { /* storage unavailable: no resuming */ }
 }
 
-function startStream(spec, { resume = false } = {}) {
+/**
+ * A stream token for the user's home stream: EventSource cannot send the Authorization header, so the
+ * stream takes this in its URL instead. It reads only this user's home stream and expires within minutes
+ * (SECURITY.md); the user's own token never goes in a URL.
+ */
+async function streamToken(user) {
+  const { status, body } = await api("POST", "/home/stream-tokens", undefined, user.token);
+  if (status === 200 && typeof body.token === "string") return { token: body.token };
+  return { error: { status, message: body.message || `HTTP ${status}` } };
+}
+
+let streams = 0; // startStream calls: a slower one that was overtaken starts nothing
+
+async function startStream(spec, { resume = false } = {}) {
+  const generation = ++streams;
   if (poller) poller.stop();
+  poller = null;
   clearFeed();
   $("#stream-label").textContent = describeStream(spec);
   const saved = resume ? savedSession(spec) : null;
   const url = { sample: "/statuses/sample.json", filter: "/statuses/filter.json", home: "/statuses/home.json" };
+  const params = { ...spec.params }; // GET, filters included, so that EventSource can stream it
+  if (spec.kind === "home") {
+    const issued = await streamToken(spec.user);
+    if (generation !== streams) return;
+    if (issued.error) {
+      if (issued.error.status === 401) tokenRefused(streamForm);
+      else say(streamForm, `No stream token: ${issued.error.message}`, "error");
+      showConnection("stopped", "stopped · no stream token");
+      return;
+    }
+    params.stream_token = issued.token;
+  }
+  let renewable = true; // an unexpected 401 gets one fresh token until a batch comes through
   const current = new LongPoll(url[spec.kind], {
-    params: spec.params, // GET, filters included, so that EventSource can stream it
+    params,
     transport: "auto", // SSE where EventSource exists and the stream answers it; long-polls otherwise
-
-    headers: spec.user ? { Authorization: "Bearer " + spec.user.token } : {}, // the home stream is the user's own
     pauseWhenHidden: spec.pause,
     quickStart: true, // learn the session key at once, so an early stop or reload does not orphan it
     key: saved ? saved.key : null,
     cursor: saved ? saved.cursor : null,
     onItems: (items) => {
       if (poller !== current) return;
+      renewable = true;
       onItems(items);
       rememberSession(spec, current);
       if (connection.dataset.state === "polling") showConnection("polling", live(current.key));
@@ -438,8 +465,22 @@ function startStream(spec, { resume = false } = {}) {
       rememberSession(spec, current);
       onState(state, info);
     },
-    onError: (error) => {
-      if (poller === current) say(streamForm, `The server refused this stream: ${error.message}`, "error");
+    onError: async (error) => {
+      if (poller !== current) return;
+      // The home stream's token expired (a reconnect after the server ended a stream, a tab woken from
+      // sleep): a fresh one, and the same session, whose key and cursor are kept, so nothing is missed.
+      if (spec.kind === "home" && error.status === 401 && (error.error === "stream_token_expired" || renewable)) {
+        renewable = false;
+        const issued = await streamToken(spec.user);
+        if (poller !== current) return;
+        if (issued.token) {
+          current.params.stream_token = issued.token;
+          current.start();
+          return;
+        }
+        error = issued.error;
+      }
+      say(streamForm, `The server refused this stream: ${error.message}`, "error");
     },
   });
   poller = current;

@@ -15,6 +15,7 @@ from ..streams import filters
 from ..streams.app import StreamLimits
 from ..streams.social import SocialLimits
 from ..streams.social_app import CURSOR as FOLLOW_CURSOR
+from ..streams.stream_tokens import LIFETIME as STREAM_TOKEN_SECONDS
 
 # The server's own patterns, anchored: the document cannot drift from the checks.
 IDENTIFIER = {"type": "string", "pattern": f"^{params.IDENTIFIER.pattern}$"}
@@ -35,7 +36,7 @@ def _error(description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {
         400: "a parameter is malformed or out of range (param names it)",
-        401: "identifier or API token missing or invalid",
+        401: "identifier, API token or stream token missing or invalid",
         403: "the key belongs to another identifier or resource, or the status to another user",
         404: "no such resource",
         405: "wrong method",
@@ -116,9 +117,26 @@ def _social_paths(poll: list[dict[str, Any]], limits: SocialLimits) -> dict[str,
             "responses": {**statuses, **_errors(400, 404, 503)}}},
         "/home": {"get": {"summary": "the token's user's home timeline", "security": [{"token": []}],
                           "parameters": paging, "responses": {**statuses, **_errors(400, 401, 503)}}},
+        "/home/stream-tokens": {"post": {
+            "summary": "a stream token: the token's user's credential for /statuses/home.json in a URL, "
+                       "where EventSource can send it (short-lived; see SECURITY.md)",
+            "security": [{"token": []}],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "properties": {"seconds": {
+                    "type": ["integer", "null"], "minimum": 1, "maximum": STREAM_TOKEN_SECONDS,
+                    "description": "a shorter life than the longest, which is the default"}}}}}},
+            "responses": {"200": {"description": "the token, and when it expires (Unix seconds)", **_json({
+                "type": "object", "required": ["token", "expires", "expires_in"], "properties": {
+                    "token": {"type": "string"}, "expires": {"type": "integer"},
+                    "expires_in": {"type": "integer", "minimum": 1, "maximum": STREAM_TOKEN_SECONDS}}})},
+                **_errors(400, 401, 413, 503)}}},
         "/statuses/home.json": {"get": {
             "summary": "long-poll the statuses of the people the token's user follows, and the user's own",
-            "security": [{"token": []}],
+            "description": "Authenticated by the API token (Authorization: Bearer), or by a stream token in the "
+                           "query string (stream_token=, from POST /home/stream-tokens), which is what EventSource "
+                           "can send; an expired stream token answers 401 stream_token_expired: get a new one and "
+                           "resume with the same key and cursor.",
+            "security": [{"token": []}, {"streamToken": []}],
             "parameters": [{"name": "identifier", "in": "query", "required": True, "schema": IDENTIFIER},
                            {"name": "backfill", "in": "query",
                             "schema": {"type": "integer", "minimum": 0, "maximum": limits.max_backfill}}, *poll],
@@ -232,7 +250,8 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
                 "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
         "components": {
-            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"},
+                                "streamToken": {"type": "apiKey", "in": "query", "name": "stream_token"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "message"], "properties": {
                     "error": {"type": "string"}, "message": {"type": "string"}, "param": {"type": "string"},

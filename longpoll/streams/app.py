@@ -168,6 +168,7 @@ class StatusStreams:
                  poll_limits: PollLimits = PollLimits(), limits: StreamLimits = StreamLimits(),
                  hydrators: Hydrators | None = None):
         from .social_app import HomeTimeline, UserResources, home_stream
+        from .stream_tokens import StreamTokens
 
         home = HomeIndex()
         broker.hub.route(TOPIC, SocialRouter(home))
@@ -177,5 +178,6 @@ class StatusStreams:
         self.users.index = self.users.default = UserResources(store, poll_limits, self.users.index)  # type: ignore
         self.syndicator = Syndicator(store)
         self.statuses = Statuses(broker, store, registry, poll_limits, limits, self.hydrators, self.syndicator)
-        self.statuses.home_json = home_stream(broker, store, registry, poll_limits)  # type: ignore[attr-defined]
-        self.home = HomeTimeline(store, poll_limits)
+        tokens = StreamTokens(broker.redis, prefix=broker.backend.prefix)  # on Redis, its secret too
+        self.statuses.home_json = home_stream(broker, store, registry, poll_limits, tokens)  # type: ignore[attr-defined]
+        self.home = HomeTimeline(store, poll_limits, tokens)

@@ -29,7 +29,7 @@ graph changes (kept in its definition, so it moves with it).
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -388,6 +388,8 @@ def home_identity(broker: Broker) -> tuple[Any, ...]:
     return (TOPIC, broker.log.name, True)
 
 
-def home_feed(broker: Broker, store: SocialStore, definition: dict[str, Any]) -> HomeFeed:
-    """The home source of a session's recipe (or the one it opened before)."""
-    return open_source(home_identity(broker), lambda checkpoint: HomeFeed(broker, store, definition, checkpoint))
+def home_feed(broker: Broker, store: SocialStore, definition: Callable[[], dict[str, Any]]) -> HomeFeed:
+    """The home source of a session's recipe (or the one it opened before); ``definition()`` (identifier, uid,
+    backfill) is asked only for a new one: a feed built from its checkpoint knows them."""
+    return open_source(home_identity(broker), lambda checkpoint: HomeFeed(
+        broker, store, definition() if checkpoint is None else {}, checkpoint))

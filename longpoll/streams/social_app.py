@@ -3,7 +3,8 @@
 ``/users/<login>...`` is the users node's ``default``; ``/home`` and
 ``/statuses/home.json`` sit beside the status streams.  Logins and every
 paging parameter are checked here, with 400s naming them; writes need the
-bearer token (401), as posting does.
+bearer token (401), as posting does.  The home stream also takes a stream
+token in its query string, for ``EventSource`` (``stream_tokens.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .app import _bearer_token, _bound_identifier, _no_more
 from .filters import LOGIN
 from .home import HomeFeed, home_feed
 from .social import SocialLimits, SocialStore
+from .stream_tokens import PARAM as STREAM_TOKEN
+from .stream_tokens import StreamTokens
 
 CURSOR = re.compile(r"[0-9]{1,16}")
 
@@ -106,11 +109,13 @@ class UserResources:
 
 
 class HomeTimeline:
-    """``GET /home``: the token's user's home timeline, newest first."""
+    """``GET /home``: the token's user's home timeline, newest first; ``POST /home/stream-tokens``: a stream
+    token for its live stream."""
 
-    def __init__(self, store: SocialStore, poll_limits: PollLimits):
+    def __init__(self, store: SocialStore, poll_limits: PollLimits, tokens: StreamTokens):
         self.store = store
         self.poll_limits = poll_limits
+        self.tokens = tokens
 
     @cherrypy.expose
     @json_handler("GET")
@@ -124,17 +129,42 @@ class HomeTimeline:
         _no_more(params)
         return json_body(200, _statuses(self.store.timeline("home", uid, page, count), page, count, limits))
 
+    @cherrypy.expose
+    @json_handler("POST")
+    def stream_tokens(self, *rest: str, **kwargs: Any) -> bytes:
+        """``POST /home/stream-tokens``, bearer token: a stream token of this user (``seconds`` shortens it)."""
+        if rest:
+            raise NotFound("no such resource")
+        uid = self.store.authenticate(_bearer_token())
+        params = request_params(kwargs, self.poll_limits.max_param_chars)
+        seconds = integer(params, "seconds", 1, self.tokens.lifetime, self.tokens.lifetime)
+        _no_more(params)
+        return json_body(200, self.tokens.issue(uid, seconds))
 
-def home_stream(broker: Broker, store: SocialStore, registry: Registry, poll_limits: PollLimits) -> Any:
-    """``GET /statuses/home.json``: the home long-poll, bound to its identifier and its token's user."""
+
+def home_stream(broker: Broker, store: SocialStore, registry: Registry, poll_limits: PollLimits,
+                tokens: StreamTokens) -> Any:
+    """``GET /statuses/home.json``: the home long-poll, bound to its identifier and its reader.
+
+    The reader is the user of the ``stream_token`` parameter if there is one (what ``EventSource`` can
+    send), else of the bearer token; either way the session is that user's, so polls and streams of one
+    session may use either.
+    """
+
+    def reader(stream_token: Any) -> int:
+        if stream_token is None:
+            return store.authenticate(_bearer_token())
+        return tokens.verify(single({STREAM_TOKEN: stream_token}, STREAM_TOKEN))
 
     def bind(params: dict[str, Any]) -> str:
-        return f"{_bound_identifier(params)}@{store.authenticate(_bearer_token())}"
+        return f"{_bound_identifier(params)}@{reader(params.get(STREAM_TOKEN))}"
 
-    def home(identifier: str, backfill: Any = None) -> HomeFeed:
+    def home(identifier: str, backfill: Any = None, stream_token: Any = None) -> HomeFeed:
         count = integer({"backfill": backfill}, "backfill", 0, store.social_limits.max_backfill, 0)
-        uid = store.authenticate(_bearer_token())
-        return home_feed(broker, store, {"identifier": identifier, "uid": uid, "backfill": count})
+        # Read only when the feed is new: a session built again (here when its feed ran dry, or in another
+        # process) has its user in its checkpoint, and the first poll's stream token may have expired since.
+        return home_feed(broker, store, lambda: {"identifier": identifier, "uid": reader(stream_token),
+                                                 "backfill": count})
 
     return cherrypy.expose(json_yield(methods=("GET",), name="statuses.home", registry=registry,
                                       poll_limits=poll_limits, bind=bind, limit_per_bind=True)(home))

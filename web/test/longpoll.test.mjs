@@ -7,11 +7,10 @@
 // random(), and a fake document for page visibility. No network, no real waiting.
 // The behaviour tests run once per way: LongPoll on fetch, LongPoll on
 // XMLHttpRequest (a browser without fetch), and $.longPoll on $.ajax.
-import { test, describe } from "node:test";
+import { test, describe, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { readFileSync } from "node:fs";
 import path from "node:path";
 
 import LongPollDefault, { LongPoll, LongPollError } from "../longpoll.mjs";
@@ -342,18 +341,6 @@ describe("module", () => {
     assert.equal(LongPoll, globalThis.LongPoll);
     assert.equal(LongPollDefault, LongPoll);
     assert.equal(LongPollError, LongPoll.LongPollError);
-  });
-
-  test("jquery.longpoll.js carries the same engine as longpoll.js, word for word", () => {
-    const engine = (file) => {
-      const text = readFileSync(path.join(here, "..", file), "utf8");
-      const start = text.indexOf("  // ---- engine:");
-      const end = text.indexOf("  // ---- end of engine ----");
-      assert.ok(start > 0 && end > start, `${file} marks its engine`);
-      return text.slice(start, end);
-    };
-    // A fix made in one file only fails here: copy the section between the markers across.
-    assert.equal(engine("jquery.longpoll.js"), engine("longpoll.js"));
   });
 
   test("the plugin needs jQuery, not longpoll.js, and leaves window.LongPoll alone", () => {
@@ -1247,6 +1234,10 @@ function fakeEventSource(streams) {
     }
     addEventListener(type, fn) { (this.listeners[type] = this.listeners[type] || []).push(fn); }
     close() { this.closed = true; }
+    /** The server answered 200 text/event-stream: the stream is open (no event yet). */
+    open() {
+      for (const fn of this.listeners.open || []) fn({ type: "open" });
+    }
     /** A server event: a batch (type "message" or "done") or the server's own "expired"/"error". */
     emit(type, body, id) {
       assert.equal(this.closed, false, "an event on a closed stream");
@@ -1254,7 +1245,8 @@ function fakeEventSource(streams) {
       if (type === "message" && this.onmessage) this.onmessage(event);
       for (const fn of this.listeners[type] || []) fn(event);
     }
-    /** The connection failed or ended: EventSource's own error, an Event without data. */
+    /** The connection failed or ended: EventSource's own error, an Event without data (also for any
+     * answer but a 200 event stream: a 401 or a 503 looks the same as a refused connection). */
     fail() {
       for (const fn of this.listeners.error || []) fn({ type: "error" });
     }
@@ -1263,6 +1255,10 @@ function fakeEventSource(streams) {
 
 describe("transports", () => {
   const batch = (key, cursor, items, state = "ready") => ({ state, key, cursor, items });
+  // These run on real (shortened) timers: a test that fails half-way must not leave its poller retrying,
+  // which would keep node from ever exiting.
+  const made = [];
+  afterEach(() => { for (const lp of made.splice(0)) lp.stop(); });
 
   function make(options) {
     const net = fakeNet();
@@ -1273,6 +1269,7 @@ describe("transports", () => {
       fetch: fakeFetch(net), EventSource: fakeEventSource(streams), params: { identifier: "me" },
       setTimeout: (fn, ms) => setTimeout(fn, Math.min(ms, 5)), clearTimeout,
       onItems: (items) => got.push(...items), onState: (state, info) => states.push([state, info]), ...options });
+    made.push(lp);
     return { lp, net, streams, got, states };
   }
 
@@ -1345,15 +1342,32 @@ describe("transports", () => {
     await flush();
     streams[0].fail();
     await flush();
+    // The probe: what was the stream answered? A batch: polls come through where the stream did not.
+    assert.deepEqual(net.last().query, { identifier: "me", key: "K", cursor: "7", timeout: "0", max: "100" });
+    net.last().respond(200, batch("K", "8", ["y"]));
+    await flush();
     assert.equal(lp.transportInUse, "poll");
     assert.equal(streams.length, 1, "no second stream");
-    assert.deepEqual(net.last().query, { identifier: "me", key: "K", cursor: "7", timeout: "25", max: "100" });
-    net.last().respond(200, batch("K", "8", ["z"]));
+    assert.deepEqual(net.last().query, { identifier: "me", key: "K", cursor: "8", timeout: "25", max: "100" });
+    net.last().respond(200, batch("K", "9", ["z"]));
     await flush();
-    assert.deepEqual(got, ["z"]);
-    assert.equal(net.last().query.cursor, "8");
+    assert.deepEqual(got, ["y", "z"]);
+    assert.equal(net.last().query.cursor, "9");
     lp.stop();
   });
+
+  test("auto also falls back when its first stream opened but ended before any event (no probe: it was a 200)",
+    async () => {
+      const { lp, net, streams } = make({ transport: "auto", key: "K", cursor: "7" });
+      lp.start();
+      await flush();
+      streams[0].open();
+      streams[0].fail();
+      await flush();
+      assert.equal(lp.transportInUse, "poll");
+      assert.deepEqual(net.last().query, { identifier: "me", key: "K", cursor: "7", timeout: "25", max: "100" });
+      lp.stop();
+    });
 
   test("auto polls where EventSource is missing or cannot be used (POST, headers); sse there is refused", () => {
     for (const options of [{ EventSource: null }, { method: "POST" }, { headers: { Authorization: "Bearer t" } }]) {
@@ -1402,16 +1416,193 @@ describe("transports", () => {
   });
 
   test("sse keeps streaming after a failed first connection, backing off", async () => {
-    const { lp, streams, states } = make({ transport: "sse", minBackoff: 1, maxBackoff: 1 });
+    const { lp, net, streams, states } = make({ transport: "sse", minBackoff: 1, maxBackoff: 1 });
     lp.start();
     await flush();
     streams[0].fail();
+    await flush();
+    net.last().fail();  // the probe finds no server either
     await flush();
     assert.ok(states.some(([s, info]) => s === "waiting" && info.error.error === "network"));
     await new Promise((resolve) => setTimeout(resolve, 20));
     await flush();
     assert.equal(streams.length, 2);
+    assert.equal(net.calls.length, 1, "one probe, then a stream again");
     assert.equal(lp.transportInUse, "sse");
     lp.stop();
   });
+
+  test("sse: a stream that opened and ended without an event is retried after the backoff's first step, no probe",
+    async () => {
+      const { lp, net, streams, states } = make({ transport: "sse", minBackoff: 1, maxBackoff: 1000 });
+      lp.start();
+      await flush();
+      for (let i = 0; i < 4; i++) {  // a quiet stream, ended by the server's time limit again and again
+        streams[i].open();
+        streams[i].fail();
+        await flush();
+        assert.equal(net.calls.length, 0);
+        const waiting = states.filter(([s]) => s === "waiting");
+        assert.equal(waiting.length, i + 1);
+        assert.deepEqual([waiting[i][1].error.error, waiting[i][1].attempt], ["network", 1], "not ever longer waits");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await flush();
+        assert.equal(streams.length, i + 2);
+      }
+      lp.stop();
+    });
+});
+
+// -- an answer before a stream starts (issue 20, "Browser clients") --------------------------------------------
+
+describe("an error the server answers before a stream starts", () => {
+  const batch = (key, cursor, items, state = "ready") => ({ state, key, cursor, items });
+
+  /** A LongPoll on a fake EventSource and a fake net (fetch, XMLHttpRequest or $.ajax), on a virtual clock. */
+  function make(client, options) {
+    const streams = [];
+    const t = setupFor(client, { url: "/statuses/home.json", params: { identifier: "me", stream_token: "T1" },
+      EventSource: fakeEventSource(streams), ...options });
+    return { ...t, streams };
+  }
+
+  /** The stream fails before it opened; returns the probe poll that follows. */
+  async function refusedStream(t, index = t.streams.length - 1) {
+    const calls = t.net.calls.length;
+    t.streams[index].fail();
+    await flush();
+    assert.equal(t.net.calls.length, calls + 1, "one probe");
+    return t.net.last();
+  }
+
+  for (const client of Object.keys(CLIENTS)) {
+    describe(client, () => {
+      for (const [status, code] of [[400, "bad_parameter"], [401, "stream_token_expired"], [403, "forbidden"]]) {
+        for (const transport of ["sse", "auto"]) {
+          test(`${transport}: ${status} stops with onError, as it would for a poll`, async () => {
+            const t = make(client, { transport, key: "K", cursor: "4" });
+            t.lp.start();
+            await flush();
+            const probe = await refusedStream(t);
+            assert.deepEqual(probe.query,
+              { identifier: "me", stream_token: "T1", key: "K", cursor: "4", timeout: "0", max: "100" });
+            assert.equal(headerIn(probe.headers, "Accept"), "application/json");
+            probe.respond(status, { error: code, message: "refused", param: "stream_token" });
+            await flush();
+            assert.equal(t.log.errors.length, 1);
+            const [error] = t.log.errors;
+            assert.ok(error instanceof Error);
+            assert.deepEqual([error.status, error.error, error.message, error.param], [status, code, "refused", "stream_token"]);
+            assert.deepEqual(t.stateNames().slice(-1), ["stopped"]);
+            assert.equal(t.log.states.at(-1)[1].status, status);
+            assert.equal(t.lp.running, false);
+            assert.deepEqual([t.lp.key, t.lp.cursor], ["K", "4"], "kept: start() after a fix resumes the session");
+            await t.clock.advance(60_000);
+            assert.equal(t.streams.length, 1, "no stream again");
+            assert.equal(t.net.calls.length, 1, "no poll again");
+            // a new token, then start(): the same session, streamed again
+            t.lp.params.stream_token = "T2";
+            t.lp.start();
+            await flush();
+            assert.equal(t.streams.length, 2);
+            assert.equal(t.lp.transportInUse, "sse");
+            assert.deepEqual([t.streams[1].query.stream_token, t.streams[1].query.key, t.streams[1].query.cursor],
+              ["T2", "K", "4"]);
+            t.lp.stop();
+          });
+        }
+      }
+
+      test("a 410 starts a new session at once, streamed", async () => {
+        const t = make(client, { transport: "sse", key: "OLD", cursor: "9" });
+        t.lp.start();
+        await flush();
+        const probe = await refusedStream(t);
+        probe.respond(410, { error: "expired", message: "unknown or expired session key", state: "expired" });
+        await flush();
+        assert.ok(t.stateNames().includes("expired"));
+        assert.equal(t.streams.length, 2, "a new stream at once");
+        assert.equal(t.streams[1].query.key, undefined, "for a new session");
+        t.streams[1].emit("message", batch("NEW", "0", []), "NEW.0");
+        assert.equal(t.lp.key, "NEW");
+        assert.ok(t.stateNames().includes("restarted"));
+        assert.equal(t.log.errors.length, 0);
+        t.lp.stop();
+      });
+
+      test("a 429 or 503 is retried after the backoff and Retry-After, streaming again", async () => {
+        const t = make(client, { transport: "sse", key: "K", cursor: "1" });
+        t.lp.start();
+        await flush();
+        let probe = await refusedStream(t);
+        probe.respond(429, { error: "too_many_sessions", message: "too many" }, { "Retry-After": "3" });
+        await flush();
+        assert.deepEqual([t.lastWaiting().status, t.lastWaiting().retryAfter, t.lastWaiting().delay], [429, 3, 3000]);
+        await t.clock.advance(2999);
+        assert.equal(t.streams.length, 1, "not before Retry-After");
+        await t.clock.advance(1);
+        assert.equal(t.streams.length, 2, "then a stream, not a poll");
+        probe = await refusedStream(t);
+        probe.respond(503, { error: "backend_unavailable", message: "down", retry_ms: 2000 });
+        await flush();
+        assert.deepEqual([t.lastWaiting().status, t.lastWaiting().attempt], [503, 2]);
+        assert.equal(t.log.errors.length, 0);
+        assert.equal(t.lp.running, true);
+        t.lp.stop();
+      });
+
+      test("a probe answered with a batch: its items are taken, then the stream again after a growing backoff",
+        async () => {
+          const t = make(client, { transport: "sse", key: "K", cursor: "1" });
+          t.lp.start();
+          await flush();
+          let probe = await refusedStream(t);
+          probe.respond(200, batch("K", "2", ["a"]));
+          await flush();
+          assert.deepEqual(t.log.items, [["a"]]);
+          assert.equal(t.lastWaiting().attempt, 1);
+          await t.clock.advance(t.lastWaiting().delay);
+          assert.deepEqual([t.streams.length, t.streams[1].query.cursor], [2, "2"]);
+          probe = await refusedStream(t);
+          probe.respond(200, batch("K", "2", []));
+          await flush();
+          assert.equal(t.lastWaiting().attempt, 2, "the backoff grows: a probe's answer does not reset it");
+          t.lp.stop();
+        });
+
+      test("auto, after it has streamed: a refused reconnect is probed and its error stops it", async () => {
+        const t = make(client, { transport: "auto" });
+        t.lp.start();
+        await flush();
+        t.streams[0].open();
+        t.streams[0].emit("message", batch("K", "1", ["a"]), "K.1");
+        t.streams[0].fail();  // the server's max-stream-seconds: reopened at once
+        await flush();
+        assert.equal(t.streams.length, 2);
+        assert.equal(t.net.calls.length, 0, "no probe for a stream that delivered");
+        const probe = await refusedStream(t);
+        assert.deepEqual([probe.query.key, probe.query.cursor, probe.query.timeout], ["K", "1", "0"]);
+        probe.respond(401, { error: "stream_token_expired", message: "expired" });
+        await flush();
+        assert.equal(t.log.errors[0].error, "stream_token_expired");
+        assert.equal(t.lp.running, false);
+        assert.equal(t.lp.transportInUse, "sse", "still a streaming endpoint");
+      });
+
+      test("stop() during the probe: start() streams again, from the same key and cursor", async () => {
+        const t = make(client, { transport: "sse", key: "K", cursor: "5" });
+        t.lp.start();
+        await flush();
+        const probe = await refusedStream(t);
+        t.lp.stop();
+        await flush();
+        assert.equal(probe.aborted, true);
+        t.lp.start();
+        await flush();
+        assert.equal(t.streams.length, 2);
+        assert.deepEqual([t.streams[1].query.key, t.streams[1].query.cursor], ["K", "5"]);
+        t.lp.stop();
+      });
+    });
+  }
 });
