@@ -515,6 +515,8 @@ class Session:
                 "generator with state of its own; the session has ended")
 
     def _name(self) -> str:
+        if self.origin is not None:
+            return str(self.origin.get("endpoint"))
         return getattr(self._start, "__qualname__", None) or getattr(self._it, "__name__", repr(self._it))
 
     def _encoded(self, encode: Encode, value: Any) -> bytes:

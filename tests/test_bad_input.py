@@ -205,3 +205,24 @@ def test_primes_keeps_a_constant_state_however_far_it_goes():
     finally:
         tracemalloc.stop()
     assert late - early < 100_000  # the trial-division version kept 100,000 ints: 3.6 MB
+
+
+def test_a_parameter_the_path_gives_is_400_naming_it_not_a_500(client):
+    """GET /topics/<name>?topic=x called the generator with topic twice: a 500.  (A later poll's parameters
+    other than key, cursor, timeout and max are not the generator's, and are ignored as ever.)"""
+    refused = client.get("/topics/news", params={"topic": "x", "timeout": 0})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["param"] == "topic"
+
+
+def test_both_fronts_split_parameters_on_semicolons_as_cherrypy_does(client):
+    first = client.get("/primes", params={"limit": 50, "max": 2, "timeout": 0}).json()
+    answer = client.get(f"/primes?key={first['key']};cursor={first['cursor']}&max=2&timeout=0")
+    assert answer.status_code == 200 and answer.json()["items"] == [5, 7]
+
+
+def test_a_form_body_that_is_not_utf8_is_400_on_both_fronts(client):
+    first = client.get("/primes", params={"limit": 50, "timeout": 0}).json()
+    body = f"key={first['key']}&cursor={first['cursor']}&x=\xe9".encode("latin-1")
+    refused = client.post("/primes", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert refused.status_code == 400 and refused.json()["error"] in ("bad_request", "bad_parameter"), refused.text

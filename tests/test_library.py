@@ -166,3 +166,133 @@ def test_imports_run_one_way_the_library_never_imports_the_server_product(tmp_pa
     (tmp_path / "streams").mkdir()
     (tmp_path / "streams" / "x.py").write_text("from ..server import app\nfrom . import feed\n")
     assert imported_modules(tmp_path / "streams" / "x.py", tmp_path) == ["longpoll.server", "longpoll.streams"]
+
+
+# -- what a developer gets wrong, said early ------------------------------------------------
+
+
+def test_an_async_function_is_refused_when_decorated():
+    async def feed():
+        return []
+
+    async def stream():
+        yield 1
+
+    for func in (feed, stream):
+        with pytest.raises(TypeError, match="async"):
+            longpoll.json_yield()(func)
+
+
+def test_a_function_that_returns_no_iterator_says_what_it_returned():
+    status, body = ask(endpoint(lambda: 42, name="tests.fortytwo"), timeout=0)
+    assert status == 500 and body["error"] == "generator_failed"
+    assert "returned int, not an iterator" in body["message"]
+
+
+def test_integers_of_any_size_are_delivered():
+    status, body = ask(endpoint(lambda: iter([2**70, {"n": -(2**100)}, [1, 2**64]])), timeout=0)
+    assert status == 200 and body["items"] == [2**70, {"n": -(2**100)}, [1, 2**64]]
+
+
+def test_the_failure_message_names_the_type_that_could_not_be_encoded():
+    def gen():
+        yield 1
+        yield {"price": decimal.Decimal("1.5")}
+
+    point = endpoint(gen)
+    status, body = ask(point, timeout=0)
+    assert status == 200 and body["items"] == [1]
+    status, failed = ask(point, key=body["key"], cursor=body["cursor"], timeout=0)
+    assert status == 500 and "Decimal" in failed["message"] and "dict" not in failed["message"]
+
+
+def test_publish_returns_a_position_that_orders_as_positions_do():
+    broker = longpoll.Broker()
+    first, second = broker.publish("t", 1), broker.publish("t", 2)
+    positions = [broker.publish("t", n) for n in range(9)]
+    assert first < second and positions == sorted(positions) and str(positions[-1]) == positions[-1]
+    assert not "9" < "10"  # as text, 9 comes after 10 ...
+    assert longpoll.broker.Position("9") < "10" and not longpoll.broker.Position("9") < "9"  # ... not as positions
+
+
+def test_yielding_a_signal_waits_the_first_time_too():
+    """The first time a generator yielded a Signal, it was resumed at once (a second look) and spun."""
+    signal = longpoll.Signal()
+    looks = []
+
+    def gen():
+        while True:
+            looks.append(time.monotonic())
+            yield signal
+
+    point = endpoint(gen)
+    started = time.monotonic()
+    status, body = ask(point, timeout=0.3)
+    assert status == 200 and body["items"] == [] and time.monotonic() - started >= 0.3
+    assert looks[0] - started < 0.3 and all(at - started >= 0.3 for at in looks[1:])  # no second look at once
+
+
+def test_a_signal_notified_while_the_generator_ran_is_looked_at_again_not_missed():
+    signal = longpoll.Signal()
+    box: list = []
+
+    def gen():
+        while True:
+            while box:
+                yield box.pop()
+            box.append("arrived between the look and the yield")  # as a producer on another thread would
+            signal.notify()
+            yield signal
+
+    status, body = ask(endpoint(gen), timeout=5, max=1)
+    assert status == 200 and body["items"] == ["arrived between the look and the yield"]
+
+
+def test_unknown_longpoll_keys_are_reported_wherever_they_stand(recwarn):
+    from longpoll.config import check_keys
+
+    class Orders:
+        _cp_config = {"longpoll.max_timout": 5}
+
+        @cherrypy.expose
+        @longpoll.json_yield()
+        def slow(self):
+            return iter(())
+
+    app = cherrypy.tree.mount(Orders(), "/tests-config-typos", {"/slow": {"longpoll.idle_timout": 5,
+                                                                          "longpoll.max_timeout": "soon"}})
+    try:
+        check_keys()
+    finally:
+        del cherrypy.tree.apps["/tests-config-typos"]
+    said = [str(w.message) for w in recwarn]
+    assert any("idle_timout" in m and "[/slow]" in m and "did you mean longpoll.idle_timeout" in m for m in said)
+    assert any("max_timout" in m and "_cp_config" in m for m in said), said
+    assert any("max_timeout must be a positive number" in m for m in said), said
+    assert app is not None
+
+
+def test_a_longpoll_error_in_a_plain_handler_answers_as_its_json_error(server):
+    """broker.publish() with Redis away was a 500 with a traceback outside json_yield."""
+    from tests.conftest_support import free_port
+
+    broker = longpoll.Broker(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there: an outage
+
+    class Shop:
+        @cherrypy.expose
+        @cherrypy.tools.json_in()
+        @cherrypy.tools.json_out()
+        def order(self):
+            return {"position": broker.publish("orders", cherrypy.request.json)}
+
+    cherrypy.tree.mount(Shop(), "/tests-shop", {"/": longpoll.JSON_ERRORS})
+    try:
+        import httpx
+
+        answer = httpx.post(server["url"] + "/tests-shop/order", json={"sku": 1}, timeout=30)
+    finally:
+        del cherrypy.tree.apps["/tests-shop"]
+    assert answer.status_code == 503, answer.text
+    body = answer.json()
+    assert body["error"] == "backend_unavailable" and body["retry_ms"] >= 1000 and answer.headers["Retry-After"]
+    assert "Traceback" not in answer.text
