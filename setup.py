@@ -19,7 +19,7 @@ setup(
     extras_require={
         "server": SERVER,
         "test": SERVER + ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.4",
-                                   "schemathesis>=4.0", "playwright>=1.40"],
+                                   "schemathesis>=4.0", "playwright>=1.40", "python-memcached>=1.59"],
     },
     entry_points={"console_scripts": ["longpoll = longpoll.server.cli:main"]},
 )
