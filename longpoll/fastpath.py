@@ -28,6 +28,7 @@ from typing import Any
 
 import cherrypy
 
+from . import logs
 from .clients import client_address
 from .endpoint import endpoint_of
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
@@ -164,9 +165,11 @@ class FastPolls:
         self.answered += 1
         if not isinstance(answer, bytes):  # a stream: its frames as they are made
             start_response(STATUS_LINES.get(status) or str(status), out)
+            logs.access(environ, status, None)
             return answer
         out.append(("Content-Length", str(len(answer))))
         start_response(STATUS_LINES.get(status) or str(status), out)
+        logs.access(environ, status, len(answer))
         return [b"" if head else answer]
 
     def _post(self, environ: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:

@@ -26,6 +26,8 @@ plugin is what also sizes CherryPy's own server before it starts.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import weakref
 from typing import Any, Protocol
@@ -33,7 +35,7 @@ from typing import Any, Protocol
 import cherrypy
 from cherrypy.process import plugins, wspbus
 
-from . import sizing
+from . import logs, sizing
 from .registry import Registry
 
 log = logging.getLogger("longpoll")
@@ -62,10 +64,16 @@ class Plugin(plugins.SimplePlugin):
     sizes from whichever server answers the request (``sizing.py``).
     """
 
-    def __init__(self, bus: wspbus.Bus, *, held_polls: int = sizing.HELD_POLLS, frequency: float = FREQUENCY):
+    def __init__(self, bus: wspbus.Bus, *, held_polls: int = sizing.HELD_POLLS, frequency: float = FREQUENCY,
+                 signals: bool = True):
+        """``signals``: on SIGTERM, SIGINT, SIGHUP and SIGQUIT, answer held polls at once before whatever
+        handled the signal before (gunicorn's graceful stop waits for them otherwise; CherryPy's own
+        handler stops the engine, which does it too)."""
         super().__init__(bus)
         self.held_polls = held_polls
         self.frequency = frequency
+        self.signals = signals
+        self._chained: dict[int, Any] = {}
         self.registries: weakref.WeakSet[Registry] = weakref.WeakSet()
         self.workers: weakref.WeakSet[Any] = weakref.WeakSet()  # hubs, channel listeners, syndicators
         self._task: plugins.BackgroundTask | None = None
@@ -95,6 +103,8 @@ class Plugin(plugins.SimplePlugin):
 
     def subscribe(self) -> None:
         super().subscribe()
+        if self.bus is cherrypy.engine:
+            logs.to_cherrypy()
         self.bus.subscribe(ATTACH, self.attach)
         self.bus.subscribe(STATS, self.stats)
         self.bus.subscribe("start", self.tune_server, priority=70)  # before cherrypy.server (75)
@@ -126,6 +136,8 @@ class Plugin(plugins.SimplePlugin):
             registry.stopping = False
         for worker in workers:
             worker.start()
+        if self.signals:
+            self._chain_signals()
         if self._task is None:
             self._task = plugins.BackgroundTask(self.frequency, self.reap, bus=self.bus)
             self._task.name = "longpoll-reaper"
@@ -137,6 +149,32 @@ class Plugin(plugins.SimplePlugin):
         """The engine begins to stop: held polls answer now, streams end, no poll waits from here on."""
         for registry in self.stats()[0]:
             registry.stop_holding()
+
+    def _chain_signals(self) -> None:
+        """Answer held polls on a stop signal, then do what was done before (only the main thread may)."""
+        if threading.current_thread() is not threading.main_thread() or self._chained:
+            return
+        for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"):
+            number = getattr(signal, name, None)
+            if number is None:
+                continue
+            previous = signal.getsignal(number)
+            if previous is None:
+                continue  # set from outside Python: leave it alone
+            self._chained[number] = previous
+            signal.signal(number, self._on_signal)
+
+    def _on_signal(self, number: int, frame: Any) -> None:
+        self.stopping()
+        previous = self._chained.get(number, signal.SIG_DFL)
+        if callable(previous):
+            previous(number, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)  # what would have happened: the process ends
+        if number == getattr(signal, "SIGHUP", None) and self.bus.state == wspbus.states.STARTED:
+            for registry in self.stats()[0]:  # a graceful reload in place (CherryPy's SIGHUP): polls wait again
+                registry.stopping = False
 
     def stop(self) -> None:
         with self._lock:

@@ -296,3 +296,25 @@ def test_a_longpoll_error_in_a_plain_handler_answers_as_its_json_error(server):
     body = answer.json()
     assert body["error"] == "backend_unavailable" and body["retry_ms"] >= 1000 and answer.headers["Retry-After"]
     assert "Traceback" not in answer.text
+
+
+def test_longpoll_logs_through_cherrypys_log_error_and_access_both_fronts(server, tmp_path):
+    """A generator's traceback went to stderr through Python's last resort, not to log.error_file, and the polls
+    the fast path answered were missing from the access log (17 lines where nginx forwarded 65)."""
+    import httpx
+
+    errors, accesses = tmp_path / "error.log", tmp_path / "access.log"
+    cherrypy.log.error_file, cherrypy.log.access_file = str(errors), str(accesses)
+    try:
+        for base in (server["url"], server["fast_url"]):
+            first = httpx.get(f"{base}/mem/t/failing", params={"after": 1, "max": 5}, timeout=10).json()
+            failed = httpx.get(f"{base}/mem/t/failing", params={"key": first["key"], "cursor": first["cursor"]},
+                               timeout=10)
+            assert failed.status_code == 500
+    finally:
+        cherrypy.log.error_file, cherrypy.log.access_file = "", ""
+    error_log = errors.read_text()
+    assert error_log.count("RuntimeError: this generator fails") == 2 and "LONGPOLL" in error_log
+    lines = accesses.read_text().splitlines()
+    assert len([line for line in lines if "/mem/t/failing?key=" in line]) == 2, lines  # one per front
+    assert all('" 500 ' in line for line in lines if "?key=" in line)

@@ -1,7 +1,7 @@
 """The README's app on a Redis broker, as a CherryPy developer runs it in several processes.
 
-Run: ``python feeds.py PORT REDIS_URL``.  Every endpoint that draws from
-``broker.feed`` is durable as written: no other setting.
+Run: ``python feeds.py PORT REDIS_URL [HELD_POLLS]``.  Every endpoint that
+draws from ``broker.feed`` is durable as written: no other setting.
 """
 
 import sys
@@ -9,6 +9,7 @@ import sys
 import cherrypy
 
 import longpoll
+import longpoll.gate
 
 broker = longpoll.Broker(sys.argv[2])
 
@@ -25,6 +26,11 @@ class Root:
         return (m for m in broker.feed("chat", backfill=5) if m["room"] == name)
 
     @cherrypy.expose
+    def held(self):
+        """How many polls wait now, and how many files the autoreloader watches (for tests that must know)."""
+        return f"{longpoll.gate.HELD.held} {len(getattr(cherrypy.engine, 'autoreload', None).mtimes)}"
+
+    @cherrypy.expose
     @cherrypy.tools.json_in()
     @cherrypy.tools.json_out()
     def publish(self, topic="news"):
@@ -32,10 +38,12 @@ class Root:
 
 
 if __name__ == "__main__":
+    environ = __import__("os").environ
     cherrypy.config.update({"server.socket_host": "127.0.0.1", "server.socket_port": int(sys.argv[1]),
-                            "engine.autoreload.on": False, "log.screen": False})
-    longpoll.Plugin(cherrypy.engine, held_polls=200).subscribe()
-    cherrypy.tree.mount(Root(), "/", {"/": longpoll.JSON_ERRORS})
+                            "engine.autoreload.on": "AUTORELOAD" in environ, "engine.autoreload.frequency": 0.2,
+                            "log.screen": "LOG_SCREEN" in environ, "log.error_file": environ.get("ERROR_LOG", "")})
+    longpoll.Plugin(cherrypy.engine, held_polls=int(sys.argv[3]) if len(sys.argv) > 3 else 200).subscribe()
+    cherrypy.tree.mount(Root(), "/", {"/": {**longpoll.JSON_ERRORS, "longpoll.max_sessions_per_address": 5000}})
     cherrypy.engine.signals.subscribe()
     cherrypy.engine.start()
     host, port = cherrypy.server.bound_addr

@@ -1,0 +1,176 @@
+"""Stopping a process with held polls and open streams takes seconds, not a poll's timeout or a stream's
+five minutes, and loses nothing: every held poll is answered at once (503 with retry_ms), every stream
+ends, and each client resumes its session afterwards on the restarted process.
+
+Held polls used to keep cheroot's threads busy while it waited for them: SIGTERM with one SSE client
+took 5 min 1 s."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import orjson
+import pytest
+
+from bench import client as http
+from tests.conftest_support import free_port
+from tests.procs import ROOT, ServerProcess
+
+FEEDS_APP = ROOT / "tests" / "embedding" / "feeds.py"
+HELD = 1000
+STREAMS = 100
+
+
+async def first_polls(port: int, count: int) -> list[tuple[str, str]]:
+    sem = asyncio.Semaphore(50)
+
+    async def one() -> tuple[str, str]:
+        async with sem:
+            status, body, _ = await http.fetch_once("127.0.0.1", port, http.get("/news?timeout=0"))
+            assert status == 200, body
+            answer = orjson.loads(body)
+            return answer["key"], answer["cursor"]
+
+    return await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def hold(port: int, key: str, cursor: str, retry: bool = False) -> tuple[int, dict]:
+    """A held poll's answer; status 0 when the server closed the connection without one (a poll still in
+    its queue when it stopped: the client retries, as on any network error).  With ``retry``, a 503 is
+    asked again after its retry_ms, as the clients do."""
+    while True:
+        try:
+            status, body, _ = await http.fetch_once("127.0.0.1", port, http.get(
+                f"/news?key={key}&cursor={cursor}&timeout=60"), timeout=120)
+        except (http.ConnectionClosed, ConnectionError):
+            return 0, {}
+        answer = orjson.loads(body)
+        if not (retry and status == 503):
+            return status, answer
+        await asyncio.sleep(answer["retry_ms"] / 1000)
+
+
+async def stream(port: int, key: str, cursor: str, opened: asyncio.Event, counter: list[int]) -> str:
+    """An SSE stream of the session; what ended it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /news HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nLast-Event-ID: {key}.{cursor}"
+                 "\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0], head
+    counter[0] += 1
+    if counter[0] == STREAMS:
+        opened.set()
+    try:
+        while await asyncio.wait_for(reader.read(65536), 120):
+            pass
+        return "ended"
+    except ConnectionError:
+        return "reset"
+    finally:
+        writer.close()
+
+
+@pytest.mark.slow
+def test_sigterm_with_held_polls_and_open_streams_exits_in_seconds_and_loses_nothing(durable_redis, tmp_path):
+    port = free_port()
+    errors = tmp_path / "error.log"
+    start = lambda: ServerProcess(env={"ERROR_LOG": str(errors)}, command=[  # noqa: E731
+        sys.executable, str(FEEDS_APP), str(port), durable_redis.url, str(HELD + STREAMS + 50)])
+    server = start()
+    server.wait_ready()
+
+    async def run() -> tuple[list, list, list, float]:
+        sessions = await first_polls(port, HELD + STREAMS)
+        opened, counter = asyncio.Event(), [0]
+        streams = [asyncio.create_task(stream(port, key, cursor, opened, counter)) for key, cursor in sessions[HELD:]]
+        held = [asyncio.create_task(hold(port, key, cursor)) for key, cursor in sessions[:HELD]]
+        await asyncio.wait_for(opened.wait(), 60)
+        await asyncio.sleep(0)  # every poll sent; whether each is held yet does not matter: none may wait out
+        began = time.monotonic()
+        server.proc.terminate()  # SIGTERM
+        answers = await asyncio.wait_for(asyncio.gather(*held), 30)
+        ends = await asyncio.wait_for(asyncio.gather(*streams), 30)
+        answered = time.monotonic() - began
+        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, 30)
+        return sessions, answers, ends, answered, time.monotonic() - began
+
+    try:
+        sessions, answers, ends, answered, took = asyncio.run(run())
+    finally:
+        server.stop()
+    assert answered < 8 and took < 15, f"answered in {answered:.1f} s, exited in {took:.1f} s"
+    assert {status for status, _ in answers} <= {0, 200, 503}
+    counts = {code: sum(status == code for status, _ in answers) for code in (503, 200, 0)}
+    print(f"answered in {answered:.2f} s, exit in {took:.2f} s; held polls answered 503: {counts[503]}, 200: "
+          f"{counts[200]}, closed unanswered: {counts[0]}")
+    assert all(body.get("retry_ms") for status, body in answers if status == 503)
+    assert len(ends) == STREAMS
+    restarted = start()
+    try:
+        restarted.wait_ready()
+        published = http.post("/publish", "after the restart")
+
+        async def resume() -> list:
+            status, _, _ = await http.fetch_once("127.0.0.1", port, published)
+            assert status == 200
+            return await asyncio.gather(*(hold(port, key, cursor, retry=True) for key, cursor in sessions))
+
+        again = asyncio.run(resume())
+        assert all(status == 200 and body["items"] == ["after the restart"] for status, body in again), \
+            ([body for status, body in again if status != 200][:3], errors.read_text()[-5000:])
+    finally:
+        restarted.stop()
+
+
+@pytest.mark.slow
+def test_an_autoreload_with_a_held_poll_and_an_open_stream_takes_seconds(durable_redis, tmp_path):
+    """Autoreload with one held poll took 30 s; with one SSE client, 5 minutes."""
+    app = tmp_path / "feeds.py"
+    app.write_text(FEEDS_APP.read_text())
+    port = free_port()
+    server = ServerProcess(command=[sys.executable, str(app), str(port), durable_redis.url],
+                           env={"AUTORELOAD": "1", "PYTHONPATH": str(ROOT)})
+    try:
+        server.wait_ready()
+
+        async def run() -> tuple[float, tuple[int, dict], str, tuple[str, str]]:
+            (key, cursor), (skey, scursor) = await first_polls(port, 2)
+            opened, counter = asyncio.Event(), [STREAMS - 1]
+            streaming = asyncio.create_task(stream(port, skey, scursor, opened, counter))
+            held = asyncio.create_task(hold(port, key, cursor))
+            await asyncio.wait_for(opened.wait(), 30)
+            for _ in range(300):  # the stream holds a place too: wait until the poll holds the second, and
+                # the autoreloader has looked at the files once (an edit before that is what it starts from)
+                _, counts, _ = await http.fetch_once("127.0.0.1", port, http.get("/held"))
+                held_now, watched = map(int, counts.split())
+                if held_now >= 2 and watched:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError(f"the poll was not held: {counts!r}")
+            began = time.monotonic()
+            app.write_text(app.read_text() + "\n# edited\n")  # a developer saves the file
+            answer = await asyncio.wait_for(held, 30)
+            ended = await asyncio.wait_for(streaming, 30)
+            return time.monotonic() - began, answer, ended, (key, cursor)
+
+        took, answer, ended, (key, cursor) = asyncio.run(run())
+        assert took < 8, f"the reload took {took:.1f} s to answer the held poll and end the stream"
+        assert answer[0] in (0, 200, 503) and ended in ("ended", "reset")
+
+        async def after() -> tuple[int, dict]:
+            for _ in range(100):  # the process re-executes itself: wait until it serves again
+                try:
+                    status, _, _ = await http.fetch_once("127.0.0.1", port, http.post("/publish", "after the reload"))
+                    if status == 200:
+                        break
+                except (OSError, http.ConnectionClosed):
+                    await asyncio.sleep(0.1)
+            return await hold(port, key, cursor, retry=True)
+
+        status, body = asyncio.run(after())
+        assert status == 200 and body["items"] == ["after the reload"]
+    finally:
+        server.stop()
