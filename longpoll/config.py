@@ -33,7 +33,7 @@ from .clients import networks
 from .params import PollLimits
 
 POLL_KEYS = {"default_timeout": float, "max_timeout": float, "default_max": int, "max_items": int,
-             "max_param_chars": int, "heartbeat": float, "max_stream_seconds": float}
+             "max_param_chars": int, "heartbeat": float, "max_stream_seconds": float, "max_batch_bytes": int}
 """Read per request into PollLimits (``max_items`` is PollLimits.max_max)."""
 
 REGISTRY_KEYS = {"idle_timeout": float, "max_sessions": int, "max_sessions_per_identifier": int,

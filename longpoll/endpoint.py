@@ -260,7 +260,7 @@ class Endpoint:
             registry = self.registry
             ttl = registry.idle_timeout + max(limits.max_timeout, limits.heartbeat) + 5
             poll = Poll(asked.cursor, 0.0 if registry.stopping else asked.timeout, asked.max_items, self.encode,
-                        registry.gate, before_wait=before_wait)
+                        registry.gate, before_wait=before_wait, max_bytes=limits.max_batch_bytes)
             started = time.monotonic()
             if asked.key is None:
                 if registry.stopping:

@@ -41,6 +41,7 @@ class PollLimits:
     max_param_chars: int = 8192
     heartbeat: float = 15.0  # a stream sends a heartbeat when it has sent nothing for this long
     max_stream_seconds: float = 300.0  # a stream ends after this long, so proxies recycle connections
+    max_batch_bytes: int = 256 * 1024  # a batch ends once its items reach this many bytes of JSON
 
 
 @dataclass(frozen=True)

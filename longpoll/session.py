@@ -59,6 +59,12 @@ Encode = Callable[[Any], bytes]
 MAX_UNACKNOWLEDGED = 1000
 """Items a stream's sent batches may hold before the oldest are let go (a reconnect behind them is a gap)."""
 
+MAX_UNACKNOWLEDGED_BYTES = 1024 * 1024
+"""Bytes of JSON a stream's sent batches may hold, likewise: what a session keeps is bounded in bytes."""
+
+MAX_BATCH_BYTES = 256 * 1024
+"""A batch ends once its items reach this many bytes of JSON (with at least one item), whatever ``max`` is."""
+
 RETRY_MS_WHEN_FULL = 1000
 """What a poll turned away by the hold gate tells the client to wait."""
 
@@ -77,6 +83,7 @@ class Poll:
     keep: bool = False  # a stream's poll after its first: what it sends stays until the client acknowledges it
     follow: int | None = None  # the ticket of the stream's previous poll: it goes on as that poll
     before_wait: Callable[[], None] | None = None  # runs once the generator has run, before the poll first waits
+    max_bytes: int = MAX_BATCH_BYTES  # a batch ends once its items reach this many bytes of JSON
 
     @property
     def asked(self) -> str:
@@ -438,13 +445,14 @@ class Session:
     def _pull(self, poll: Poll) -> Batch | None:
         """Advance the generator for up to max_items; None when nothing is ready."""
         parts: list[bytes] = []
+        size = 0
         unavailable: LongPollError | None = None
         state = READY
         gap, self._gap = self._gap, False  # a gap the generator told of before, not yet sent
         since = signals.now()  # a signal first seen below but notified after this is looked at again
         token = CURRENT.set(self._rec)
         try:
-            while len(parts) < poll.max_items:
+            while len(parts) < poll.max_items and size < poll.max_bytes:
                 try:
                     if self._it is None:
                         self._build()
@@ -475,6 +483,7 @@ class Session:
                     break
                 self._rec.took()
                 parts.append(self._encoded(poll.encode, value))
+                size += len(parts[-1])
         except StopIteration:
             self._finished = True
             state = DONE
@@ -503,7 +512,8 @@ class Session:
             self._sent = []
         raw = encoding.join(parts)
         self._sent.append(Sent(poll.asked, self._cursor, raw, len(parts), state, gap))
-        while len(self._sent) > 1 and sum(sent.count for sent in self._sent) > MAX_UNACKNOWLEDGED:
+        while len(self._sent) > 1 and (sum(sent.count for sent in self._sent) > MAX_UNACKNOWLEDGED
+                                       or sum(len(sent.raw) for sent in self._sent) > MAX_UNACKNOWLEDGED_BYTES):
             self._let_go = int(self._sent.pop(0).cursor)
         return Batch(state, self._cursor, raw, len(parts), self._dropped(), fresh=True, gap=gap)
 

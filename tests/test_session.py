@@ -186,3 +186,19 @@ def test_a_stream_goes_on_with_its_ticket_and_yields_to_a_poll_that_began_betwee
     late = s.poll(P(newer.cursor, 0, 1, keep=True, follow=going_on.ticket))
     assert late.released and late.items == []  # the stream ends; the newer poll's session goes on
     assert s.poll(P(newer.cursor, 0, 1)).items == [3]
+
+
+def test_what_a_session_keeps_is_bounded_in_bytes_too():
+    big = "x" * 100_000
+    s = Session("k", iter([big] * 100))
+    batch = s.poll(P(None, 0, 1000, max_bytes=256 * 1024))
+    assert batch.count == 3 and len(batch.raw) < 256 * 1024 + 100_010  # ends once past the bound, never empty
+    one = s.poll(P(batch.cursor, 0, 1000, max_bytes=10))
+    assert one.count == 1  # an item larger than the bound still goes, alone
+    cursor = one.cursor
+    for _ in range(30):  # a stream sends on without acknowledgements: it keeps at most a MiB
+        cursor = s.poll(P(cursor, 0, 1000, max_bytes=256 * 1024, keep=True)).cursor
+    from longpoll.session import MAX_UNACKNOWLEDGED_BYTES
+
+    kept = sum(len(sent.raw) for sent in s._sent)
+    assert kept <= MAX_UNACKNOWLEDGED_BYTES + 256 * 1024 and len(s._sent) > 1
