@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "Broker", "json_yield", "Plugin", "PollLimits", "SessionLimits", "Registry", "Signal", "Subscription",
+    "Broker", "json_yield", "asgi", "Plugin", "PollLimits", "SessionLimits", "Registry", "Signal", "Subscription",
     "JSON_ERRORS", "json_error_page", "tune_cheroot", "web_dir", "web_config", "FastPolls", "GAP",
     "LongPollError", "BadRequest", "BadParameter", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
     "Conflict", "Expired", "PayloadTooLarge", "RequestTimeout", "TooManySessions", "TooManyRequests",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 _MODULES = {
-    "Broker": "broker", "json_yield": "endpoint", "Plugin": "plugin", "PollLimits": "params",
+    "Broker": "broker", "json_yield": "endpoint", "asgi": "asgi", "Plugin": "plugin", "PollLimits": "params",
     "SessionLimits": "registry", "Registry": "registry", "Signal": "signals", "Subscription": "subscription",
     "JSON_ERRORS": "responses", "json_error_page": "responses", "tune_cheroot": "sizing",
     "web_dir": "webclient", "web_config": "webclient",
@@ -50,6 +50,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .asgi import asgi
     from .broker import Broker
     from .endpoint import json_yield
     from .errors import (

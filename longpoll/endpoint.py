@@ -29,6 +29,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import cherrypy
@@ -127,10 +128,12 @@ def json_yield(
                 body = json_request_body()
             except LongPollError as exc:
                 body = exc
+            scope = request.wsgi_environ.get("asgi.scope") if request.wsgi_environ else None
             status, headers, out = own_endpoint.answer(
                 request.method, args[1:] if method else args, kwargs, request.config, body, request_address,
                 _release_session_lock, accept=request.headers.get("Accept"),
-                last_event_id=request.headers.get("Last-Event-ID"))
+                last_event_id=request.headers.get("Last-Event-ID"),
+                handoff=scope.get(HANDOFF) if isinstance(scope, dict) else None)
             response = cherrypy.serving.response
             response.status = status
             response.headers.update(headers)
@@ -225,7 +228,8 @@ class Endpoint:
 
     def answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], config: dict[str, Any],
                body: Any, address: Callable[[], str], before_wait: Callable[[], None] | None = None, *,
-               accept: str | None = None, last_event_id: str | None = None) -> Answer:
+               accept: str | None = None, last_event_id: str | None = None,
+               handoff: Callable[[Deferred], None] | None = None) -> Answer:
         """One poll, or a stream: status, headers and body (bytes, or an iterator of a stream's frames),
         never an exception.
 
@@ -235,6 +239,10 @@ class Endpoint:
         address (asked only when a session is made).  ``before_wait()`` runs
         before the poll first waits.  ``accept`` asking for a stream (SSE, JSON
         lines) makes one, which ``last_event_id`` (``<key>.<cursor>``) resumes.
+
+        ``handoff`` (under an event loop, ``asgi.py``): a poll that would wait, and a stream, are handed to
+        it as a :class:`Deferred` instead of waiting on this thread; the answer returned is then a
+        placeholder the loop replaces.
         """
         transport = transports.negotiate(accept) if method == "GET" or method == "POST" else None
         try:
@@ -277,9 +285,20 @@ class Endpoint:
                         return refused
                     raise
             if transport is not None:
-                return 200, transports.headers(transport), transports.stream(
-                    Polls(self, session, ttl, tag, new=asked.key is None, stream=True), poll, limits, transport)
+                polls = Polls(self, session, ttl, tag, new=asked.key is None, stream=True)
+                if handoff is not None:
+                    handoff(Deferred(polls, poll, limits, transport, started))
+                    return DEFERRED
+                return 200, transports.headers(transport), transports.stream(polls, poll, limits, transport)
             polls = Polls(self, session, ttl, tag, new=asked.key is None)
+            if handoff is not None:
+                registry.admit(session)
+                polls.admit = False  # admitted now, once, whichever thread answers
+                ready = polls.ready_now(poll)
+                if ready is None:
+                    handoff(Deferred(polls, poll, limits, None, started))
+                    return DEFERRED
+                return 200, JSON_HEADERS, orjson.dumps(ready.to_json(polls.session.key))
             batch = polls.take(poll, again=True)
             late = time.monotonic() - started - poll.timeout
             if late > OVERRUN_WARNING:
@@ -330,7 +349,7 @@ class Endpoint:
 class Polls:
     """The polls of one request on one session: each batch taken, counted and stored before it is sent."""
 
-    __slots__ = ("endpoint", "session", "ttl", "tag", "new", "stream")
+    __slots__ = ("endpoint", "session", "ttl", "tag", "new", "admit")
 
     def __init__(self, endpoint: Endpoint, session: Session, ttl: float, tag: tuple[str, Any], new: bool,
                  stream: bool = False):
@@ -339,7 +358,7 @@ class Polls:
         self.ttl = ttl
         self.tag = tag
         self.new = new
-        self.stream = stream  # its polls are a stream's: admitted once, holding one place at the gate
+        self.admit = not stream  # a stream's polls are not admitted against the poll rate
 
     @property
     def registry(self) -> Registry:
@@ -349,31 +368,94 @@ class Polls:
         """The next batch of the session, stored.  With ``again``, a poll that finds this process's copy was
         old, and is the newer poll, takes the session over and polls once more; without, it answers as
         released (a stream ends there)."""
-        batch = self._poll(poll)
+        settled = self.settle(self._poll(poll), poll)
+        if settled is None and again:
+            self._take_over(poll)
+            settled = self.settle(self._poll(poll), poll) or self.released(poll)
+        return self.answerable(settled or self.released(poll))
+
+    async def take_async(self, poll: Poll, again: bool = False) -> Batch:
+        """:meth:`take`, waiting on the running event loop."""
+        settled = self.settle(await self._poll_async(poll), poll)
+        if settled is None and again:
+            self._take_over(poll)
+            settled = self.settle(await self._poll_async(poll), poll) or self.released(poll)
+        return self.answerable(settled or self.released(poll))
+
+    def settle(self, batch: Batch, poll: Poll) -> Batch | None:
+        """Store the batch before it is sent (a new session's key is named first); None: taken over."""
         durable = self.endpoint.durable
         if self.new:
             self.new = False
             durable.introduce(self.session)
-        settled = durable.settle(self.session, batch, poll, self.ttl)
-        if settled is None and again:
-            self.session = durable.take_over(self.session.key, self.tag, self.endpoint._rebuild, self.ttl, poll.cursor)
-            batch = self._poll(poll)
-            settled = durable.settle(self.session, batch, poll, self.ttl)
-        if settled is None:
-            settled = self.session.empty(poll, released=True, ticket=batch.ticket)
-        if self.registry.stopping and (settled.released or not settled.count):
+        return durable.settle(self.session, batch, poll, self.ttl)
+
+    def released(self, poll: Poll) -> Batch:
+        return self.session.empty(poll, released=True)
+
+    def answerable(self, batch: Batch) -> Batch:
+        if self.registry.stopping and (batch.released or not batch.count):
             raise Stopping()  # held polls answer now, and nothing waits here any more: resume elsewhere
-        return settled
+        return batch
+
+    def _take_over(self, poll: Poll) -> None:
+        self.session = self.endpoint.durable.take_over(self.session.key, self.tag, self.endpoint._rebuild, self.ttl,
+                                                       poll.cursor)
 
     def _poll(self, poll: Poll) -> Batch:
         try:
-            return self.registry.poll(self.session, poll, stream=self.stream)
+            return self.registry.poll(self.session, poll, admit=self.admit)
         except LongPollError:
             self.endpoint.durable.ended(self.session)
             raise
 
+    async def _poll_async(self, poll: Poll) -> Batch:
+        try:
+            return await self.registry.poll_async(self.session, poll, admit=self.admit)
+        except LongPollError:
+            self.endpoint.durable.ended(self.session)
+            raise
+
+    def ready_now(self, poll: Poll) -> Batch | None:
+        """Under an event loop, in the thread that runs the app: the batch when one is ready without waiting
+        (stored, to send), or None when the poll would wait, which then moves to the loop (:class:`Deferred`)."""
+        session = self.session
+        probe = replace(poll, timeout=0.0)
+        try:
+            batch = session.poll(probe)
+        except LongPollError:
+            self.registry.polled(session, None)
+            self.endpoint.durable.ended(session)
+            raise
+        if batch.count or batch.released or batch.gap or batch.retry_ms is not None or batch.state != "ready" \
+                or poll.timeout <= 0 or self.registry.stopping:
+            self.registry.polled(session, batch)
+            return self.answerable(self.settle(batch, poll) or self.released(poll))
+        self.registry.polled(session, None)  # the poll goes on, on the loop: counted once, there
+        return None
+
+
+class Deferred:
+    """A poll or stream whose waiting moves from the app's thread to the event loop (``asgi.py``)."""
+
+    __slots__ = ("polls", "poll", "limits", "transport", "started")
+
+    def __init__(self, polls: Polls, poll: Poll, limits: PollLimits, transport: str | None, started: float):
+        self.polls = polls
+        self.poll = poll
+        self.limits = limits
+        self.transport = transport
+        self.started = started
+
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+HANDOFF = "longpoll.handoff"
+"""Where an ASGI front puts, in the ASGI scope a2wsgi passes on as ``environ["asgi.scope"]``, what takes a
+:class:`Deferred` from the app's thread."""
+
+DEFERRED: Answer = (202, {"Content-Type": "application/json"}, b"")
+"""The placeholder answer of a poll handed to the loop (the front sends the loop's answer instead)."""
 
 
 def _release_session_lock() -> None:

@@ -201,13 +201,25 @@ class Registry:
 
     # -- polls -------------------------------------------------------------
 
-    def poll(self, session: Session, poll: Poll, *, stream: bool = False) -> Batch:
-        """A poll of one of its sessions, counted; a stream's polls count against the poll rate once (its
-        first is admitted by the endpoint) and hold no place at the gate of their own."""
-        if not stream:
+    def poll(self, session: Session, poll: Poll, *, admit: bool = True) -> Batch:
+        """A poll of one of its sessions, counted; ``admit``: against the session's poll rate (a stream's
+        polls are not, nor a poll admitted before it moved to the event loop)."""
+        if admit:
             self.admit(session)
         try:
             batch = session.poll(poll)
+        except BaseException:
+            self.polled(session, None)
+            raise
+        self.polled(session, batch)
+        return batch
+
+    async def poll_async(self, session: Session, poll: Poll, *, admit: bool = True) -> Batch:
+        """:meth:`poll`, waiting on the running event loop."""
+        if admit:
+            self.admit(session)
+        try:
+            batch = await session.poll_async(poll)
         except BaseException:
             self.polled(session, None)
             raise

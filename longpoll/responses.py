@@ -8,6 +8,7 @@ handlers answer their own errors in that shape anyway.
 
 from __future__ import annotations
 
+import functools
 import html
 from http import HTTPStatus
 from typing import Any
@@ -32,6 +33,15 @@ def json_body(status: int, body: Any, headers: dict[str, str] | None = None) -> 
 
 def error_body(exc: LongPollError) -> bytes:
     return json_body(exc.status, exc.body(), exc.headers())
+
+
+@functools.lru_cache(maxsize=64)
+def status_line(status: int) -> str:
+    """``"404 Not Found"``: the status line of a status, for the fronts that write their own."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 CODES = {413: "too_large", 408: "request_timeout"}

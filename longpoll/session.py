@@ -30,6 +30,7 @@ parked lock, on an event loop it resolves a future.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -44,6 +45,7 @@ from .errors import BadParameter, Expired, GeneratorFailed, LongPollError
 from .feed import CURRENT, FeedWait, Recorder
 from .gate import HoldGate
 from .signals import GAP, Signal
+from .wake import waker
 
 log = logging.getLogger("longpoll")
 
@@ -124,6 +126,11 @@ class Batch:
         if self.retry_ms is not None:
             body["retry_ms"] = self.retry_ms
         return body
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Sent(NamedTuple):
@@ -301,6 +308,45 @@ class Session:
         finally:
             if holding and poll.gate is not None:
                 poll.gate.leave()
+
+    async def poll_async(self, poll: Poll) -> Batch:
+        """The next batch, waiting on the running event loop while there is none: the waiting poll is a
+        future the session's wake resolves (from the hub's thread), with no thread or task of its own."""
+        loop = asyncio.get_running_loop()
+        wakes = waker(loop)
+        ticket = self.begin(poll)
+        holding = False
+        try:
+            batch = self.first(ticket, poll) or self.take(ticket, poll)
+            deadline = time.monotonic() + poll.timeout
+            while batch is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    batch = self.empty(poll, waited=holding)
+                    break
+                if not holding:
+                    if poll.gate is not None and not poll.gate.enter():
+                        batch = self.empty(poll, retry_ms=RETRY_MS_WHEN_FULL)
+                        break
+                    holding = True
+                future: asyncio.Future[None] = loop.create_future()
+                wake = wakes.waking(future)
+                if self.arm(ticket, wake):
+                    timer = loop.call_later(left, _resolve, future)
+                    try:
+                        await future
+                    finally:
+                        timer.cancel()
+                        self.disarm(wake)
+                batch = self.take(ticket, poll)
+                if batch is not None:
+                    batch.waited = holding
+            batch.ticket = ticket
+            return batch
+        finally:
+            if holding and poll.gate is not None:
+                poll.gate.leave()
+            self.end()
 
     def begin(self, poll: Poll) -> int:
         """A poll starts: its ticket, and an older held poll of this session answers now."""

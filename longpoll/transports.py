@@ -16,9 +16,10 @@ proxies recycle connections; clients reconnect and resume.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -105,68 +106,130 @@ class Framing:
                                                                              retry_ms=RETRY_MS_WHEN_FULL)
 
 
-def stream(polls: Polls, poll: Poll, limits: PollLimits, transport: str) -> Iterator[bytes]:
-    """The body of a stream: frames until the session is done, another poll takes over, the server stops,
-    the stream has lasted ``max_stream_seconds``, or the client is gone (a write fails and the server closes
-    this).
+class StreamRun:
+    """One stream's course, apart from how its polls wait (a thread, or an event loop): which poll comes
+    next, and what each batch makes of it.
 
     A new session's first batch is sent at once even when empty, so the client has its key (the event id)
     before anything arrives.  The first poll acknowledges what the client says it has (its cursor); the
-    ones after it keep what they send until the client's next reconnect or poll.
+    ones after it keep what they send until the client's next reconnect or poll.  The stream ends when the
+    session is done, another poll takes over, the server stops, or it has lasted ``max_stream_seconds``
+    (and when the client is gone: a write fails and the server closes it).
     """
-    framing = Framing(transport)
-    registry = polls.registry
-    gate = poll.gate
-    if gate is not None and not gate.enter():
-        # Answered as a poll that may not wait is: what is ready now (which also starts a new session's
-        # generator, so nothing published before the client comes back is missed), then "come back".
+
+    def __init__(self, polls: Polls, poll: Poll, limits: PollLimits, transport: str):
+        self.polls = polls
+        self.poll = poll
+        self.limits = limits
+        self.framing = Framing(transport)
+        self.gate = poll.gate
+        self.new = polls.new
+        self.first = True
+        self.owned: int | None = None  # the stream's ticket on its session, from its first poll on
+        self.sent = self.began = time.monotonic()
+        self.ends = self.began + limits.max_stream_seconds
+
+    def enter(self) -> bool:
+        """Claim the stream's one place at the hold gate; False when it is full (see :meth:`refusal`)."""
+        return self.gate is None or self.gate.enter()
+
+    def leave(self) -> None:
+        if self.gate is not None:
+            self.gate.leave()
+
+    def refusal_poll(self) -> Poll:
+        """The gate is full: answered as a poll that may not wait is (what is ready now, which also starts a
+        new session's generator, so nothing published before the client comes back is missed)."""
+        return replace(self.poll, timeout=0.0, gate=None)
+
+    def refused(self, batch: Batch) -> bytes:
+        """Then "come back later"."""
+        return b"" if batch.released else self.framing.refused(self.polls.session.key, batch)
+
+    def next_poll(self) -> Poll | None:
+        """The stream's next poll, or None when it ends now."""
+        now = time.monotonic()
+        if self.polls.registry.stopping or now >= self.ends:
+            return None
+        wait = 0.0 if self.first and self.new else max(0.0, min(self.sent + self.limits.heartbeat, self.ends) - now)
+        return replace(self.poll, timeout=wait, gate=None, keep=not self.first, follow=self.owned)
+
+    def took(self, batch: Batch) -> tuple[bytes, bool]:
+        """What a batch makes the stream send (a frame, a heartbeat, nothing), and whether it ends."""
+        if batch.released:
+            return b"", True  # a newer poll or stream of this session took over
+        self.owned = batch.ticket
+        out = b""
+        ended = False
+        if batch.count or batch.gap or batch.state == DONE or (self.first and self.new):
+            out = self.framing.batch(self.polls.session.key, batch)
+            self.poll.cursor = batch.cursor
+            self.sent = time.monotonic()
+            ended = batch.state == DONE
+        elif time.monotonic() - self.sent >= self.limits.heartbeat - 0.01:
+            out = self.framing.heartbeat()
+            self.sent = time.monotonic()
+        self.first = False
+        return out, ended
+
+
+def stream(polls: Polls, poll: Poll, limits: PollLimits, transport: str) -> Iterator[bytes]:
+    """The body of a stream whose polls wait on this thread (see :class:`StreamRun`)."""
+    run = StreamRun(polls, poll, limits, transport)
+    if not run.enter():
         try:
-            batch = polls.take(replace(poll, timeout=0.0, gate=None))
+            yield run.refused(polls.take(run.refusal_poll()))
         except LongPollError as exc:
-            yield framing.start() + framing.error(exc)
-            return
-        if not batch.released:
-            yield framing.refused(polls.session.key, batch)
+            yield run.framing.start() + run.framing.error(exc)
         return
-    new = polls.new
     try:
-        yield framing.start()
-        began = sent = time.monotonic()
-        ends = began + limits.max_stream_seconds
-        first = True
-        owned: int | None = None  # the stream's ticket on its session, from its first poll on
-        while not registry.stopping:
+        yield run.framing.start()
+        while (asked := run.next_poll()) is not None:
             # Let every other request run between two frames: a stream of a generator that is always ready
             # otherwise computes and writes until its socket's buffer is full (megabytes), and 20 such
-            # streams held up a /stats for 30 s.  (Under gevent this is a switch; under threads, the GIL.)
+            # streams held up a /stats for 30 s.
             time.sleep(0)
-            now = time.monotonic()
-            if now >= ends:
-                return
-            wait = 0.0 if first and new else max(0.0, min(sent + limits.heartbeat, ends) - now)
             try:
-                batch = polls.take(replace(poll, timeout=wait, gate=None, keep=not first, follow=owned))
+                out, ended = run.took(polls.take(asked))
             except Stopping:
                 return  # clients reconnect, here or elsewhere, and resume
             except LongPollError as exc:
-                yield framing.error(exc)
+                yield run.framing.error(exc)
                 return
-            if batch.released:
-                return  # a newer poll or stream of this session took over
-            owned = batch.ticket
-            if batch.count or batch.gap or batch.state == DONE or (first and new):
-                yield framing.batch(polls.session.key, batch)
-                poll.cursor = batch.cursor
-                sent = time.monotonic()
-                if batch.state == DONE:
-                    return
-            elif time.monotonic() - sent >= limits.heartbeat - 0.01:
-                yield framing.heartbeat()
-                sent = time.monotonic()
-            first = False
+            if out:
+                yield out
+            if ended:
+                return
     finally:
-        if gate is not None:
-            gate.leave()
+        run.leave()
+
+
+async def stream_async(polls: Polls, poll: Poll, limits: PollLimits, transport: str) -> AsyncIterator[bytes]:
+    """The body of a stream whose polls wait on the running event loop (see :class:`StreamRun`)."""
+    run = StreamRun(polls, poll, limits, transport)
+    if not run.enter():
+        try:
+            yield run.refused(await polls.take_async(run.refusal_poll()))
+        except LongPollError as exc:
+            yield run.framing.start() + run.framing.error(exc)
+        return
+    try:
+        yield run.framing.start()
+        while (asked := run.next_poll()) is not None:
+            await asyncio.sleep(0)  # every other request runs between two frames
+            try:
+                out, ended = run.took(await polls.take_async(asked))
+            except Stopping:
+                return
+            except LongPollError as exc:
+                yield run.framing.error(exc)
+                return
+            if out:
+                yield out
+            if ended:
+                return
+    finally:
+        run.leave()
 
 
 def refused_before(transport: str, exc: LongPollError) -> tuple[int, dict[str, str], Any] | None:

@@ -59,7 +59,7 @@ def server() -> Iterator[dict[str, object]]:
     cherrypy.engine.start()
     fast = FastPolls(cherrypy.tree).discover()
     for prefix, root in roots.items():
-        fast.route(f"/{prefix}/topics/", root.topics.__self__.follow, param="topic")
+        fast.route(f"/{prefix}/topics/", root.topics.__self__.follow, prefix=True)
     fast_port = free_port()
     fast_server = wsgi.Server(("127.0.0.1", fast_port), fast, numthreads=THREADS, request_queue_size=1024)
     fast_server.keep_alive_conn_limit = THREADS

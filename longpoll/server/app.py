@@ -122,13 +122,14 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     return root, config, broker
 
 
-def fast_routes(root: Root) -> list[tuple[str, Any, str | None]]:
-    """(path, handler, path parameter) of every long-poll ``longpoll serve`` answers on the fast path."""
+def fast_routes(root: Root) -> list[tuple[str, Any, bool]]:
+    """(path, handler, whether the path is a prefix) of every long-poll ``longpoll serve`` answers on the fast
+    path."""
     demo = root.topics.__self__  # type: ignore[attr-defined]
-    return [("/statuses/sample.json", root.statuses.sample_json, None),  # type: ignore[attr-defined]
-            ("/statuses/filter.json", root.statuses.filter_json, None),  # type: ignore[attr-defined]
-            ("/primes", root.primes, None),  # type: ignore[attr-defined]
-            ("/topics/", demo.follow, "topic")]
+    return [("/statuses/sample.json", root.statuses.sample_json, False),  # type: ignore[attr-defined]
+            ("/statuses/filter.json", root.statuses.filter_json, False),  # type: ignore[attr-defined]
+            ("/primes", root.primes, False),  # type: ignore[attr-defined]
+            ("/topics/", demo.follow, True)]
 
 
 def _no_access_log() -> None:
@@ -179,8 +180,8 @@ def wsgi_application(settings: Settings, build_tree: Any = None) -> Any:
         return cherrypy.tree
     front = FastPolls(cherrypy.tree, headers=cors.wsgi_headers(settings.cors_origins),
                       max_body_bytes=settings.max_body_bytes)
-    for path, handler, param in fast_routes(root):
-        front.route(path, handler, param=param)
+    for path, handler, prefix in fast_routes(root):
+        front.route(path, handler, prefix=prefix)
     return front
 
 

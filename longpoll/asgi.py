@@ -1,0 +1,300 @@
+"""``longpoll.asgi(app)``: a CherryPy app served by an ASGI server, its polls held on the event loop.
+
+Under cheroot a held poll holds a thread; here it holds a future.  The app
+itself is CherryPy's, unchanged: its requests run in a pool of threads through
+a WSGI bridge (a2wsgi), with their tools, sessions and config, and its
+engine (the longpoll plugin, hubs, expiry) runs with the ASGI lifespan.  What
+moves to the loop is the waiting:
+
+- a poll that continues a session, of an endpoint that needs nothing of
+  CherryPy's request (``routes.py``), is answered on the loop altogether: its
+  batch is taken there, and while it has none it waits there;
+- any other poll runs in a thread as usual; if it would wait (its first
+  batch is empty), the endpoint hands the waiting to the loop (``Deferred``)
+  and the thread goes back to the pool;
+- streams (SSE, JSON lines) send their frames from the loop.
+
+Generators therefore run on the loop's thread for continuation polls, and on
+a pool thread for first polls: as everywhere, they must not block (they
+yield a Signal, or draw from a feed, to wait).
+
+Serve it with granian (``longpoll serve`` does), uvicorn or hypercorn::
+
+    app = longpoll.asgi(cherrypy.tree)        # granian --interface asgi module:app
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import cherrypy
+import orjson
+
+from . import transports
+from .endpoint import DEFERRED, HANDOFF, JSON_HEADERS, OVERRUN_WARNING, Deferred
+from .errors import LongPollError, PayloadTooLarge
+from .params import NO_BODY
+from .routes import Routes, address, body_wanted, continuation, read_body
+
+log = logging.getLogger("longpoll")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = Callable[[Scope], list[tuple[str, str]]]
+
+THREADS = 64
+"""Threads the app's own requests run in (a held poll never keeps one)."""
+
+
+def asgi(app: Any = None, *, threads: int = THREADS, max_body_bytes: int = 64 * 1024,
+         headers: Headers | None = None, routes: Routes | None = None, engine: bool = True) -> ASGIFront:
+    """An ASGI application serving the WSGI ``app`` (default ``cherrypy.tree``) with held polls on the loop.
+
+    ``threads`` run the app's requests; ``max_body_bytes`` bounds the bodies
+    of the polls answered on the loop; ``headers(scope)`` adds headers to
+    those answers (CORS, say); ``routes`` says which endpoints (default: every
+    eligible one in ``cherrypy.tree``, found at startup).  With ``engine``
+    (the default) the ASGI lifespan starts and stops ``cherrypy.engine``.
+    """
+    return ASGIFront(app, threads=threads, max_body_bytes=max_body_bytes, headers=headers, routes=routes,
+                     engine=engine)
+
+
+class ASGIFront:
+    def __init__(self, app: Any, *, threads: int, max_body_bytes: int, headers: Headers | None,
+                 routes: Routes | None, engine: bool):
+        from a2wsgi import WSGIMiddleware  # the asgi extra: pip install 'longpoll[asgi]'
+
+        self.app = app if app is not None else cherrypy.tree
+        self.bridge = WSGIMiddleware(self.app, workers=threads)
+        self.max_body_bytes = max_body_bytes
+        self.headers = headers
+        self.routes = routes
+        self.engine = engine
+        self.answered = 0  # polls answered on the loop without CherryPy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # websockets: not this library's
+            await send({"type": "websocket.close", "code": 1000})
+
+    # -- the engine --------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.engine:
+                        cherrypy.server.unsubscribe()  # the ASGI server serves: no cheroot
+                        await loop.run_in_executor(None, cherrypy.engine.start)
+                    if self.routes is None:
+                        self.routes = Routes().discover()
+                except Exception as exc:
+                    log.exception("starting the CherryPy engine failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.engine:
+                    # the plugin answers held polls and ends streams first (503 with retry_ms), then stops
+                    await loop.run_in_executor(None, cherrypy.engine.exit)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- a request -----------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        deferred: list[Deferred] = []
+        answer = self._on_loop(scope, deferred)
+        if answer is None:
+            answer = await self._through_app(scope, receive, send, deferred)
+            if answer is None:
+                return  # the app answered, and a2wsgi sent it
+        elif answer is _BODY_NEEDED:
+            answer = await self._on_loop_with_body(scope, receive, send, deferred)
+            if answer is None:
+                return
+        if deferred:
+            answer = await self._waited(deferred[0])
+        await self._send(scope, receive, send, *answer)
+
+    def _on_loop(self, scope: Scope, deferred: list[Deferred], body: Any = NO_BODY,
+                 kwargs: dict[str, Any] | None = None) -> Any:
+        """A continuation poll answered on the loop: its answer (or DEFERRED, with the waiting in
+        ``deferred``); _BODY_NEEDED when its body must be read first; None for the app."""
+        if self.routes is None:
+            return None
+        found = self.routes.match(scope["path"])
+        method = scope["method"]
+        if found is None or method not in found[0].methods:
+            return None
+        route, args = found
+        request_headers = _headers(scope)
+        query = scope.get("query_string", b"").decode("latin-1")
+        last_event_id = request_headers.get("last-event-id")
+        if method == "POST":
+            if kwargs is None:  # its body first, if it is one this front reads
+                wanted = body_wanted(method, request_headers.get("content-type", ""),
+                                     request_headers.get("content-length", ""),
+                                     "transfer-encoding" in request_headers, self.max_body_bytes)
+                return _BODY_NEEDED if wanted else None
+        elif "key=" not in query and not last_event_id:
+            return None  # a first poll: the generator's own arguments, through the app
+        kwargs = kwargs if kwargs is not None else {}
+        asked = continuation(kwargs, body, query, last_event_id)
+        if asked is None:
+            return None
+        head = method == "HEAD"
+        client = scope.get("client") or ("", 0)
+        self.answered += 1
+        return route.endpoint.answer(
+            "GET" if head else method, args, kwargs, route.config, asked,
+            lambda: address(client[0], request_headers.get("x-forwarded-for"), route.config),
+            accept=None if head else request_headers.get("accept"), last_event_id=last_event_id,
+            handoff=deferred.append)
+
+    async def _on_loop_with_body(self, scope: Scope, receive: Receive, send: Send,
+                                 deferred: list[Deferred]) -> Any:
+        raw, error = await _read(receive, int(_headers(scope)["content-length"]))
+        if error is not None:
+            return _error(error)
+        kwargs, body = read_body(_headers(scope).get("content-type", ""), raw)
+        answer = self._on_loop(scope, deferred, body, kwargs)
+        if answer is None or answer is _BODY_NEEDED:  # not a continuation after all: the app, its body replayed
+            return await self._through_app(scope, _replaying(raw, receive), send, deferred)
+        return answer
+
+    async def _through_app(self, scope: Scope, receive: Receive, send: Send, deferred: list[Deferred]) -> Any:
+        """The app answers in a thread; a poll that would wait there is handed back (``deferred``) and its
+        placeholder answer never sent.  None when the app's answer was sent."""
+        scope[HANDOFF] = deferred.append
+
+        async def sending(message: Message) -> None:
+            if not deferred:  # else the placeholder of a poll that waits on the loop now (handed over before
+                await send(message)  # the app's thread made its answer, so before this is sent)
+
+        await self.bridge(scope, receive, sending)
+        return DEFERRED if deferred else None
+
+    async def _waited(self, handed: Deferred) -> Any:
+        """Wait on the loop for what a poll or stream handed over."""
+        polls, poll = handed.polls, handed.poll
+        if handed.transport is not None:
+            return 200, transports.headers(handed.transport), transports.stream_async(
+                polls, poll, handed.limits, handed.transport)
+        try:
+            batch = await polls.take_async(poll, again=True)
+        except LongPollError as exc:
+            return _error(exc)
+        except Exception:
+            log.exception("unexpected error in long-poll endpoint %s", polls.endpoint.name)
+            return _error(LongPollError("internal error; the server log has the details"))
+        late = time.monotonic() - handed.started - poll.timeout
+        if late > OVERRUN_WARNING:
+            log.warning("a poll of %s answered %.1f s after its timeout: its generator blocks instead of "
+                        "yielding a Signal", polls.endpoint.name, late)
+        return 200, JSON_HEADERS, orjson.dumps(batch.to_json(polls.session.key))
+
+    async def _send(self, scope: Scope, receive: Receive, send: Send, status: int, headers: dict[str, str],
+                    body: bytes | AsyncIterator[bytes]) -> None:
+        out = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        if self.headers is not None:
+            out += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers(scope)]
+        if isinstance(body, bytes):
+            out.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+            return
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await _stream(body, receive, send)
+
+
+_BODY_NEEDED = object()
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    found = scope.get("longpoll.headers")
+    if found is None:
+        found = scope["longpoll.headers"] = {name.decode("latin-1"): value.decode("latin-1")
+                                             for name, value in scope.get("headers", ())}
+    return found  # type: ignore[no-any-return]
+
+
+def _error(exc: LongPollError) -> tuple[int, dict[str, str], bytes]:
+    return exc.status, {**JSON_HEADERS, **exc.headers()}, orjson.dumps(exc.body())
+
+
+async def _read(receive: Receive, size: int) -> tuple[bytes, LongPollError | None]:
+    parts: list[bytes] = []
+    got = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", PayloadTooLarge("the client went away before its body arrived")
+        chunk = message.get("body", b"")
+        got += len(chunk)
+        if got > size:
+            return b"", PayloadTooLarge("the request body is longer than its Content-Length")
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts), None
+
+
+def _replaying(raw: bytes, receive: Receive) -> Receive:
+    """A receive that gives the body read already, then what the client sends next (its disconnect)."""
+    given = [False]
+
+    async def again() -> Message:
+        if not given[0]:
+            given[0] = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    return again
+
+
+async def _stream(frames: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
+    """Send a stream's frames as they are made; stop as soon as the client goes away (an ASGI server may
+    drop what is sent to a gone client without a word, and the stream would run on to its end)."""
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        async for frame in _until(frames, gone):
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        if not gone.done():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except OSError:
+        pass  # the client went away mid-write
+    finally:
+        gone.cancel()
+        await frames.aclose()  # type: ignore[attr-defined]
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _until(frames: AsyncIterator[bytes], gone: asyncio.Future[None]) -> AsyncIterator[bytes]:
+    iterator = frames.__aiter__()
+    while True:
+        step = asyncio.ensure_future(iterator.__anext__())
+        done, _ = await asyncio.wait({step, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if step not in done:
+            step.cancel()  # the client went: the stream's poll ends (its finally runs) before the stream is closed
+            await asyncio.wait({step})
+            return
+        try:
+            yield step.result()
+        except StopAsyncIteration:
+            return

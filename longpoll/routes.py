@@ -1,0 +1,230 @@
+"""Which requests continue a long-poll session, and which endpoint answers them, apart from CherryPy.
+
+Nearly every request a long-poll server sees continues a live session: it
+carries a ``key`` (or an EventSource's ``Last-Event-ID``).  The fronts that
+answer those without CherryPy's request machinery (:class:`~longpoll.fastpath.
+FastPolls` under WSGI, ``asgi.py`` on an event loop) find the endpoint here,
+with the config CherryPy would have given its path, and read the poll's
+parameters here, the way CherryPy would have; everything else (first polls,
+other paths, other methods, bodies they do not parse) goes to the app.
+
+Only endpoints that need nothing of CherryPy's request are routed: their
+``bind`` reads only the poll's parameters (``json_yield(fastpath=True)``,
+the default without ``bind``), and their path's config turns on no tool
+other than longpoll's own (an auth or session tool keeps its endpoint on the
+CherryPy path, where the tool runs).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
+
+import cherrypy
+
+from .clients import client_address
+from .endpoint import Endpoint, endpoint_of
+from .errors import BadRequest, LongPollError
+from .params import NO_BODY, parse_json_body
+
+KNOWN_TOOLS = frozenset({"longpoll_json_errors", "longpoll_cors", "longpoll_cors_preflight", "trailing_slash",
+                         "encode", "decode", "log_tracebacks", "log_headers"})
+"""Tools whose effect on a poll's answer the fast path has anyway (JSON errors, CORS through ``headers``),
+or that change nothing in one (CherryPy's defaults: UTF-8 in and out, logging of errors it never raises)."""
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+class Route:
+    __slots__ = ("endpoint", "config", "prefix", "methods")
+
+    def __init__(self, endpoint: Endpoint, config: dict[str, Any], prefix: bool):
+        self.endpoint = endpoint
+        self.config = config
+        self.prefix = prefix  # the one path segment after the route's path is the handler's argument
+        self.methods = frozenset(endpoint.allowed)
+
+
+class Routes:
+    """The long-poll endpoints a front answers itself, by path."""
+
+    def __init__(self) -> None:
+        self._exact: dict[str, Route] = {}
+        self._prefixes: list[tuple[str, Route]] = []
+
+    def route(self, path: str, handler: Any, *, config: dict[str, Any] | None = None, prefix: bool = False) -> None:
+        """Answer continuation polls of ``handler`` (a ``json_yield`` handler) at ``path``.
+
+        With ``prefix``, ``path`` ends with ``/`` and the one path segment after
+        it is the handler's argument (``/topics/`` for ``/topics/<name>``).
+        ``config`` is the request config CherryPy would give the path (its
+        ``longpoll.*`` keys matter); by default it is looked up in ``cherrypy.tree``.
+        """
+        endpoint = endpoint_of(handler)
+        if not getattr(endpoint, "fastpath", False):
+            raise ValueError(f"{endpoint.name} needs CherryPy's request (its bind=); "
+                             "json_yield(fastpath=True) says it does not")
+        found = config if config is not None else path_config(path, handler)
+        route = Route(endpoint, found, prefix)
+        if prefix:
+            self._prefixes.append((path, route))
+        else:
+            self._exact[path] = route
+
+    def discover(self) -> Routes:
+        """Route every eligible ``json_yield`` handler exposed at a fixed path in ``cherrypy.tree``."""
+        for script_name, app in cherrypy.tree.apps.items():
+            root = getattr(app, "root", None)
+            if root is None:
+                continue
+            for path, handler, chain in _exposed(root, script_name or ""):
+                config = merged_config(app, path, chain)
+                endpoint = endpoint_of(handler) if hasattr(handler, "endpoint") else None
+                if endpoint is not None and endpoint.fastpath and eligible(config):
+                    self._exact[path] = Route(endpoint, config, False)
+        return self
+
+    def match(self, path: str) -> tuple[Route, tuple[str, ...]] | None:
+        """The route of a path, with the path's argument for a prefix route."""
+        route = self._exact.get(path)
+        if route is not None:
+            return route, ()
+        for prefix, candidate in self._prefixes:
+            rest = path[len(prefix):] if path.startswith(prefix) else ""
+            if rest and "/" not in rest:
+                return candidate, (rest,)  # the path segment, as CherryPy passes it
+        return None
+
+    def __len__(self) -> int:
+        return len(self._exact) + len(self._prefixes)
+
+
+# -- the request ------------------------------------------------------------
+
+def body_wanted(method: str, content_type: str, length: str, chunked: bool, largest: int) -> bool:
+    """Whether a POST's body is one this module reads (a form or JSON of a known, bounded length)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return method == "POST" and kind in (FORM, JSON) and length.isdigit() and int(length) <= largest \
+        and not chunked
+
+
+def read_body(content_type: str, raw: bytes) -> tuple[dict[str, Any], Any]:
+    """The form parameters and the JSON body of a POST (a LongPollError in place of the body if malformed)."""
+    if content_type.split(";", 1)[0].strip().lower() == JSON:
+        try:
+            return {}, parse_json_body(raw)
+        except LongPollError as exc:
+            return {}, exc
+    kwargs: dict[str, Any] = {}
+    try:
+        merge(kwargs, raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return {}, BadRequest("the form body is not valid UTF-8")
+    except LongPollError as exc:
+        return {}, exc
+    return kwargs, NO_BODY
+
+
+def continuation(kwargs: dict[str, Any], body: Any, query: str, last_event_id: str | None) -> Any:
+    """The query merged into ``kwargs``; the body to pass on (a LongPollError when the query is malformed), or
+    None when the request does not continue a session (a first poll: the app gets it)."""
+    try:
+        merge(kwargs, query)
+    except LongPollError as exc:
+        return exc
+    if isinstance(body, LongPollError) or last_event_id or has_key(kwargs, body):
+        return body
+    return None
+
+
+def merge(kwargs: dict[str, Any], text: str) -> None:
+    """Query or form parameters into kwargs as CherryPy gives them: a name given twice is a list, and ``;``
+    separates parameters as ``&`` does."""
+    if not text:
+        return
+    text = text.replace(";", "&")
+    if "%" in text or "+" in text or not text.isascii():
+        try:
+            pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise BadRequest("the query string is not valid UTF-8") from None
+    else:  # nothing to unquote (a poll's key and cursor): parse_qsl's answer, at a fifth of its cost
+        pairs = [(name, value) for name, _, value in (part.partition("=") for part in text.split("&") if part)]
+    for name, value in pairs:
+        if name in kwargs:
+            given = kwargs[name]
+            kwargs[name] = [*given, value] if isinstance(given, list) else [given, value]
+        else:
+            kwargs[name] = value
+
+
+def has_key(kwargs: dict[str, Any], body: Any) -> bool:
+    if kwargs.get("key"):
+        return True
+    return isinstance(body, dict) and bool(body.get("key"))
+
+
+def address(peer: str, forwarded_for: str | None, config: dict[str, Any]) -> str:
+    trusted = config.get("longpoll.trusted_proxies") or ()
+    return client_address(peer, forwarded_for, (trusted,) if isinstance(trusted, str) else tuple(trusted))
+
+
+# -- CherryPy's config for a path -----------------------------------------
+
+def eligible(config: dict[str, Any]) -> bool:
+    """No tool turned on but longpoll's own, and no hooks but JSON errors': nothing the fast path would skip."""
+    for key, value in config.items():
+        if key.startswith("tools.") and key.endswith(".on") and value and key[6:-3] not in KNOWN_TOOLS:
+            return False
+        if key.startswith("hooks.") and not getattr(value, "__module__", "").startswith("longpoll."):
+            return False
+    return True
+
+
+def merged_config(app: Any, path: str, chain: list[Any]) -> dict[str, Any]:
+    """What CherryPy's request.config holds for ``path``: global, the app's sections down the path,
+    and the ``_cp_config`` of each object on the way (the handler last)."""
+    config: dict[str, Any] = dict(cherrypy.config)
+    local = path[len(app.script_name):] or "/"
+    sections = ["/"] + ["/".join(local.split("/")[:n]) for n in range(2, local.count("/") + 2)]
+    for section in sections:
+        config.update(app.config.get(section, {}))
+    for obj in chain:
+        config.update(getattr(obj, "_cp_config", {}))
+    return config
+
+
+def path_config(path: str, handler: Any) -> dict[str, Any]:
+    """The config CherryPy gives ``path`` in whichever app of ``cherrypy.tree`` serves it."""
+    script_name = cherrypy.tree.script_name(path)
+    app = cherrypy.tree.apps.get(script_name) if script_name is not None else None
+    if app is None:
+        return {**cherrypy.config, **getattr(handler, "_cp_config", {})}
+    return merged_config(app, path, [app.root, handler])
+
+
+def _exposed(root: Any, prefix: str, depth: int = 6) -> Iterable[tuple[str, Any, list[Any]]]:
+    """(path, handler, objects on the way) of each exposed callable under root, a few levels deep."""
+    stack = [(root, prefix, [root])]
+    seen: set[int] = set()
+    while stack:
+        node, path, chain = stack.pop()
+        if id(node) in seen or len(chain) > depth:
+            continue
+        seen.add(id(node))
+        for name in dir(node):
+            if name.startswith("_"):
+                continue
+            try:
+                child = getattr(node, name)
+            except Exception:
+                continue
+            if callable(child) and getattr(child, "exposed", False):
+                # CherryPy finds sample_json for /sample.json too (each "." of the URL is tried as "_")
+                for segment in {name, name.replace("_", ".")} if name != "index" else {""}:
+                    yield f"{path}/{segment}".rstrip("/") or "/", child, [*chain, child]
+            elif not callable(child) and getattr(child, "exposed", True) and hasattr(child, "__dict__") \
+                    and not isinstance(child, (str, bytes, int, float, dict, list, tuple)):
+                stack.append((child, f"{path}/{name}", [*chain, child]))
