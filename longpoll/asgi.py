@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import cherrypy
@@ -207,7 +207,7 @@ class ASGIFront:
         return 200, JSON_HEADERS, orjson.dumps(batch.to_json(polls.session.key))
 
     async def _send(self, scope: Scope, receive: Receive, send: Send, status: int, headers: dict[str, str],
-                    body: bytes | AsyncIterator[bytes]) -> None:
+                    body: bytes | Iterator[bytes] | AsyncIterator[bytes]) -> None:
         out = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
         if self.headers is not None:
             out += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers(scope)]
@@ -217,6 +217,11 @@ class ASGIFront:
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
         await send({"type": "http.response.start", "status": status, "headers": out})
+        if not hasattr(body, "__aiter__"):  # frames made already (a stream that ends as it starts)
+            for frame in body:  # type: ignore[union-attr]
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         await _stream(body, receive, send)
 
 

@@ -9,6 +9,7 @@ which is how the two are held to the same answers."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from collections.abc import Iterator
@@ -18,10 +19,11 @@ import httpx
 import pytest
 from cheroot import wsgi
 
+import longpoll
 from longpoll import FastPolls
 from longpoll.server.app import Settings, build
 from tests.apps import Probe
-from tests.conftest_support import free_port
+from tests.conftest_support import free_port, wait_until
 from tests.redisproc import RedisProcess, redis_server_path
 
 THREADS = 300
@@ -66,8 +68,14 @@ def server() -> Iterator[dict[str, object]]:
     fast_server.prepare()
     serving = threading.Thread(target=fast_server.serve, name="fast-path server", daemon=True)
     serving.start()
+    asgi_port, asgi_server = free_port(), None
+    if importlib.util.find_spec("uvicorn") is not None:
+        asgi_server = start_asgi(asgi_port, longpoll.asgi(cherrypy.tree, engine=False, routes=fast.routes))
     yield {"url": f"http://127.0.0.1:{port}", "fast_url": f"http://127.0.0.1:{fast_port}", "brokers": mounts,
+           "asgi_url": f"http://127.0.0.1:{asgi_port}" if asgi_server else None,
            "probes": probes, "roots": roots, "redis": redis_proc, "fast": fast}
+    if asgi_server is not None:
+        asgi_server.should_exit = True
     fast_server.stop()
     cherrypy.engine.exit()
     if redis_proc is not None:
@@ -84,15 +92,31 @@ def backend(request: pytest.FixtureRequest, server: dict) -> str:
     return request.param
 
 
-@pytest.fixture(params=["cherrypy", "fastpath"])
-def front(request: pytest.FixtureRequest) -> str:
-    """Which front answers: CherryPy's handlers, or FastPolls before them (as longpoll serve runs)."""
+def start_asgi(port: int, app: object) -> object:
+    """uvicorn serving an ASGI app in a thread of this process (the CherryPy engine is the fixture's)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+                            timeout_keep_alive=75, limit_concurrency=None)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+    threading.Thread(target=server.run, name="asgi server", daemon=True).start()
+    wait_until(lambda: server.started, what="the ASGI server to start")
+    return server
+
+
+@pytest.fixture(params=["cherrypy", "fastpath", "asgi"])
+def front(request: pytest.FixtureRequest, server: dict) -> str:
+    """Which front answers: CherryPy's handlers, FastPolls before them (any WSGI server), or longpoll.asgi
+    (polls held on an event loop, as longpoll serve runs)."""
+    if request.param == "asgi" and server["asgi_url"] is None:
+        pytest.skip("uvicorn is not installed")
     return request.param
 
 
 @pytest.fixture
 def base(server: dict, backend: str, front: str) -> str:
-    return f"{server['fast_url' if front == 'fastpath' else 'url']}/{backend}"
+    return f"{server[{'fastpath': 'fast_url', 'asgi': 'asgi_url'}.get(front, 'url')]}/{backend}"
 
 
 @pytest.fixture
