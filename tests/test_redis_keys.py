@@ -227,7 +227,8 @@ def test_a_pass_skips_a_follower_gone_since_it_read_them(admin):
     first = store.post_status(author["token"], "one", None)
     second = store.post_status(author["token"], "two", None)
     assert store.syndicate_pass()  # the first 3 of the first post; the next job's followers read with it
-    assert store._ahead is not None and [int(m) for m, _ in store._ahead[1]] == [f["id"] for f in fans[:3]]
+    assert store._ahead is not None and store._ahead[1] is not None  # the second post's first 3, read with it
+    assert store._ahead[1][0] == b",".join(str(f["id"]).encode() for f in fans[:3])
     store.unfollow(fans[1]["token"], "author")
     drain(store)
     for fan in fans:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import time
-from itertools import chain
 from typing import Any
 
 import orjson
@@ -120,12 +119,15 @@ SYNDICATE = """
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return {0} end
 redis.call('LPOP', KEYS[1])
 local kind, id, author, per_pass = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-if kind == 'd' or kind == 'a' and redis.call('EXISTS', KEYS[2]) == 1 then
+if #KEYS > 3 and (kind == 'd' or kind == 'a' and redis.call('EXISTS', KEYS[2]) == 1) then
+  local still = {}
+  for _, follower in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[7], ARGV[8])) do
+    still[follower] = true
+  end
   local home = 3
-  for i = 7, #ARGV, 2 do
+  for follower in string.gmatch(ARGV[9], '%d+') do
     home = home + 1
-    local score = redis.call('ZSCORE', KEYS[3], ARGV[i])
-    if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    if still[follower] then
       if kind == 'a' then
         redis.call('ZADD', KEYS[home], id, id)
         redis.call('ZREMRANGEBYRANK', KEYS[home], 0, -tonumber(ARGV[6]) - 1)
@@ -134,27 +136,31 @@ if kind == 'd' or kind == 'a' and redis.call('EXISTS', KEYS[2]) == 1 then
       end
     end
   end
-  if (#ARGV - 6) / 2 == per_pass then
-    redis.call('RPUSH', KEYS[1], kind .. ':' .. id .. ':' .. author .. ':' .. ARGV[#ARGV])
+  if home - 3 == per_pass then
+    redis.call('RPUSH', KEYS[1], kind .. ':' .. id .. ':' .. author .. ':' .. ARGV[8])
   end
 end
 local head = redis.call('LINDEX', KEYS[1], 0)
 if not head then return {1} end
 local _, _, next_author, done = string.match(head, JOB)
-if author ~= '' and next_author == author then
-  return {1, head, redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. done, '+inf', 'WITHSCORES', 'LIMIT', 0, per_pass)}
-end
-return {1, head}
+if author == '' or next_author ~= author then return {1, head} end
+local rows = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. done, '+inf', 'WITHSCORES', 'LIMIT', 0, per_pass)
+local followers = {}
+for i = 1, #rows, 2 do followers[#followers + 1] = rows[i] end
+return {1, head, table.concat(followers, ','), rows[#rows] or done}
 """.replace("JOB", JOB)
 # One pass of the oldest job.  KEYS the queue, status:<id>, followers:<author>, then home:<follower>
-# of each follower in ARGV; ARGV the job, its kind, status id and author, followers per pass, timeline
-# size, then (follower, score) of the next followers, as read just before.  Why that stays correct:
+# of each of the next followers, as read just before; ARGV the job, its kind, status id and author,
+# followers per pass, timeline size, the job's last score done, the score of the last follower read,
+# and those followers (comma-separated: one argument, not hundreds, for the client to encode).
+# Why that stays correct:
 # - the job is taken only if it is still the oldest (a compare-and-set: a worker that lost the race
 #   to another did nothing, and reads again), so a job is done once, and a crash loses none;
-# - a follower is written only if its score is still the one read: one who unfollowed (or unfollowed
-#   and followed again, which copied the author's profile) in between is left alone;
+# - a follower read is written only if still in the range read: one who unfollowed (or unfollowed
+#   and followed again, which copied the author's profile, and scored it above the range) in
+#   between is left alone;
 # - no follower can be missed: a new follow's score is above every score in the set, so above the
-#   last one read, and the rest of the job (or the follow's copy of the profile) reaches it.
+#   range read, and the rest of the job (or the follow's copy of the profile) reaches it.
 # A job for a status deleted meanwhile ends (its removal job follows it); a malformed one is dropped.
 # The answer names the next job and, when it is by the same author (a post's remaining followers,
 # or the next post of a busy author), its next followers, so the next pass is one round trip too.
@@ -188,7 +194,7 @@ class RedisSocial:
         script = self.client.register_script
         self._follow, self._unfollow = script(FOLLOW), script(UNFOLLOW)
         self._snapshot, self._syndicate = script(HOME_SNAPSHOT), script(SYNDICATE)
-        self._ahead: tuple[bytes, list[tuple[bytes, int]] | None] | None = None  # the next job, as a pass saw it
+        self._ahead: tuple[bytes, tuple[bytes, Any] | None] | None = None  # the next job (and followers), as seen
 
     def _author(self, token: str) -> str:
         raise NotImplementedError
@@ -295,21 +301,23 @@ class RedisSocial:
                 if job is None:
                     return False
                 ahead = (job, None)
-            job, rows = ahead
-            keys, args = [queue], [job, "", "", "", limits.fanout_per_pass, limits.timeline_size]
+            job, page = ahead
+            keys, args = [queue], [job, "", "", "", limits.fanout_per_pass, limits.timeline_size, "", "", ""]
             parsed = JOB_RE.fullmatch(job)
             if parsed is not None:
                 kind, status_id, author, done = (part.decode() for part in parsed.groups())
                 followers = key("followers:", author)
-                if rows is None:
+                if page is None:
                     rows = self.client.zrangebyscore(followers, f"({done}", "+inf", start=0,
-                                                     num=limits.fanout_per_pass, withscores=True, score_cast_func=int)
-                keys += [key("status:", status_id), followers, *(key("home:", m.decode()) for m, _ in rows)]
+                                                     num=limits.fanout_per_pass, withscores=True)
+                    page = (b",".join(member for member, _ in rows), rows[-1][1] if rows else done)
+                members = page[0].decode().split(",") if page[0] else []
+                keys += [key("status:", status_id), followers, *(key("home:", m) for m in members)]
                 args[1:4] = [kind, status_id, author]
-                args += chain.from_iterable(rows)
+                args[6:9] = [done, _score(page[1]), page[0]]
             answer = self._syndicate(keys=keys, args=args)
         if len(answer) > 1:
-            self._ahead = (answer[1], _pairs(answer[2]) if len(answer) > 2 else None)
+            self._ahead = (answer[1], (answer[2], answer[3]) if len(answer) > 2 else None)
         return True
 
     def wait_for_jobs(self, timeout: float) -> None:
@@ -323,6 +331,8 @@ class RedisSocial:
             return self.client.llen(self.key("syndicate"))
 
 
-def _pairs(flat: list[bytes]) -> list[tuple[bytes, int]]:
-    """(member, score) from a script's flat ZRANGEBYSCORE ... WITHSCORES."""
-    return [(member, int(score)) for member, score in zip(flat[::2], flat[1::2], strict=True)]
+def _score(score: Any) -> str:
+    """A follow score as Redis writes it (follow scores are whole milliseconds)."""
+    if isinstance(score, bytes):
+        return score.decode()
+    return str(int(score)) if isinstance(score, float) else str(score)
