@@ -302,7 +302,8 @@ class RedisSocial:
                     return False
                 ahead = (job, None)
             job, page = ahead
-            keys, args = [queue], [job, "", "", "", limits.fanout_per_pass, limits.timeline_size, "", "", ""]
+            keys: list[str | bytes] = [queue]
+            args = [job, "", "", "", limits.fanout_per_pass, limits.timeline_size, "", "", ""]
             parsed = JOB_RE.fullmatch(job)
             if parsed is not None:
                 kind, status_id, author, done = (part.decode() for part in parsed.groups())
@@ -311,8 +312,8 @@ class RedisSocial:
                     rows = self.client.zrangebyscore(followers, f"({done}", "+inf", start=0,
                                                      num=limits.fanout_per_pass, withscores=True)
                     page = (b",".join(member for member, _ in rows), rows[-1][1] if rows else done)
-                members = page[0].decode().split(",") if page[0] else []
-                keys += [key("status:", status_id), followers, *(key("home:", m) for m in members)]
+                home = key("home:").encode()  # + each id as bytes: the client encodes hundreds of these a pass
+                keys += [key("status:", status_id), followers, *(home + m for m in page[0].split(b",") if m)]
                 args[1:4] = [kind, status_id, author]
                 args[6:9] = [done, _score(page[1]), page[0]]
             answer = self._syndicate(keys=keys, args=args)
