@@ -120,14 +120,19 @@ if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return {0} end
 redis.call('LPOP', KEYS[1])
 local kind, id, author, per_pass = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 if #KEYS > 3 and (kind == 'd' or kind == 'a' and redis.call('EXISTS', KEYS[2]) == 1) then
-  local still = {}
-  for _, follower in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[7], ARGV[8])) do
-    still[follower] = true
+  local read = {}
+  for follower in string.gmatch(ARGV[9], '%d+') do read[#read + 1] = follower end
+  local still  -- nil while every follower read is still in the range read (none can join it)
+  if redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[7], ARGV[8]) ~= #read then
+    still = {}
+    for _, follower in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[7], ARGV[8])) do
+      still[follower] = true
+    end
   end
   local home = 3
-  for follower in string.gmatch(ARGV[9], '%d+') do
+  for _, follower in ipairs(read) do
     home = home + 1
-    if still[follower] then
+    if not still or still[follower] then
       if kind == 'a' then
         redis.call('ZADD', KEYS[home], id, id)
         redis.call('ZREMRANGEBYRANK', KEYS[home], 0, -tonumber(ARGV[6]) - 1)
