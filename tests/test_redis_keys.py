@@ -173,7 +173,7 @@ def test_scripts_touch_only_the_keys_they_are_given(admin, redis_proc):
     limits = SocialLimits(fanout_per_pass=3)  # many passes, some of them continuing the same author's job
     store = open_store(confined(admin, redis_proc.port, PREFIX), PREFIX, limits)
     scripts = [v for v in vars(store).values() if isinstance(v, Script)]
-    assert len(scripts) == 7 and all(script.script.startswith(DECLARED_ONLY) for script in scripts)
+    assert len(scripts) == 8 and all(script.script.startswith(DECLARED_ONLY) for script in scripts)
     drive(store, fans=11)
 
 

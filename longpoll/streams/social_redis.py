@@ -115,7 +115,20 @@ return {tail[1] and tail[1][1] or '0-0', redis.call('GET', KEYS[2]) or '0', foll
 # yet: once it has, the status is in the home timeline anyway (an unfollow since would have taken the
 # author out of the following set; a follow since copied the author's profile).
 
-SYNDICATE = """
+NEXT_PAGE = """
+local function next_page(followers, done, per_pass)
+  local rows = redis.call('ZRANGEBYSCORE', followers, '(' .. done, '+inf', 'WITHSCORES', 'LIMIT', 0, per_pass)
+  local ids = {}
+  for i = 1, #rows, 2 do ids[#ids + 1] = rows[i] end
+  return {table.concat(ids, ','), rows[#rows] or done}
+end
+"""
+# A job's next followers: their ids comma-separated (one reply, not hundreds, for the client to
+# parse) and the score of the last one.
+
+FOLLOWERS_PAGE = NEXT_PAGE + "return next_page(KEYS[1], ARGV[1], tonumber(ARGV[2]))"
+
+SYNDICATE = NEXT_PAGE + """
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return {0} end
 redis.call('LPOP', KEYS[1])
 local kind, id, author, per_pass = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -149,10 +162,8 @@ local head = redis.call('LINDEX', KEYS[1], 0)
 if not head then return {1} end
 local _, _, next_author, done = string.match(head, JOB)
 if author == '' or next_author ~= author then return {1, head} end
-local rows = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. done, '+inf', 'WITHSCORES', 'LIMIT', 0, per_pass)
-local followers = {}
-for i = 1, #rows, 2 do followers[#followers + 1] = rows[i] end
-return {1, head, table.concat(followers, ','), rows[#rows] or done}
+local page = next_page(KEYS[3], done, per_pass)
+return {1, head, page[1], page[2]}
 """.replace("JOB", JOB)
 # One pass of the oldest job.  KEYS the queue, status:<id>, followers:<author>, then home:<follower>
 # of each of the next followers, as read just before; ARGV the job, its kind, status id and author,
@@ -198,8 +209,8 @@ class RedisSocial:
         self.social_limits = limits
         script = self.client.register_script
         self._follow, self._unfollow = script(FOLLOW), script(UNFOLLOW)
-        self._snapshot, self._syndicate = script(HOME_SNAPSHOT), script(SYNDICATE)
-        self._ahead: tuple[bytes, tuple[bytes, Any] | None] | None = None  # the next job (and followers), as seen
+        self._snapshot, self._syndicate, self._page = script(HOME_SNAPSHOT), script(SYNDICATE), script(FOLLOWERS_PAGE)
+        self._ahead: tuple[bytes, tuple[bytes, bytes] | None] | None = None  # the next job (and followers), as seen
 
     def _author(self, token: str) -> str:
         raise NotImplementedError
@@ -314,13 +325,11 @@ class RedisSocial:
                 kind, status_id, author, done = (part.decode() for part in parsed.groups())
                 followers = key("followers:", author)
                 if page is None:
-                    rows = self.client.zrangebyscore(followers, f"({done}", "+inf", start=0,
-                                                     num=limits.fanout_per_pass, withscores=True)
-                    page = (b",".join(member for member, _ in rows), rows[-1][1] if rows else done)
+                    page = tuple(self._page(keys=[followers], args=[done, limits.fanout_per_pass]))
                 home = key("home:").encode()  # + each id as bytes: the client encodes hundreds of these a pass
                 keys += [key("status:", status_id), followers, *(home + m for m in page[0].split(b",") if m)]
                 args[1:4] = [kind, status_id, author]
-                args[6:9] = [done, _score(page[1]), page[0]]
+                args[6:9] = [done, page[1], page[0]]
             answer = self._syndicate(keys=keys, args=args)
         if len(answer) > 1:
             self._ahead = (answer[1], (answer[2], answer[3]) if len(answer) > 2 else None)
@@ -335,10 +344,3 @@ class RedisSocial:
     def syndication_pending(self) -> int:
         with unavailable_as_503():
             return self.client.llen(self.key("syndicate"))
-
-
-def _score(score: Any) -> str:
-    """A follow score as Redis writes it (follow scores are whole milliseconds)."""
-    if isinstance(score, bytes):
-        return score.decode()
-    return str(int(score)) if isinstance(score, float) else str(score)
