@@ -7,8 +7,9 @@ of status ids scored by the id), and the ``followers``/``following`` counts on
 ``user:<id>``.  The syndication jobs are a list, ``syndicate``, of
 ``<a|d>:<status id>:<author id>:<score of the last follower done>``.
 
-A follow and its graph event is one script: two racing follows of one user
-cannot both count, and counts always equal the sets.
+A follow and its graph event, or a syndication pass, is one script: two
+racing follows of one user cannot both count, and a pass cannot interleave
+with a follow, an unfollow or a delete.
 
 Every script is given every key it touches in ``KEYS`` (which Redis Cluster
 needs, and which keeps each key under the prefix, chosen in Python alone).  A
