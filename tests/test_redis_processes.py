@@ -50,11 +50,11 @@ def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(durable
             assert stream.ids() == posted  # and nothing more turned up
 
 
-def test_raw_publish_on_the_seed_channel_reaches_sessions(client, broker, backend):
+def test_raw_publish_on_the_seed_channel_reaches_sessions(client, broker, backend, server):
     if backend != "redis":
         pytest.skip("PUBLISH is the Redis backend's compatibility path")
-    assert broker.bridge.subscribed.wait(10)
-    stream = Stream(client, "filter", track="seeded")
+    stream = Stream(client, "filter", track="seeded")  # the hub runs from its first subscriber on, the bridge with it
+    assert server["roots"]["redis"].statuses.store.bridge.subscribed.wait(10)
     status = {"id": 990001, "uid": 1, "login": "seed", "message": "seeded from redis-cli", "posted": 1.5}
     before = broker.hub.malformed
     broker.redis.publish("streaming:status:", b"not json at all")

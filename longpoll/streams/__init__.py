@@ -11,14 +11,16 @@ from .store import MemoryStore, Store
 
 
 def open_store(broker: Broker, social_limits: SocialLimits = SocialLimits()) -> Store:
-    """The store that goes with the broker's backend (and, on Redis, the PUBLISH bridge)."""
-    if broker.redis is None:
+    """The store on the broker's own backend, under its prefix (on Redis, with the seeds' PUBLISH bridge
+    into the broker's hub, as ``store.bridge``)."""
+    if broker.kind == "memory":
         return MemoryStore(broker.log, social_limits)  # type: ignore[arg-type]
     from .bridge import publish_bridge
     from .redis_store import RedisStore
 
-    broker.bridge = publish_bridge(broker.redis, broker.hub)  # type: ignore[attr-defined]
-    return RedisStore(broker.redis, broker.log, social_limits)  # type: ignore[arg-type]
+    store = RedisStore(broker.redis, broker.log, social_limits, broker.backend.prefix)  # type: ignore[arg-type]
+    store.bridge = publish_bridge(broker.redis, broker.hub)
+    return store
 
 
 __all__ = ["StatusStreams", "StreamLimits", "FilterLimits", "SocialLimits", "Hydrators", "open_store"]

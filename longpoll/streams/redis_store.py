@@ -1,12 +1,16 @@
 """Users and statuses in Redis, in the book's shape, changed only by Lua scripts.
 
-Keys as in *Redis in Action* chapter 8: ``user:<id>`` and ``status:<id>``
-hashes, the ``users:`` login index (lower case), the ``user:id:`` and
-``status:id:`` counters; plus ``tokens:`` (token digest -> user id).  Each
-write is one script, so two users racing for a login, or two deletes of one
-status, cannot interleave; and a status is appended to the stream in the same
-script that stores it, and to its author's profile and home timelines, with
-the job that syndicates it to the followers' (see ``social_redis.py``).
+Keys as in *Redis in Action* chapter 8, each under the store's prefix
+(``longpoll:`` unless told otherwise, so that an app sharing the database
+keeps its own names): ``user:<id>`` and ``status:<id>`` hashes, the
+``users:`` login index (lower case), the ``user:id:`` and ``status:id:``
+counters; plus ``tokens:`` (token digest -> user id).  Each write is one
+script, so two users racing for a login, or two deletes of one status,
+cannot interleave; and a status is appended to the stream in the same script
+that stores it and takes its id, and to its author's profile and home
+timelines, with the job that syndicates it to the followers' (see
+``social_redis.py``, which also says how keys that depend on data reach the
+scripts through ``KEYS``).
 """
 
 from __future__ import annotations
@@ -19,29 +23,23 @@ import orjson
 import redis
 
 from ..backends.redis import APPEND_LUA, RedisLog, unavailable_as_503
-from ..errors import Conflict, Forbidden, NotFound
+from ..errors import BackendUnavailable, Conflict, Forbidden, NotFound
 from .social import SocialLimits
-from .social_redis import QUEUE, RedisSocial, status_of
+from .social_redis import DEFAULT_PREFIX, RedisSocial, status_of
 from .store import TOPIC, Hydrate, bad_token, digest, draft, new_token
 
 CREATE_USER = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-local id = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], id)
-redis.call('HSET', 'user:' .. id, 'login', ARGV[2], 'id', id, 'name', ARGV[3],
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[6])
+redis.call('HSET', KEYS[2], 'login', ARGV[2], 'id', ARGV[6], 'name', ARGV[3],
            'followers', 0, 'following', 0, 'posts', 0, 'signup', ARGV[5], 'token', ARGV[4])
-redis.call('HSET', KEYS[3], ARGV[4], id)
-return id
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[6])
+return 1
 """
-
-AUTHOR = """
-local uid = redis.call('HGET', KEYS[1], ARGV[1])
-if not uid then return false end
-local user = redis.call('HMGET', 'user:' .. uid, 'token', 'login')
-return {uid, user[1], user[2]}
-"""
-# The token index and the user's own digest in one round trip; the digests are
-# compared in Python, in constant time.
+# KEYS users:, user:<id>, tokens:; ARGV login (lower case), login, name, token digest, signup, id.  The
+# id is taken (INCR user:id:) just before, so that its key can be named: a signup refused for a taken
+# login leaves its id unused (ids are unique, not dense), and the login is claimed in the same step as
+# the user is stored, so no login ever names a missing user.
 
 WITH_POSTED = """
 local function with_posted(status, posted)
@@ -54,12 +52,13 @@ end
 # into the JSON as written, a float on every path.
 
 POST_STATUS = APPEND_LUA + WITH_POSTED + """
-local user = 'user:' .. ARGV[1]
-local login = redis.call('HGET', user, 'login')
+local login = redis.call('HGET', KEYS[4], 'login')
 if not login then return 0 end
+local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
+if newest + 1 ~= tonumber(ARGV[1]) then return {'moved', newest} end
 local id = redis.call('INCR', KEYS[1])
-local status = {id = id, uid = tonumber(ARGV[1]), login = login, message = ARGV[2]}
-local fields = {'id', id, 'uid', ARGV[1], 'login', login, 'message', ARGV[2], 'posted', ARGV[3]}
+local status = {id = id, uid = tonumber(ARGV[9]), login = login, message = ARGV[2]}
+local fields = {'id', id, 'uid', ARGV[9], 'login', login, 'message', ARGV[2], 'posted', ARGV[3]}
 if ARGV[4] ~= '' then
   status.location = ARGV[4]
   fields[#fields + 1] = 'location'
@@ -71,25 +70,31 @@ if ARGV[7] ~= '' then  -- hydrated fields, as JSON made in Python: kept exactly 
   fields[#fields + 1] = ARGV[7]
   body = string.sub(body, 1, -2) .. ',' .. string.sub(ARGV[7], 2)
 end
-redis.call('HSET', 'status:' .. id, unpack(fields))
-redis.call('HINCRBY', user, 'posts', 1)
-for _, timeline in ipairs({'profile:' .. ARGV[1], 'home:' .. ARGV[1]}) do
+redis.call('HSET', KEYS[5], unpack(fields))
+redis.call('HINCRBY', KEYS[4], 'posts', 1)
+for _, timeline in ipairs({KEYS[6], KEYS[7]}) do
   redis.call('ZADD', timeline, id, id)
   redis.call('ZREMRANGEBYRANK', timeline, 0, -tonumber(ARGV[8]) - 1)
 end
-if redis.call('ZCARD', 'followers:' .. ARGV[1]) > 0 then
-  redis.call('RPUSH', KEYS[3], 'a:' .. id .. ':' .. ARGV[1] .. ':0')
+if redis.call('ZCARD', KEYS[8]) > 0 then
+  redis.call('RPUSH', KEYS[3], 'a:' .. id .. ':' .. ARGV[9] .. ':0')
 end
-log_append(KEYS[2], KEYS[4], ARGV[5], ARGV[9], ARGV[10], ARGV[6], body)
+log_append(KEYS[2], KEYS[9], ARGV[5], ARGV[10], ARGV[11], ARGV[6], body)
 return {id, login}
 """
+# KEYS status:id:, the log, the queue, user:<uid>, status:<id>, profile:<uid>, home:<uid>,
+# followers:<uid>, the topic's stream; ARGV id, message, posted, location, the log's retention, topic,
+# hydrated fields, timeline size, uid, the topic's retention and TTL.  The id must be known to name its
+# key, yet be taken in the step that appends the status to the log (ids increase in log order: the home
+# stream relies on it).  So the caller names the id
+# it expects, and the script takes it only if it is still the next one (a compare-and-set); if
+# another post took it meanwhile, nothing is written and the answer says which id is the newest.
 
 DELETE_STATUS = APPEND_LUA + WITH_POSTED + """
-local key = 'status:' .. ARGV[1]
-local owner = redis.call('HGET', key, 'uid')
+local owner = redis.call('HGET', KEYS[3], 'uid')
 if not owner then return 0 end
 if owner ~= ARGV[2] then return -1 end
-local flat = redis.call('HGETALL', key)
+local flat = redis.call('HGETALL', KEYS[3])
 local status = {}
 for i = 1, #flat, 2 do status[flat[i]] = flat[i + 1] end
 status.id = tonumber(status.id)
@@ -98,44 +103,61 @@ local posted = status.posted
 status.posted = nil
 status.deleted = true
 status.x = nil
-redis.call('DEL', key)
-redis.call('HINCRBY', 'user:' .. owner, 'posts', -1)
-redis.call('ZREM', 'profile:' .. owner, ARGV[1])
-redis.call('ZREM', 'home:' .. owner, ARGV[1])
-if redis.call('ZCARD', 'followers:' .. owner) > 0 then
+redis.call('DEL', KEYS[3])
+redis.call('HINCRBY', KEYS[4], 'posts', -1)
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+if redis.call('ZCARD', KEYS[7]) > 0 then
   redis.call('RPUSH', KEYS[2], 'd:' .. ARGV[1] .. ':' .. owner .. ':0')
 end
-log_append(KEYS[1], KEYS[3], ARGV[3], ARGV[5], ARGV[6], ARGV[4], with_posted(status, posted))
+log_append(KEYS[1], KEYS[8], ARGV[3], ARGV[5], ARGV[6], ARGV[4], with_posted(status, posted))
 return 1
 """
+# KEYS the log, the queue, status:<id>, then the caller's user:, profile:, home: and followers:, the
+# topic's stream; ARGV id, the caller's uid, the log's retention, topic, the topic's retention and TTL.
+# Only the author may delete: the keys are the caller's, and used only once the status is found to be
+# the caller's.
+
+POST_ATTEMPTS = 100
+"""Tries at taking the next status id before a 503: each one lost is a status another post published."""
 
 
 class RedisStore(RedisSocial):
-    def __init__(self, client: redis.Redis, log: RedisLog, social_limits: SocialLimits = SocialLimits()):
+    """``prefix`` starts the name of every key the store touches, so that apps sharing a database, or
+    two stores on one, each keep their own."""
+
+    def __init__(self, client: redis.Redis, log: RedisLog, social_limits: SocialLimits = SocialLimits(),
+                 prefix: str = DEFAULT_PREFIX):
         self.client = client
         self.log = log
+        self.prefix = prefix
+        self.bridge: Any = None  # the seeds' PUBLISH path into the hub, when open_store made one
+        self._next_status = 1  # the id this process expects its next post to take: see POST_STATUS
         self._init_social(social_limits)
         self._create_user = client.register_script(CREATE_USER)
-        self._author_of = client.register_script(AUTHOR)
         self._post = client.register_script(POST_STATUS)
         self._delete = client.register_script(DELETE_STATUS)
 
     def create_user(self, login: str, name: str) -> dict[str, Any]:
         token, hashed = new_token()
+        key = self.key
         with unavailable_as_503():
-            uid = self._create_user(keys=["users:", "user:id:", "tokens:"],
-                                    args=[login.lower(), login, name, hashed, repr(time.time())])
-        if not uid:
+            uid = self.client.incr(key("user:id:"))
+            created = self._create_user(keys=[key("users:"), key("user:", uid), key("tokens:")],
+                                        args=[login.lower(), login, name, hashed, repr(time.time()), uid])
+        if not created:
             raise Conflict(f"the login {login!r} is taken")
-        return {"id": int(uid), "login": login, "token": token}
+        return {"id": uid, "login": login, "token": token}
 
     def _identify(self, token: str) -> tuple[str, str]:
         """The token's user id and login, comparing token digests in constant time."""
         hashed = digest(token)
         with unavailable_as_503():
-            found = self._author_of(keys=["tokens:"], args=[hashed])
-        uid, stored, login = found if found else (None, None, None)
-        if uid is None or stored is None or not hmac.compare_digest(stored, hashed.encode()):
+            uid = self.client.hget(self.key("tokens:"), hashed)
+            if uid is None:
+                raise bad_token()
+            stored, login = self.client.hmget(self.key("user:", uid.decode()), "token", "login")
+        if stored is None or not hmac.compare_digest(stored, hashed.encode()):
             raise bad_token()
         return uid.decode(), login.decode()
 
@@ -147,21 +169,34 @@ class RedisStore(RedisSocial):
         uid, login = self._identify(token)
         status = draft(int(uid), login, message, location)
         extra = hydrate(status) if hydrate is not None else {}
-        with unavailable_as_503():
-            log_len, topic_len, ttl, topic = self.log.args(TOPIC)
-            answer = self._post(keys=["status:id:", self.log.stream, QUEUE, self.log.topic_stream(TOPIC)],
-                                args=[uid, message, repr(status["posted"]), location or "", log_len,
-                                      topic, orjson.dumps(extra) if extra else "",
-                                      self.social_limits.timeline_size, topic_len, ttl])
-        if not answer:
-            raise bad_token()
-        return {"id": int(answer[0]), **status, **extra}
+        key = self.key
+        log_len, topic_len, ttl, topic = self.log.args(TOPIC)
+        args = [message, repr(status["posted"]), location or "", log_len, topic,
+                orjson.dumps(extra) if extra else "", self.social_limits.timeline_size, uid, topic_len, ttl]
+        for _ in range(POST_ATTEMPTS):
+            expected = self._next_status
+            with unavailable_as_503():
+                answer = self._post(keys=[key("status:id:"), self.log.stream, key("syndicate"), key("user:", uid),
+                                          key("status:", expected), key("profile:", uid), key("home:", uid),
+                                          key("followers:", uid), self.log.topic_stream(TOPIC)],
+                                    args=[expected, *args])
+            if not answer:
+                raise bad_token()
+            if answer[0] == b"moved":
+                self._next_status = int(answer[1]) + 1
+                continue
+            self._next_status = int(answer[0]) + 1
+            return {"id": int(answer[0]), **status, **extra}
+        raise BackendUnavailable("statuses are being posted too fast to number this one; retry", retry_after=1)
 
     def delete_status(self, token: str, status_id: int) -> dict[str, Any]:
         uid = self._author(token)
+        key = self.key
+        log_len, topic_len, ttl, topic = self.log.args(TOPIC)
         with unavailable_as_503():
-            log_len, topic_len, ttl, topic = self.log.args(TOPIC)
-            answer = self._delete(keys=[self.log.stream, QUEUE, self.log.topic_stream(TOPIC)],
+            answer = self._delete(keys=[self.log.stream, key("syndicate"), key("status:", status_id),
+                                        key("user:", uid), key("profile:", uid), key("home:", uid),
+                                        key("followers:", uid), self.log.topic_stream(TOPIC)],
                                   args=[status_id, uid, log_len, topic, topic_len, ttl])
         if answer == 0:
             raise NotFound(f"no status {status_id}")
@@ -171,7 +206,7 @@ class RedisStore(RedisSocial):
 
     def get_status(self, status_id: int) -> dict[str, Any]:
         with unavailable_as_503():
-            fields = self.client.hgetall(f"status:{status_id}")
+            fields = self.client.hgetall(self.key("status:", status_id))
         if not fields:
             raise NotFound(f"no status {status_id}")
         return status_of(fields)

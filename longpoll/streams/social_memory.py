@@ -156,12 +156,11 @@ class MemorySocial:
             snapshot = HomeSnapshot(self.log.tail(), self._status_ids, frozenset(following.newest(0, len(following))))
             if backfill:
                 ids = set(self._homes.get(uid, ZSet()).newest(0, backfill - 1))
-                # Statuses whose syndication has not reached this user yet belong in it too.
-                for kind, status_id, author, done in self._jobs:
+                # Statuses whose syndication has not reached this user yet belong in it too (one whose
+                # pass has is in the home timeline already: see HOME_SNAPSHOT in social_redis.py).
+                for kind, status_id, author, _ in self._jobs:
                     if kind == "a" and author in following:
-                        score = self._followers[author].score(uid)
-                        if score is not None and score > done:
-                            ids.add(status_id)
+                        ids.add(status_id)
                 newest = sorted((i for i in ids if i in self._statuses), reverse=True)[:backfill]
                 snapshot.backfill = [dict(self._statuses[i]) for i in reversed(newest)]
             return snapshot
