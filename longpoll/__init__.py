@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 _MODULES = {
-    "Broker": "broker", "json_yield": "endpoint", "asgi": "asgi", "Plugin": "plugin", "PollLimits": "params",
+    "Broker": "broker", "json_yield": "endpoint", "asgi": "asgi_front", "Plugin": "plugin", "PollLimits": "params",
     "SessionLimits": "registry", "Registry": "registry", "Signal": "signals", "Subscription": "subscription",
     "JSON_ERRORS": "responses", "json_error_page": "responses", "tune_cheroot": "sizing",
     "web_dir": "webclient", "web_config": "webclient",
@@ -50,7 +50,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .asgi import asgi
+    from .asgi_front import asgi
     from .broker import Broker
     from .endpoint import json_yield
     from .errors import (

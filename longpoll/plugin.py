@@ -45,6 +45,8 @@ FREQUENCY = 1.0
 
 ATTACH = "longpoll.attach"
 STATS = "longpoll.stats"
+SIGNALS = "longpoll.signals"
+"""Published from the main thread by a front whose engine starts elsewhere (``asgi.py``): chain the signals."""
 
 
 class Worker(Protocol):
@@ -66,9 +68,9 @@ class Plugin(plugins.SimplePlugin):
 
     def __init__(self, bus: wspbus.Bus, *, held_polls: int = sizing.HELD_POLLS, frequency: float = FREQUENCY,
                  signals: bool = True):
-        """``signals``: on SIGTERM, SIGINT, SIGHUP and SIGQUIT, answer held polls at once before whatever
-        handled the signal before (gunicorn's graceful stop waits for them otherwise; CherryPy's own
-        handler stops the engine, which does it too)."""
+        """``signals``: on SIGTERM, SIGINT and SIGQUIT, answer held polls at once before whatever handled
+        the signal before (granian and gunicorn wait for every request before they tell the app they stop;
+        CherryPy's own handler stops the engine, which does it too)."""
         super().__init__(bus)
         self.held_polls = held_polls
         self.frequency = frequency
@@ -107,6 +109,7 @@ class Plugin(plugins.SimplePlugin):
             logs.to_cherrypy()
         self.bus.subscribe(ATTACH, self.attach)
         self.bus.subscribe(STATS, self.stats)
+        self.bus.subscribe(SIGNALS, self._chain_signals)
         self.bus.subscribe("start", self.tune_server, priority=70)  # before cherrypy.server (75)
         self.bus.subscribe("start", self.server_started, priority=80)
         self.bus.subscribe("stop", self.stopping, priority=10)  # before the HTTP server (50) waits for requests
@@ -115,6 +118,7 @@ class Plugin(plugins.SimplePlugin):
         super().unsubscribe()
         self.bus.unsubscribe(ATTACH, self.attach)
         self.bus.unsubscribe(STATS, self.stats)
+        self.bus.unsubscribe(SIGNALS, self._chain_signals)
         self.bus.unsubscribe("start", self.tune_server)
         self.bus.unsubscribe("start", self.server_started)
         self.bus.unsubscribe("stop", self.stopping)
@@ -154,7 +158,9 @@ class Plugin(plugins.SimplePlugin):
         """Answer held polls on a stop signal, then do what was done before (only the main thread may)."""
         if threading.current_thread() is not threading.main_thread() or self._chained:
             return
-        for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"):
+        # Not SIGHUP: servers that stop a process on it do so with a SIGTERM to it (gunicorn, granian) or
+        # through the engine (CherryPy's own handler), and under CherryPy it may mean a reload in place.
+        for name in ("SIGTERM", "SIGINT", "SIGQUIT"):
             number = getattr(signal, name, None)
             if number is None:
                 continue
@@ -165,16 +171,14 @@ class Plugin(plugins.SimplePlugin):
             signal.signal(number, self._on_signal)
 
     def _on_signal(self, number: int, frame: Any) -> None:
-        self.stopping()
+        # Not here: this thread may be inside a lock the stop needs (a signal comes between any two lines).
+        threading.Thread(target=self.stopping, name="longpoll-stopping", daemon=True).start()
         previous = self._chained.get(number, signal.SIG_DFL)
         if callable(previous):
             previous(number, frame)
         elif previous == signal.SIG_DFL:
             signal.signal(number, signal.SIG_DFL)
             os.kill(os.getpid(), number)  # what would have happened: the process ends
-        if number == getattr(signal, "SIGHUP", None) and self.bus.state == wspbus.states.STARTED:
-            for registry in self.stats()[0]:  # a graceful reload in place (CherryPy's SIGHUP): polls wait again
-                registry.stopping = False
 
     def stop(self) -> None:
         with self._lock:

@@ -1,20 +1,20 @@
 """How many polls may wait at once, read off the server that is actually running.
 
-A held poll costs a thread under cheroot and a greenlet under gevent.  With
+A held poll costs a thread under cheroot and a future on an event loop.  With
 threads, if every one of them waits, nothing is left to answer a poll that
 has data and the server freezes (cheroot's default pool of 10 does so with
 10 held polls), so the hold gate keeps a tenth of the pool free.  With
-greenlets the only bound is memory, so the gate is wide.
+futures the only bound is memory, so the gate is wide.
 
 The pool is found from the thread answering the request (a cheroot worker
 thread knows its server), so the same code sizes itself correctly under
-``cherrypy.quickstart``, a standalone ``cheroot.wsgi.Server``, gunicorn's
-gevent worker or ``longpoll serve``, without the app saying which.
+``cherrypy.quickstart``, a standalone ``cheroot.wsgi.Server``,
+``longpoll.asgi`` or ``longpoll serve``, without the app saying which.
 """
 
 from __future__ import annotations
 
-import sys
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ import cherrypy
 HELD_POLLS = 1000
 """What ``longpoll.Plugin`` sizes CherryPy's own server for unless told otherwise."""
 
-GREENLET_HELD = 100_000
-"""The gate under gevent: greenlets are cheap; sessions and memory are the limits."""
+LOOP_HELD = 100_000
+"""The gate on an event loop: a held poll is a future; sessions and memory are the limits."""
 
 LISTEN_QUEUE = 4096
 
@@ -43,9 +43,12 @@ def pool_for(held_polls: int) -> int:
     return pool
 
 
-def under_gevent() -> bool:
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and monkey.is_module_patched("threading")
+def on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def held_limit() -> int:
@@ -53,8 +56,8 @@ def held_limit() -> int:
     configured = cherrypy.config.get("longpoll.max_held_polls")
     if configured is not None:
         return int(configured)
-    if under_gevent():
-        return GREENLET_HELD
+    if on_event_loop():
+        return LOOP_HELD
     pool = _cheroot_pool(threading.current_thread())
     if pool is None:
         pool = int(getattr(cherrypy.server, "thread_pool", 10) or 10)
@@ -80,8 +83,6 @@ def tune_cherrypy_server(held_polls: int) -> None:
     """Before ``cherrypy.server`` starts: enough threads to hold ``held_polls`` with a reserve, and a deep
     listen queue so bursts of reconnecting clients wait in the kernel instead of being refused."""
     server = cherrypy.server
-    if under_gevent():
-        return
     wanted = pool_for(held_polls)
     if (server.thread_pool or 0) < wanted:
         server.thread_pool = wanted

@@ -1,10 +1,10 @@
-"""The server ``longpoll serve`` runs: the app tree, CherryPy's settings, and its WSGI front.
+"""The server ``longpoll serve`` runs: the app tree, CherryPy's settings, and its ASGI front.
 
-The app is CherryPy's, as an embedder's would be; it runs as a WSGI callable
-in gunicorn workers on gevent's pywsgi (``worker.py``): a held poll costs a
-greenlet, not a thread.  In front of it, :class:`~longpoll.fastpath.FastPolls`
-answers the polls that continue a session (nearly all of them) without
-CherryPy's per-request machinery.
+The app is CherryPy's, as an embedder's would be, served through
+``longpoll.asgi`` by granian (``granian.py``): a held poll costs a future on
+the worker's event loop, not a thread, and the polls that continue a session
+(nearly all of them) are answered there without CherryPy's per-request
+machinery.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import cherrypy.lib.static
 import orjson
 from cherrypy import _cprequest
 
+from ..asgi_front import asgi
 from ..backends import PREFIX
 from ..broker import DEFAULT_BUFFER, Broker
-from ..fastpath import FastPolls
 from ..params import PollLimits
 from ..plugin import Plugin
 from ..registry import Registry, SessionLimits
 from ..responses import JSON_ERRORS, json_error_page
+from ..routes import Routes
 from ..streams import StatusStreams, open_store
 from ..streams.hydrators import Hydrators, author_name
 from ..webclient import web_dir
@@ -51,8 +52,8 @@ class Settings:
     max_stream_seconds: float = 300.0  # a stream ends after this long, so proxies recycle connections
     heartbeat: float = 15.0  # a stream's heartbeat after this long without sending
     max_held_polls: int | None = None  # default: as many as there are sessions (greenlets are cheap)
-    read_timeout: float = 10.0  # each read of a request, and its whole head; a body that stalls: 408
-    keep_alive_timeout: float = 75.0  # how long a kept-alive connection may wait for its next request
+    read_timeout: float = 10.0  # a request's whole head, and its body (408); also an idle kept-alive connection
+    max_connections: int = 20_000  # connections a worker holds open (granian's backpressure)
     max_body_bytes: int = 64 * 1024
     buffer: int = DEFAULT_BUFFER
     prefix: str = PREFIX  # every Redis key the server writes starts with it
@@ -63,8 +64,8 @@ class Settings:
     max_topic_item_bytes: int = 8192
     access_log: bool = False
     cors_origins: tuple[str, ...] = ()
-    workers: int = 1  # gunicorn worker processes, each serving on gevent; above 1 needs redis_url
-    fastpath: bool = True  # continuation polls below CherryPy (FastPolls)
+    workers: int = 1  # granian worker processes, each with its event loop; above 1 needs redis_url
+    fastpath: bool = True  # continuation polls answered on the event loop, without CherryPy's request
 
 
 class Root(Service):
@@ -137,7 +138,7 @@ def _no_access_log() -> None:
 
 
 def configure(settings: Settings) -> None:
-    """Set CherryPy's process-wide settings (CherryPy's own HTTP server stays off: gunicorn serves)."""
+    """Set CherryPy's process-wide settings (CherryPy's own HTTP server stays off: granian serves)."""
     cherrypy.config.update({
         "engine.autoreload.on": False,
         "checker.on": False,
@@ -165,8 +166,9 @@ def configure(settings: Settings) -> None:
         logger.setLevel(logging.INFO)
 
 
-def wsgi_application(settings: Settings, build_tree: Any = None) -> Any:
-    """The whole server as a WSGI callable, its engine (hubs, expiry) started.
+def asgi_application(settings: Settings, build_tree: Any = None) -> Any:
+    """The whole server as an ASGI application (``longpoll.asgi``): the engine (hubs, expiry) runs with its
+    lifespan; polls that continue a session are answered on the event loop, and every wait is held there.
 
     ``build_tree(settings)`` makes the tree (default :func:`build`; the
     benchmarks add handlers of their own).
@@ -175,18 +177,30 @@ def wsgi_application(settings: Settings, build_tree: Any = None) -> Any:
     Plugin(cherrypy.engine, held_polls=settings.max_held_polls or settings.max_sessions).subscribe()
     root, config, _ = (build_tree or build)(settings)
     cherrypy.tree.mount(root, "/", config)
-    cherrypy.engine.start()
-    if not settings.fastpath:
-        return cherrypy.tree
-    front = FastPolls(cherrypy.tree, headers=cors.wsgi_headers(settings.cors_origins),
-                      max_body_bytes=settings.max_body_bytes)
-    for path, handler, prefix in fast_routes(root):
-        front.route(path, handler, prefix=prefix)
-    return front
+    routes = Routes()
+    if settings.fastpath:
+        for path, handler, prefix in fast_routes(root):
+            routes.route(path, handler, prefix=prefix)
+    from .granian import announce
+
+    async def started() -> None:
+        announce(settings.host, settings.port, banner(settings))
+
+    return asgi(cherrypy.tree, max_body_bytes=settings.max_body_bytes, headers=cors.asgi_headers(settings.cors_origins),
+                routes=routes, read_timeout=settings.read_timeout, on_started=started)
+
+
+def banner(settings: Settings) -> str:
+    """What the server says once it serves (tests and people read it: "serving on <url>")."""
+    backend = "redis" if settings.redis_url else "memory"
+    front = "polls answered on the event loop" if settings.fastpath else "every poll through CherryPy"
+    workers = f"{settings.workers} worker{'s' if settings.workers != 1 else ''}"
+    return (f"longpoll serving on http://{settings.host}:{settings.port}/ ({backend} backend; granian, {workers}; "
+            f"{front}); Ctrl-C stops")
 
 
 def run(settings: Settings) -> None:
-    """Serve until interrupted: gunicorn with longpoll's gevent worker (it replaces this process)."""
-    from .workers import exec_gunicorn
+    """Serve until interrupted: granian, one process per worker, each serving the ASGI application."""
+    from .granian import serve
 
-    exec_gunicorn(settings)
+    serve(settings)

@@ -65,6 +65,16 @@ def wsgi_headers(origins: tuple[str, ...]) -> Callable[[dict[str, Any]], list[tu
     return headers
 
 
+def asgi_headers(origins: tuple[str, ...]) -> Callable[[dict[str, Any]], list[tuple[str, str]]]:
+    """The same headers for answers made on the event loop (``longpoll.asgi``), from the ASGI scope."""
+    def headers(scope: dict[str, Any]) -> list[tuple[str, str]]:
+        origin = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"origin"), "")
+        allowed = _allowed(origins, origin)
+        return list(answer_headers(allowed).items()) if allowed else []
+
+    return headers
+
+
 cherrypy.tools.longpoll_cors_preflight = cherrypy.Tool("before_handler", preflight)
 cherrypy.tools.longpoll_cors = cherrypy.Tool("before_finalize", headers)
 

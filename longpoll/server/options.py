@@ -131,7 +131,7 @@ OPTIONS = [
     Option("port", "--port", "port to listen on (0 picks a free one, and the address is printed)", port),
     Option("redis_url", "--redis", "Redis URL, e.g. redis://127.0.0.1:6379/0 or redis+sentinel://HOST:PORT[,...]/"
            "SERVICE (default: the embedded in-process backend)", redis_url, "URL"),
-    Option("workers", "--workers", "worker processes, each serving on gevent; above 1 needs --redis "
+    Option("workers", "--workers", "worker processes, each with its event loop; above 1 needs --redis "
            "(one per core)", positive(int), "N"),
     Option("idle_timeout", "--idle-timeout", "expire sessions not polled for this long", positive(float), "SECONDS"),
     Option("max_sessions", "--max-sessions", "live sessions before new ones get 429", positive(int), "N"),
@@ -152,10 +152,11 @@ OPTIONS = [
     Option("max_held_polls", "--max-held-polls", "polls allowed to wait at once (default: as many as sessions)",
            positive(int), "N"),
     Option("max_body_bytes", "--max-body-bytes", "largest request body, in bytes (413 past it)", positive(int), "N"),
-    Option("read_timeout", "--read-timeout", "longest wait for each read of a request and for its whole head; a "
-           "body that stalls answers 408", positive(float), "SECONDS"),
-    Option("keep_alive_timeout", "--keep-alive-timeout", "how long a kept-alive connection may wait for its next "
-           "request", positive(float), "SECONDS"),
+    Option("read_timeout", "--read-timeout", "longest wait for a request's whole head, and again for its body (a "
+           "body that stalls answers 408); also how long an idle kept-alive connection stays (at most 60)",
+           timeout_cap, "SECONDS"),
+    Option("max_connections", "--max-connections", "connections a worker holds open (held polls, streams and idle "
+           "keep-alives); past it, new ones wait in the listen queue", positive(int), "N"),
     Option("buffer", "--buffer", "items a session buffers for a slow client before dropping the oldest",
            positive(int), "N"),
     Option("prefix", "--prefix", "what every Redis key the server writes starts with", key_prefix, "PREFIX"),

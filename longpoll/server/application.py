@@ -1,7 +1,7 @@
-"""The longpoll server as a WSGI app: ``gunicorn -k gevent longpoll.server.wsgi:application``.
+"""The ASGI application each ``longpoll serve`` worker runs (granian imports it: ``TARGET``).
 
 Settings come from $LONGPOLL_SERVE_SETTINGS (JSON of ``server.Settings``),
-which ``longpoll serve --workers N`` sets; without it, the defaults, with
+which ``longpoll serve`` sets; without it, the defaults, with
 $LONGPOLL_REDIS_URL as the backend if set.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 
-from .app import Settings, wsgi_application
-from .worker import SETTINGS_ENV
+from .app import Settings, asgi_application
+from .granian import SETTINGS_ENV
 
 _given = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
 if "redis_url" not in _given and os.environ.get("LONGPOLL_REDIS_URL"):
@@ -20,4 +20,4 @@ for _name in ("cors_origins", "trusted_proxies"):
     if _name in _given:
         _given[_name] = tuple(_given[_name])
 settings = Settings(**_given)
-application = wsgi_application(settings)
+app = asgi_application(settings)

@@ -36,8 +36,9 @@ import orjson
 
 from . import transports
 from .endpoint import DEFERRED, HANDOFF, JSON_HEADERS, OVERRUN_WARNING, Deferred
-from .errors import LongPollError, PayloadTooLarge
+from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
 from .params import NO_BODY
+from .plugin import SIGNALS
 from .routes import Routes, address, body_wanted, continuation, read_body
 
 log = logging.getLogger("longpoll")
@@ -51,32 +52,45 @@ Headers = Callable[[Scope], list[tuple[str, str]]]
 THREADS = 64
 """Threads the app's own requests run in (a held poll never keeps one)."""
 
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body read (on the loop, before a thread is taken); larger ones answer 413."""
 
-def asgi(app: Any = None, *, threads: int = THREADS, max_body_bytes: int = 64 * 1024,
-         headers: Headers | None = None, routes: Routes | None = None, engine: bool = True) -> ASGIFront:
+READ_TIMEOUT = 10.0
+"""Seconds a request body may take to arrive; a body that stalls answers 408."""
+
+
+def asgi(app: Any = None, *, threads: int = THREADS, max_body_bytes: int = MAX_BODY_BYTES,
+         read_timeout: float = READ_TIMEOUT, headers: Headers | None = None, routes: Routes | None = None,
+         engine: bool = True, on_started: Callable[[], Awaitable[None]] | None = None) -> ASGIFront:
     """An ASGI application serving the WSGI ``app`` (default ``cherrypy.tree``) with held polls on the loop.
 
-    ``threads`` run the app's requests; ``max_body_bytes`` bounds the bodies
-    of the polls answered on the loop; ``headers(scope)`` adds headers to
-    those answers (CORS, say); ``routes`` says which endpoints (default: every
+    ``threads`` run the app's requests.  Every request body is read on the
+    loop first, whole, at most ``max_body_bytes`` (413 past it) within
+    ``read_timeout`` seconds (408), so a slow or oversized body never holds a
+    thread.  ``headers(scope)`` adds headers to the answers made on the loop
+    (CORS, say); ``routes`` says which endpoints those are (default: every
     eligible one in ``cherrypy.tree``, found at startup).  With ``engine``
-    (the default) the ASGI lifespan starts and stops ``cherrypy.engine``.
+    (the default) the ASGI lifespan starts and stops ``cherrypy.engine``, and
+    a stop signal answers held polls before the server waits for them;
+    ``on_started()`` is awaited once the engine runs.
     """
-    return ASGIFront(app, threads=threads, max_body_bytes=max_body_bytes, headers=headers, routes=routes,
-                     engine=engine)
+    return ASGIFront(app, threads=threads, max_body_bytes=max_body_bytes, read_timeout=read_timeout,
+                     headers=headers, routes=routes, engine=engine, on_started=on_started)
 
 
 class ASGIFront:
-    def __init__(self, app: Any, *, threads: int, max_body_bytes: int, headers: Headers | None,
-                 routes: Routes | None, engine: bool):
+    def __init__(self, app: Any, *, threads: int, max_body_bytes: int, read_timeout: float, headers: Headers | None,
+                 routes: Routes | None, engine: bool, on_started: Callable[[], Awaitable[None]] | None):
         from a2wsgi import WSGIMiddleware  # the asgi extra: pip install 'longpoll[asgi]'
 
         self.app = app if app is not None else cherrypy.tree
         self.bridge = WSGIMiddleware(self.app, workers=threads)
         self.max_body_bytes = max_body_bytes
+        self.read_timeout = read_timeout
         self.headers = headers
         self.routes = routes
         self.engine = engine
+        self.on_started = on_started
         self.answered = 0  # polls answered on the loop without CherryPy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,8 +112,13 @@ class ASGIFront:
                     if self.engine:
                         cherrypy.server.unsubscribe()  # the ASGI server serves: no cheroot
                         await loop.run_in_executor(None, cherrypy.engine.start)
+                        # Servers wait for every request before they tell the app they stop: held polls
+                        # must answer on the signal itself, which only this (the main) thread may catch.
+                        cherrypy.engine.publish(SIGNALS)
                     if self.routes is None:
                         self.routes = Routes().discover()
+                    if self.on_started is not None:
+                        asyncio.ensure_future(self.on_started())
                 except Exception as exc:
                     log.exception("starting the CherryPy engine failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -118,6 +137,10 @@ class ASGIFront:
         deferred: list[Deferred] = []
         answer = self._on_loop(scope, deferred)
         if answer is None:
+            receive, refused = await self._body_first(scope, receive)
+            if refused is not None:
+                await self._send(scope, receive, send, *refused)
+                return
             answer = await self._through_app(scope, receive, send, deferred)
             if answer is None:
                 return  # the app answered, and a2wsgi sent it
@@ -164,9 +187,23 @@ class ASGIFront:
             accept=None if head else request_headers.get("accept"), last_event_id=last_event_id,
             handoff=deferred.append)
 
+    async def _body_first(self, scope: Scope, receive: Receive) -> tuple[Receive, Any]:
+        """Read a request's body on the loop, whole, before the app's thread is taken; the app reads it from
+        memory then.  A body too large is 413 at once; one that stalls, 408."""
+        request_headers = _headers(scope)
+        length = request_headers.get("content-length")
+        if scope["method"] in ("GET", "HEAD") and not length and "transfer-encoding" not in request_headers:
+            return receive, None
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return receive, _error(PayloadTooLarge(f"the request body may be at most {self.max_body_bytes} bytes"))
+        raw, error = await _read(receive, self.max_body_bytes, self.read_timeout)
+        if error is not None:
+            return receive, _error(error)
+        return _replaying(raw, receive), None
+
     async def _on_loop_with_body(self, scope: Scope, receive: Receive, send: Send,
                                  deferred: list[Deferred]) -> Any:
-        raw, error = await _read(receive, int(_headers(scope)["content-length"]))
+        raw, error = await _read(receive, int(_headers(scope)["content-length"]), self.read_timeout)
         if error is not None:
             return _error(error)
         kwargs, body = read_body(_headers(scope).get("content-type", ""), raw)
@@ -240,17 +277,23 @@ def _error(exc: LongPollError) -> tuple[int, dict[str, str], bytes]:
     return exc.status, {**JSON_HEADERS, **exc.headers()}, orjson.dumps(exc.body())
 
 
-async def _read(receive: Receive, size: int) -> tuple[bytes, LongPollError | None]:
+async def _read(receive: Receive, largest: int, timeout: float) -> tuple[bytes, LongPollError | None]:
+    """A body, whole: at most ``largest`` bytes, within ``timeout`` seconds.  A body that breaks off (a bad
+    chunk, a client gone) is a 400."""
     parts: list[bytes] = []
     got = 0
+    deadline = time.monotonic() + timeout
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), max(0.001, deadline - time.monotonic()))
+        except TimeoutError:
+            return b"", RequestTimeout("the request body did not arrive in time")
         if message["type"] == "http.disconnect":
-            return b"", PayloadTooLarge("the client went away before its body arrived")
+            return b"", BadRequest("the request body broke off before its end")
         chunk = message.get("body", b"")
         got += len(chunk)
-        if got > size:
-            return b"", PayloadTooLarge("the request body is longer than its Content-Length")
+        if got > largest:
+            return b"", PayloadTooLarge(f"the request body may be at most {largest} bytes")
         parts.append(chunk)
         if not message.get("more_body"):
             return b"".join(parts), None
