@@ -1,4 +1,5 @@
-"""`longpoll serve --workers N`: gunicorn's gevent workers, sharing sessions through Redis."""
+"""`longpoll serve --workers N`: granian's worker processes, each with its event loop, sharing sessions
+through Redis; held polls are futures, not threads."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from tests.procs import ServerProcess
 from tests.streams_helpers import Stream, post, signup, unique
 
 
-def test_two_gevent_workers_serve_one_stream_without_loss(durable_redis):
+def test_two_workers_serve_one_stream_without_loss(durable_redis):
     with ServerProcess("--workers", "2", "--redis", durable_redis.url) as server:
         url = server.wait_ready()
-        assert "2 gevent pywsgi workers" in "".join(server.output)
+        assert "granian, 2 workers" in "".join(server.output)
         # Fresh connections each time, so the kernel spreads polls over both workers.
         with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as c:
             _, token = signup(c)
@@ -26,7 +27,7 @@ def test_two_gevent_workers_serve_one_stream_without_loss(durable_redis):
                 assert stream.collect(20, timeout=60, poll_timeout=1) == published
 
 
-def test_a_gevent_worker_holds_many_polls_and_still_answers_a_ready_one():
+def test_a_worker_holds_many_polls_and_still_answers_a_ready_one():
     with ServerProcess("--workers", "1", "--max-sessions-per-address", "5000") as server:
         url = server.wait_ready()
         n = 1000  # more than the default threaded server lets wait (900)
@@ -51,8 +52,8 @@ def test_a_gevent_worker_holds_many_polls_and_still_answers_a_ready_one():
 
 
 def test_every_answer_carries_a_current_date_and_continuation_polls_parse_as_cherrypy_would():
-    """The worker makes the Date header once a second and the fast path splits plain query strings itself:
-    both must still say what gevent and parse_qsl would."""
+    """The loop's path splits plain query strings itself: it must still say what parse_qsl would; and the
+    server dates its answers."""
     with ServerProcess("--workers", "1") as server:
         url = server.wait_ready()
         with httpx.Client(base_url=url, timeout=10) as client:

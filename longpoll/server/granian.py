@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 SETTINGS_ENV = "LONGPOLL_SERVE_SETTINGS"
 TARGET = "longpoll.server.application:app"
 NEEDED = ("granian", "a2wsgi")
+HEAD_BUFFER = 128 * 1024
+"""The largest request head granian reads (its default is 408 KiB): a stream's filter in a 64 KiB query fits."""
+
 KILL_AFTER = 30
 """Seconds a worker may take to stop before granian kills it (held polls answer at the signal: seconds)."""
 
@@ -68,7 +71,8 @@ def serve(settings: Settings) -> None:
             loop=Loops.uvloop if importlib.util.find_spec("uvloop") else Loops.asyncio,
             runtime_mode=RuntimeModes.st,  # the multi-threaded runtime panicked at exit (granian #799, #884)
             http=HTTPModes.http1, backlog=listen_backlog(), backpressure=settings.max_connections,
-            http1_settings=HTTP1Settings(header_read_timeout=int(min(settings.read_timeout, 60) * 1000)),
+            http1_settings=HTTP1Settings(header_read_timeout=int(min(settings.read_timeout, 60) * 1000),
+                                         max_buffer_size=HEAD_BUFFER),
             websockets=False, log_access=settings.access_log, respawn_failed_workers=True,
             workers_kill_timeout=KILL_AFTER).serve()
 
