@@ -139,7 +139,9 @@ class Durable:
         else:
             code = store.touch(session.key, ttl)
         if code == GONE and store.lost_since(session.born):
-            # Redis lost its data while this process held the session: carry on from here, stored again.
+            # Redis lost its data while this process held the session: carry on from here, stored again, and
+            # say that items may be missing (what was in the log and not yet read here is gone).
+            batch.gap = True
             code = store.commit(session.key, -1, session.seq, state, ttl)
         if code == DONE:
             session.stored = session.seq

@@ -16,21 +16,31 @@ from .sizing import held_limit
 
 
 class HoldGate:
-    __slots__ = ("limit", "held", "_lock")
+    """Also how a stopping process tells every poll not to wait: :meth:`close` (before held polls are released,
+    so that a poll which begins between the two sees one or the other)."""
+
+    __slots__ = ("limit", "held", "closed", "_lock")
 
     def __init__(self, limit: int | None = None):
         self.limit = limit
         self.held = 0
+        self.closed = False
         self._lock = threading.Lock()
 
     def enter(self) -> bool:
-        """Claim a place to wait; False when the cap is reached."""
+        """Claim a place to wait; False when the cap is reached, or the gate is closed."""
         limit = self.limit if self.limit is not None else held_limit()
         with self._lock:
-            if self.held >= limit:
+            if self.closed or self.held >= limit:
                 return False
             self.held += 1
             return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def open(self) -> None:
+        self.closed = False
 
     def leave(self) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -34,6 +35,9 @@ log = logging.getLogger("longpoll")
 
 BLOCK_SECONDS = 1.0
 """Longest a read waits for news; bounds how long stopping the hub takes."""
+
+EPOCH_CHECK = 2.0
+"""Seconds between two looks at the backend's epoch when nothing failed."""
 
 
 class Item(dict):
@@ -193,8 +197,9 @@ class Hub:
         try:
             if self.position is None:
                 self.position = self.log.tail()
-            if state["failures"] or self._epoch is None:
+            if state["failures"] or self._epoch is None or time.monotonic() - state["checked"] > EPOCH_CHECK:
                 self._check_epoch()
+                state["checked"] = time.monotonic()
             entries = self.log.read(self.position, BLOCK_SECONDS)
         except BackendUnavailable as exc:
             state["failures"] += 1
@@ -217,8 +222,9 @@ class Hub:
             self._dispatch(entries)
 
     def _check_epoch(self) -> None:
-        """After an outage: did the backend lose the log (a Redis restart without persistence)? Then what
-        it held that this hub had not read is gone, and every session here is told (a gap)."""
+        """Did the backend lose the log (a Redis restart without persistence)? Then what it held that this
+        hub had not read is gone, and every session here is told (a gap).  Asked after an outage, and every
+        EPOCH_CHECK seconds besides: redis-py reconnects on its own, and a quick restart shows no outage."""
         epoch = self.log.epoch()
         if self._epoch is not None and epoch != self._epoch:
             log.warning("the backend lost its log while away; every session here is told of a gap")
@@ -295,7 +301,7 @@ class Hub:
 
 def _read(ref: weakref.ref[Hub], stopping: threading.Event) -> None:
     """The reader thread: holds its hub only for one read at a time, so a dropped hub ends it."""
-    state = {"failures": 0, "backoff": EqualJitterBackoff(cap=5.0, base=0.1)}
+    state = {"failures": 0, "backoff": EqualJitterBackoff(cap=5.0, base=0.1), "checked": time.monotonic()}
     while not stopping.is_set():
         hub = ref()
         if hub is None:

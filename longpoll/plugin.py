@@ -138,6 +138,7 @@ class Plugin(plugins.SimplePlugin):
             registries = list(self.registries)
         for registry in registries:
             registry.stopping = False
+            registry.gate.open()
         for worker in workers:
             worker.start()
         if self.signals:

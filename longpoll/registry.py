@@ -292,8 +292,10 @@ class Registry:
         return len(idle)
 
     def stop_holding(self) -> None:
-        """The process is stopping: every held poll answers now, and no poll waits from here on."""
+        """The process is stopping: every held poll answers now, and no poll waits from here on (the gate is
+        closed first: a poll that begins between the two finds it closed, or is released)."""
         self.stopping = True
+        self.gate.close()
         for session in self.sessions():
             session.release()
 

@@ -81,7 +81,8 @@ class Poll:
     timeout: float = 0.0
     max_items: int = 100
     encode: Encode = encoding.dumps
-    gate: HoldGate | None = None  # where a poll claims its place to wait (a stream holds one for its life)
+    gate: HoldGate | None = None  # where a poll claims its place to wait; closed: the process stops, none waits
+    placed: bool = False  # the caller holds a place at the gate already (a stream, for its whole life)
     keep: bool = False  # a stream's poll after its first: what it sends stays until the client acknowledges it
     follow: int | None = None  # the ticket of the stream's previous poll: it goes on as that poll
     before_wait: Callable[[], None] | None = None  # runs once the generator has run, before the poll first waits
@@ -296,17 +297,17 @@ class Session:
                 if batch is not None:
                     batch.waited = holding
                     return batch
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or (poll.gate is not None and poll.gate.closed):
                     return self.empty(poll, waited=holding)
                 if not holding:
-                    if poll.gate is not None and not poll.gate.enter():
+                    if poll.gate is not None and not poll.placed and not poll.gate.enter():
                         return self.empty(poll, retry_ms=RETRY_MS_WHEN_FULL)
                     holding = True
                     if poll.before_wait is not None:
                         poll.before_wait()
                 self._park(ticket, deadline)
         finally:
-            if holding and poll.gate is not None:
+            if holding and poll.gate is not None and not poll.placed:
                 poll.gate.leave()
 
     async def poll_async(self, poll: Poll) -> Batch:
@@ -321,11 +322,11 @@ class Session:
             deadline = time.monotonic() + poll.timeout
             while batch is None:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or (poll.gate is not None and poll.gate.closed):
                     batch = self.empty(poll, waited=holding)
                     break
                 if not holding:
-                    if poll.gate is not None and not poll.gate.enter():
+                    if poll.gate is not None and not poll.placed and not poll.gate.enter():
                         batch = self.empty(poll, retry_ms=RETRY_MS_WHEN_FULL)
                         break
                     holding = True
@@ -344,7 +345,7 @@ class Session:
             batch.ticket = ticket
             return batch
         finally:
-            if holding and poll.gate is not None:
+            if holding and poll.gate is not None and not poll.placed:
                 poll.gate.leave()
             self.end()
 

@@ -140,7 +140,7 @@ class StreamRun:
     def refusal_poll(self) -> Poll:
         """The gate is full: answered as a poll that may not wait is (what is ready now, which also starts a
         new session's generator, so nothing published before the client comes back is missed)."""
-        return replace(self.poll, timeout=0.0, gate=None)
+        return replace(self.poll, timeout=0.0, placed=True)  # may not wait: its gate is only looked at
 
     def refused(self, batch: Batch) -> bytes:
         """Then "come back later"."""
@@ -152,7 +152,7 @@ class StreamRun:
         if self.polls.registry.stopping or now >= self.ends:
             return None
         wait = 0.0 if self.first and self.new else max(0.0, min(self.sent + self.limits.heartbeat, self.ends) - now)
-        return replace(self.poll, timeout=wait, gate=None, keep=not self.first, follow=self.owned)
+        return replace(self.poll, timeout=wait, placed=True, keep=not self.first, follow=self.owned)
 
     def took(self, batch: Batch) -> tuple[bytes, bool]:
         """What a batch makes the stream send (a frame, a heartbeat, nothing), and whether it ends."""

@@ -145,8 +145,9 @@ def test_an_autoreload_with_a_held_poll_and_an_open_stream_takes_seconds(durable
     app = tmp_path / "feeds.py"
     app.write_text(FEEDS_APP.read_text())
     port = free_port()
+    errors = tmp_path / "error.log"
     server = ServerProcess(command=[sys.executable, str(app), str(port), durable_redis.url],
-                           env={"AUTORELOAD": "1", "PYTHONPATH": str(ROOT)})
+                           env={"AUTORELOAD": "1", "PYTHONPATH": str(ROOT), "ERROR_LOG": str(errors)})
     try:
         server.wait_ready()
 
@@ -159,8 +160,8 @@ def test_an_autoreload_with_a_held_poll_and_an_open_stream_takes_seconds(durable
             for _ in range(300):  # the stream holds a place too: wait until the poll holds the second, and
                 # the autoreloader has looked at the files once (an edit before that is what it starts from)
                 _, counts, _ = await http.fetch_once("127.0.0.1", port, http.get("/held"))
-                held_now, watched = map(int, counts.split())
-                if held_now >= 2 and watched:
+                held_now, watched, boot, _ = counts.split()
+                if int(held_now) >= 2 and int(watched):
                     break
                 await asyncio.sleep(0.02)
             else:
@@ -169,23 +170,30 @@ def test_an_autoreload_with_a_held_poll_and_an_open_stream_takes_seconds(durable
             app.write_text(app.read_text() + "\n# edited\n")  # a developer saves the file
             answer = await asyncio.wait_for(held, 30)
             ended = await asyncio.wait_for(streaming, 30)
-            return time.monotonic() - began, answer, ended, (key, cursor)
+            return time.monotonic() - began, answer, ended, (key, cursor), boot
 
-        took, answer, ended, (key, cursor) = asyncio.run(run())
+        took, answer, ended, (key, cursor), old = asyncio.run(run())
         assert took < 8, f"the reload took {took:.1f} s to answer the held poll and end the stream"
         assert answer[0] in (0, 200, 503) and ended in ("ended", "closed", "reset")
 
-        async def after() -> tuple[int, dict]:
-            for _ in range(100):  # the process re-executes itself: wait until it serves again
+        async def after() -> tuple[int, dict, float]:
+            began = time.monotonic()
+            while True:  # the process re-executes itself: wait until the new one serves (bounded by the timeout)
                 try:
-                    status, _, _ = await http.fetch_once("127.0.0.1", port, http.post("/publish", "after the reload"))
-                    if status == 200:
+                    _, counts, _ = await http.fetch_once("127.0.0.1", port, http.get("/held"))
+                    if counts.split()[2] != old and counts.split()[3] == b"STARTED":
                         break
                 except (OSError, http.ConnectionClosed):
-                    await asyncio.sleep(0.1)
-            return await hold(port, key, cursor, retry=True)
+                    pass
+                await asyncio.sleep(0.05)
+            reloaded = time.monotonic() - began + took
+            status, _, _ = await http.fetch_once("127.0.0.1", port, http.post("/publish", "after the reload"))
+            assert status == 200
+            return (*await hold(port, key, cursor, retry=True), reloaded)
 
-        status, body = asyncio.run(after())
-        assert status == 200 and body["items"] == ["after the reload"]
+        status, body, reloaded = asyncio.run(after())
+        print(f"autoreload: held poll and stream answered in {took:.2f} s, the new process served at {reloaded:.2f} s")
+        assert reloaded < 15
+        assert status == 200 and body["items"] == ["after the reload"], (status, body, errors.read_text()[-3000:])
     finally:
         server.stop()

@@ -238,7 +238,8 @@ def test_a_stream_turned_away_by_a_full_gate_says_when_to_come_back_and_which_se
         topic = f"{url}/topics/{unique('full')}"
         with httpx.Client(timeout=10) as client:
             with client.stream("GET", topic, headers=SSE) as holding:
-                first = next(holding.iter_lines())
+                lines = holding.iter_lines()  # kept: a line iterator dropped closes the response, and the stream
+                first = next(lines)
                 assert first.startswith("retry: 2000")
                 turned = client.get(topic, headers=SSE)  # ends at once: the only place is taken
             assert turned.status_code == 200

@@ -51,6 +51,22 @@ script what it passes."""
 APPEND = APPEND_LUA + "return log_append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
 
 
+def _quiet_handshake() -> dict[str, Any]:
+    """redis-py 8 pipelines a new connection's handshake and, with a health check interval, reads the first
+    refusal in it as the next PING's answer, failing the command.  A Redis before 7.2 refuses ``CLIENT SETINFO``
+    and one before 8 ``CLIENT MAINT_NOTIFICATIONS`` (Redis Enterprise's maintenance notices, which a
+    self-hosted Redis never sends): ask for neither."""
+    try:
+        from redis.driver_info import DriverInfo  # noqa: F401  (redis-py 7.1 and later name the library so)
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # an older redis-py reads each handshake reply in turn
+        return {"lib_name": None, "lib_version": None}
+    return {"driver_info": None, "maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
+QUIET_HANDSHAKE = _quiet_handshake()
+
+
 def connect(url: str, max_connections: int = 64) -> redis.Redis:
     """A client whose pool waits (briefly) for a free connection rather than opening thousands.
 
@@ -59,7 +75,7 @@ def connect(url: str, max_connections: int = 64) -> redis.Redis:
     that Sentinel fails over (see :mod:`.sentinel`).
     """
     options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 15,
-                               "retry": RETRY}
+                               "retry": RETRY, **QUIET_HANDSHAKE}
     if sentinel.is_url(url):
         return sentinel.connect(url, max_connections, **options)
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)

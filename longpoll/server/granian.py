@@ -63,6 +63,7 @@ def serve(settings: Settings) -> None:
     from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
     from granian.http import HTTP1Settings
 
+    _stop_once()
     if settings.port == 0:  # granian would say it listens on port 0: choose one, and say it
         settings = dataclasses.replace(settings, port=free_port(settings.host))
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
@@ -75,6 +76,41 @@ def serve(settings: Settings) -> None:
                                          max_buffer_size=HEAD_BUFFER),
             websockets=False, log_access=settings.access_log, respawn_failed_workers=True,
             workers_kill_timeout=KILL_AFTER).serve()
+
+
+def _stop_once() -> None:
+    """A granian 2.8 worker hangs on a second stop signal: its handler sends to a channel that holds one
+    message, and nothing reads a second.  A worker gets two whenever something signals the whole process
+    group (systemd's default, a ``kill`` of the group) besides granian's own main process, and then waits
+    out --workers-kill-timeout.  Workers (forked, they see this) set the stop once."""
+    from granian import _signals
+
+    original = _signals.set_loop_signals
+    if getattr(original, "longpoll_once", False):
+        return
+
+    def set_loop_signals(loop: asyncio.AbstractEventLoop) -> object:
+        event = original(loop)
+        first = event.set
+        done: list[bool] = []
+
+        class Once:
+            def __getattr__(self, name: str) -> object:
+                return getattr(event, name)
+
+            def set(self) -> None:
+                if not done:
+                    done.append(True)
+                    first()
+
+        once = Once()
+        for number in _signals._get_signals():
+            loop.remove_signal_handler(number)
+            loop.add_signal_handler(number, once.set)
+        return event
+
+    set_loop_signals.longpoll_once = True  # type: ignore[attr-defined]
+    _signals.set_loop_signals = set_loop_signals
 
 
 def free_port(host: str) -> int:

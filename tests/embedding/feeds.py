@@ -5,11 +5,14 @@ draws from ``broker.feed`` is durable as written: no other setting.
 """
 
 import sys
+import uuid
 
 import cherrypy
 
 import longpoll
 import longpoll.gate
+
+BOOT = uuid.uuid4().hex  # which process image this is: an autoreload re-executes with the same pid
 
 broker = longpoll.Broker(sys.argv[2])
 
@@ -27,8 +30,10 @@ class Root:
 
     @cherrypy.expose
     def held(self):
-        """How many polls wait now, and how many files the autoreloader watches (for tests that must know)."""
-        return f"{longpoll.gate.HELD.held} {len(getattr(cherrypy.engine, 'autoreload', None).mtimes)}"
+        """How many polls wait now, how many files the autoreloader watches, and which process image this is (for
+        tests that must know)."""
+        watched = len(getattr(cherrypy.engine, "autoreload", None).mtimes)
+        return f"{longpoll.gate.HELD.held} {watched} {BOOT} {cherrypy.engine.state.name}"
 
     @cherrypy.expose
     @cherrypy.tools.json_in()
