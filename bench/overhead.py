@@ -111,8 +111,9 @@ def server_command(mode: str, args: argparse.Namespace) -> tuple[list[str], dict
     if mode == "threads":
         return [sys.executable, "-m", "bench.bare_server", "--port", "0", "--threads", str(args.threads),
                 "--keep-alive-conn-limit", args.keep_alive_conn_limit], {}
-    from longpoll.server.app import Settings
     from longpoll.server.workers import SETTINGS_ENV, gunicorn_argv
+
+    from longpoll.server.app import Settings
 
     settings = Settings(port=0, workers=1, max_polls_per_second=1_000_000.0)
     argv = gunicorn_argv(settings)

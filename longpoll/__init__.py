@@ -6,10 +6,8 @@ The data path, one module each: a backend log (``backends/``) is read by one
 by key; ``endpoint.json_yield`` is the HTTP face of it all, and ``plugin``
 runs it with CherryPy's engine (expiry, hubs, sizing).
 
-The names below are imported on first use (PEP 562), so that importing a
-module of the package imports CherryPy only if that module needs it: under
-gevent, CherryPy's thread-locals must be made after the monkey-patching,
-and the server's worker class is imported before it.
+The names below are imported on first use (PEP 562), so that a tool that
+imports one module (the CLI, a test helper) does not pay for the rest.
 """
 
 from __future__ import annotations
