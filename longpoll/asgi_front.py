@@ -35,7 +35,7 @@ import cherrypy
 import orjson
 
 from . import transports
-from .endpoint import DEFERRED, HANDOFF, JSON_HEADERS, OVERRUN_WARNING, Deferred
+from .endpoint import DEFERRED, HANDOFF, JSON_HEADERS, Deferred
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
 from .params import NO_BODY
 from .plugin import SIGNALS
@@ -237,10 +237,7 @@ class ASGIFront:
         except Exception:
             log.exception("unexpected error in long-poll endpoint %s", polls.endpoint.name)
             return _error(LongPollError("internal error; the server log has the details"))
-        late = time.monotonic() - handed.started - poll.timeout
-        if late > OVERRUN_WARNING:
-            log.warning("a poll of %s answered %.1f s after its timeout: its generator blocks instead of "
-                        "yielding a Signal", polls.endpoint.name, late)
+        polls.endpoint.check_overrun(handed.started, poll.timeout)
         return 200, JSON_HEADERS, orjson.dumps(batch.to_json(polls.session.key))
 
     async def _send(self, scope: Scope, receive: Receive, send: Send, status: int, headers: dict[str, str],

@@ -195,6 +195,7 @@ class Endpoint:
         self.bind = bind
         self.limit_per_bind = limit_per_bind
         self.fastpath = fastpath
+        self.overrun_warning = OVERRUN_WARNING
         self.encode = functools.partial(_encode, default=default)
         self._configurable = configurable  # its own registry: the path's longpoll.* config applies
         self._configured: dict[str, Any] | None = None
@@ -225,6 +226,14 @@ class Endpoint:
         self._configured = lpconfig.registry_settings(config)
         if self._configured:
             self.registry.configure(**self._configured)
+
+    def check_overrun(self, started: float, timeout: float) -> None:
+        """A poll answered well after its timeout means a generator that blocks a thread (or the loop) instead
+        of yielding a Signal: say which endpoint, since nothing else would."""
+        late = time.monotonic() - started - timeout
+        if late > self.overrun_warning:
+            log.warning("a poll of %s answered %.1f s after its timeout: its generator blocks instead of "
+                        "yielding a Signal", self.name, late)
 
     def answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], config: dict[str, Any],
                body: Any, address: Callable[[], str], before_wait: Callable[[], None] | None = None, *,
@@ -300,10 +309,7 @@ class Endpoint:
                     return DEFERRED
                 return 200, JSON_HEADERS, orjson.dumps(ready.to_json(polls.session.key))
             batch = polls.take(poll, again=True)
-            late = time.monotonic() - started - poll.timeout
-            if late > OVERRUN_WARNING:
-                log.warning("a poll of %s answered %.1f s after its timeout: its generator blocks instead of "
-                            "yielding a Signal", self.name, late)
+            self.check_overrun(started, poll.timeout)
             return 200, JSON_HEADERS, orjson.dumps(batch.to_json(polls.session.key))
         except LongPollError as exc:
             return exc.status, {**JSON_HEADERS, **exc.headers()}, orjson.dumps(exc.body())
