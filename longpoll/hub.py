@@ -17,16 +17,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
 from cherrypy.process import wspbus
-from redis.backoff import EqualJitterBackoff
 
 from . import plugin
 from .backends.base import Entry, Log
+from .background import Worker
 from .errors import BackendUnavailable, LongPollError
 from .signals import GAP
 from .subscription import Subscription
@@ -102,8 +101,8 @@ class Hub:
         self._routed: set[str] = set()  # topics given a router by route(): kept when empty
         self._companions: list[Any] = []  # started and stopped with the hub (a PUBLISH bridge)
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._reader = Worker("longpoll-hub", self._read_once, failed=self._read_failed, recovered=self._read_again)
+        self._checked = time.monotonic()
         self._attached = False
         self.error: LongPollError | None = None
         self.position: str | None = None
@@ -155,7 +154,7 @@ class Hub:
     def attach(self, companion: Any) -> None:
         """Run something (``start``/``stop``) with this hub, e.g. a PUBLISH bridge into it."""
         self._companions.append(companion)
-        if self._thread is not None:
+        if self._reader.running:
             companion.start()
 
     def _attach(self) -> None:
@@ -166,60 +165,48 @@ class Hub:
     # -- the reader ------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if self._reader.running:
             return
-        self._stopping.clear()
         try:  # known before the first poll, so a session can resume up to exactly here
             self.position = self.log.tail()
             self._epoch = self.log.epoch()
         except BackendUnavailable:
             self.position = None  # the reader finds it once the backend answers
-        self._thread = threading.Thread(target=_read, args=(weakref.ref(self), self._stopping),
-                                        name="longpoll-hub", daemon=True)
-        self._thread.start()
+        self._reader.start()
         for companion in self._companions:
             companion.start()
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._reader.stopping.set()
         self.log.wake()
         for companion in self._companions:
             companion.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=BLOCK_SECONDS * 5)
-            self._thread = None
+        self._reader.stop(timeout=BLOCK_SECONDS * 5)
 
     def __del__(self) -> None:
-        self._stopping.set()
+        self._reader.stopping.set()
 
-    def _read_once(self, state: dict[str, Any]) -> None:
-        """One read and its dispatch; ``state`` carries the reader's failure count between reads."""
-        try:
-            if self.position is None:
-                self.position = self.log.tail()
-            if state["failures"] or self._epoch is None or time.monotonic() - state["checked"] > EPOCH_CHECK:
-                self._check_epoch()
-                state["checked"] = time.monotonic()
-            entries = self.log.read(self.position, BLOCK_SECONDS)
-        except BackendUnavailable as exc:
-            state["failures"] += 1
-            if state["failures"] == 1:
-                self.outages += 1
-                log.warning("hub cannot read the backend (%s); retrying with backoff", exc.message)
-                self._fail(exc)
-            self._stopping.wait(state["backoff"].compute(state["failures"]))
-            return
-        except Exception:  # a bug must not end the only reader of the process
-            log.exception("hub read failed")
-            state["failures"] += 1
-            self._stopping.wait(state["backoff"].compute(state["failures"]))
-            return
-        if state["failures"]:
-            state["failures"] = 0
-            log.warning("hub reads the backend again, from position %s", self.position)
-            self._fail(None)
+    def _read_once(self) -> None:
+        if self.position is None:
+            self.position = self.log.tail()
+        if self._reader.failures or self._epoch is None or time.monotonic() - self._checked > EPOCH_CHECK:
+            self._check_epoch()
+            self._checked = time.monotonic()
+        entries = self.log.read(self.position, BLOCK_SECONDS)
         if entries:
             self._dispatch(entries)
+
+    def _read_failed(self, exc: BaseException, failures: int) -> None:
+        if not isinstance(exc, BackendUnavailable):
+            log.exception("hub read failed", exc_info=exc)  # a bug must not end the only reader of the process
+        elif failures == 1:
+            self.outages += 1
+            log.warning("hub cannot read the backend (%s); retrying with backoff", exc.message)
+            self._fail(exc)
+
+    def _read_again(self) -> None:
+        log.warning("hub reads the backend again, from position %s", self.position)
+        self._fail(None)
 
     def _check_epoch(self) -> None:
         """Did the backend lose the log (a Redis restart without persistence)? Then what it held that this
@@ -297,14 +284,3 @@ class Hub:
             "backend_outages": self.outages,
             "backend_available": self.error is None,
         }
-
-
-def _read(ref: weakref.ref[Hub], stopping: threading.Event) -> None:
-    """The reader thread: holds its hub only for one read at a time, so a dropped hub ends it."""
-    state = {"failures": 0, "backoff": EqualJitterBackoff(cap=5.0, base=0.1), "checked": time.monotonic()}
-    while not stopping.is_set():
-        hub = ref()
-        if hub is None:
-            return
-        hub._read_once(state)
-        del hub

@@ -61,7 +61,7 @@ def test_a_dropped_broker_takes_its_hub_and_reader_with_it(server):
     broker = Broker()
     broker.subscribe("x").close()  # the hub reads from now on
     hub = weakref.ref(broker.hub)
-    thread = broker.hub._thread
+    thread = broker.hub._reader._thread
     assert thread is not None and thread.is_alive()
     del broker
     gc.collect()

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable
 
 import redis
-from redis.backoff import EqualJitterBackoff
+
+from ..background import Worker
 
 log = logging.getLogger("longpoll")
 
@@ -27,50 +28,41 @@ class ChannelListener:
         self.handle = handle
         self.received = 0
         self.subscribed = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(f"longpoll-channel {channel}", self._listen, failed=self._lost)
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name=f"longpoll-channel {self.channel}", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()
 
-    def _run(self) -> None:
-        backoff = EqualJitterBackoff(cap=5.0, base=0.1)
-        failures = 0
-        while not self._stopping.is_set():
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+    def _listen(self) -> None:
+        """One subscription, until it breaks or the listener stops."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.channel)
+            self.subscribed.set()
+            self._worker.succeeded()
+            while not self._worker.stopping.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message and message["type"] == "message":
+                    self.received += 1
+                    try:
+                        self.handle(message["data"])
+                    except Exception:
+                        log.exception("handling a message of %s failed", self.channel)
+        finally:
+            self.subscribed.clear()
             try:
-                pubsub.subscribe(self.channel)
-                self.subscribed.set()
-                failures = 0
-                while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message["type"] == "message":
-                        self.received += 1
-                        try:
-                            self.handle(message["data"])
-                        except Exception:
-                            log.exception("handling a message of %s failed", self.channel)
-            except Exception as exc:  # connection errors, and anything else: reconnect, never die
-                self.subscribed.clear()
-                failures += 1
-                if failures == 1:
-                    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-                        log.warning("lost the %s subscription (%s); reconnecting", self.channel, exc)
-                    else:
-                        log.exception("the %s subscription failed; reconnecting", self.channel)
-                self._stopping.wait(backoff.compute(failures))
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
+                pubsub.close()
+            except Exception:
+                pass
+
+    def _lost(self, exc: BaseException, failures: int) -> None:
+        """Connection errors, and anything else: reconnect, never die; said once per outage."""
+        if failures > 1:
+            return
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            log.warning("lost the %s subscription (%s); reconnecting", self.channel, exc)
+        else:
+            log.exception("the %s subscription failed; reconnecting", self.channel, exc_info=exc)

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import bisect
 import logging
-import threading
 import time
 from typing import Any
 
-from redis.backoff import EqualJitterBackoff
-
 from .. import plugin, stats
+from ..background import Worker
 from ..errors import LongPollError
 
 log = logging.getLogger("longpoll")
@@ -96,8 +94,7 @@ class Syndicator:
         self.store = store
         self.passes = 0
         self.errors = 0
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("longpoll-syndicator", self._step, failed=self._failed)
         self._attached = False
         stats.track(self)
 
@@ -107,35 +104,23 @@ class Syndicator:
             plugin.attach(self)
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="longpoll-syndicator", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()
 
-    def _run(self) -> None:
-        backoff = EqualJitterBackoff(cap=5.0, base=0.1)
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                if self.store.syndicate_pass():
-                    self.passes += 1
-                    time.sleep(0)  # let request threads have the GIL between passes (the embedded store's are Python)
-                else:
-                    self.store.wait_for_jobs(1.0)
-                failures = 0
-            except Exception as exc:  # Redis away, or a bug: the worker must outlive both
-                failures += 1
-                self.errors += 1
-                if failures == 1 and not isinstance(exc, LongPollError):
-                    log.exception("syndication pass failed")
-                self._stopping.wait(backoff.compute(failures))
+    def _step(self) -> None:
+        if self.store.syndicate_pass():
+            self.passes += 1
+            time.sleep(0)  # let request threads have the GIL between passes (the embedded store's are Python)
+        else:
+            self.store.wait_for_jobs(1.0)
+
+    def _failed(self, exc: BaseException, failures: int) -> None:
+        """Redis away, or a bug: the worker outlives both."""
+        self.errors += 1
+        if failures == 1 and not isinstance(exc, LongPollError):
+            log.exception("syndication pass failed", exc_info=exc)
 
     def stats(self) -> dict[str, int]:
         return {"syndication_passes": self.passes, "syndication_errors": self.errors}
