@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -219,15 +219,9 @@ class Feed(Source):
         if order(start) < order(self.position):
             self._floor = order(self.position)
             return
-        after = self.position
-        while True:
-            entries = log.topic_range((self.topic,), after, start, PAGE)
-            self._queue(entries)
-            if len(entries) < PAGE:
-                return
-            after = entries[-1].position
+        self._queue(history(log, (self.topic,), self.position, start))
 
-    def _queue(self, entries: list[Any]) -> None:
+    def _queue(self, entries: Iterable[Any]) -> None:
         for entry in entries:
             try:
                 item = orjson.loads(entry.raw)
@@ -273,6 +267,17 @@ class Feed(Source):
 
     def __repr__(self) -> str:
         return f"<longpoll feed {self.topic!r} at {self.position}>"
+
+
+def history(log: Any, topics: tuple[str, ...], after: str, upto: str) -> Iterator[Any]:
+    """The log's entries of these topics in (after, upto], oldest first, read a page at a time: what a feed
+    that resumes replays before its live subscription takes over."""
+    while order(after) < order(upto):
+        entries = log.topic_range(topics, after, upto, PAGE)
+        yield from entries
+        if len(entries) < PAGE:
+            return
+        after = entries[-1].position
 
 
 def identity(broker: Broker, topic: str, filter: Any) -> tuple[Any, ...]:

@@ -69,10 +69,21 @@ class Settings:
 
 
 class Root(Service):
-    """Everything ``longpoll serve`` answers, under one tree."""
+    """Everything ``longpoll serve`` answers, under one tree: the demo's ``/primes`` and ``/topics``, and the
+    status streams' ``/users``, ``/statuses`` and ``/home``."""
 
-    def __init__(self, openapi: dict[str, Any]):
+    def __init__(self, openapi: dict[str, Any], demo: Demo, streams: StatusStreams):
         self._openapi = orjson.dumps(openapi)
+        self.primes = demo.primes
+        self.topics = demo.topics
+        self.users = streams.users
+        self.statuses = streams.statuses
+        self.home = streams.home
+        # The long-polls answered on the fast path: (path, handler, whether the path is a prefix).
+        self.fast_routes = [("/statuses/sample.json", streams.statuses.sample_json, False),
+                             ("/statuses/filter.json", streams.statuses.filter_json, False),
+                             ("/primes", demo.primes, False),
+                             ("/topics/", demo.follow, True)]
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["GET", "HEAD"])
@@ -100,37 +111,22 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     poll_limits = PollLimits(max_timeout=settings.max_timeout,
                              default_timeout=min(PollLimits.default_timeout, settings.max_timeout),
                              max_stream_seconds=settings.max_stream_seconds, heartbeat=settings.heartbeat)
-    root = Root(openapi.document(poll_limits))
     # Anyone may publish to the demo's topics: a log of their own, bounded in bytes, not the statuses'.
     topics = Broker(settings.redis_url, prefix=settings.prefix, name="topics", buffer=settings.buffer,
                     retention=settings.topic_history, log_retention=settings.topic_retention,
                     topic_ttl=settings.topic_ttl, max_item_bytes=settings.max_topic_item_bytes)
     demo = Demo(topics, registry, poll_limits)
-    root.primes = demo.primes  # type: ignore[attr-defined]
-    root.topics = demo.topics  # type: ignore[attr-defined]
     store = open_store(broker)
     hydrators = Hydrators()
     hydrators.register("name", author_name(store))
     streams = StatusStreams(broker, store, registry, poll_limits, hydrators=hydrators)
-    root.users = streams.users  # type: ignore[attr-defined]
-    root.statuses = streams.statuses  # type: ignore[attr-defined]
-    root.home = streams.home  # type: ignore[attr-defined]
+    root = Root(openapi.document(poll_limits), demo, streams)
     config = {
         "/": {**JSON_ERRORS, **cors.config(settings.cors_origins), "request.body.maxbytes": settings.max_body_bytes,
               "tools.trailing_slash.on": False},  # POST /users must not be redirected
         "/web": {"tools.staticdir.on": True, "tools.staticdir.dir": str(web_dir())},
     }
     return root, config, broker
-
-
-def fast_routes(root: Root) -> list[tuple[str, Any, bool]]:
-    """(path, handler, whether the path is a prefix) of every long-poll ``longpoll serve`` answers on the fast
-    path."""
-    demo = root.topics.__self__  # type: ignore[attr-defined]
-    return [("/statuses/sample.json", root.statuses.sample_json, False),  # type: ignore[attr-defined]
-            ("/statuses/filter.json", root.statuses.filter_json, False),  # type: ignore[attr-defined]
-            ("/primes", root.primes, False),  # type: ignore[attr-defined]
-            ("/topics/", demo.follow, True)]
 
 
 def _no_access_log() -> None:
@@ -148,10 +144,7 @@ def configure(settings: Settings) -> None:
         **JSON_ERRORS,
     })
     cherrypy.server.unsubscribe()
-    # What CherryPy answers before it has looked up an app's config (a request without a valid Host):
-    # JSON too, never a traceback.
-    _cprequest.Request.error_page = {"default": json_error_page}
-    _cprequest.Request.show_tracebacks = False
+    answer_json_before_any_app()
     if settings.access_log:
         vars(cherrypy.log).pop("access", None)
     else:
@@ -164,6 +157,15 @@ def configure(settings: Settings) -> None:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+def answer_json_before_any_app() -> None:
+    """What CherryPy answers before it has looked up an app's config (a request without a valid Host, a path no
+    app is mounted at) comes from ``Request``'s class defaults: JSON too, never a traceback.  This changes them
+    for the whole process, which is the server product's own: an embedding app uses ``JSON_ERRORS`` in its
+    config instead."""
+    _cprequest.Request.error_page = {"default": json_error_page}
+    _cprequest.Request.show_tracebacks = False
 
 
 def asgi_application(settings: Settings, build_tree: Any = None) -> Any:
@@ -179,7 +181,7 @@ def asgi_application(settings: Settings, build_tree: Any = None) -> Any:
     cherrypy.tree.mount(root, "/", config)
     routes = Routes()
     if settings.fastpath:
-        for path, handler, prefix in fast_routes(root):
+        for path, handler, prefix in root.fast_routes:
             routes.route(path, handler, prefix=prefix)
     from .granian import announce
 

@@ -36,7 +36,7 @@ import orjson
 
 from ..broker import Broker
 from ..errors import BackendUnavailable
-from ..feed import PAGE, Source, open_source
+from ..feed import Source, history, open_source
 from ..hub import Hub
 from ..signals import GAP
 from ..subscription import Subscription
@@ -271,16 +271,11 @@ class HomeFeed(Source):
         return state
 
     def _entries(self, broker: Broker, after: str, upto: str) -> Iterable[tuple[str, str, Any]]:
-        while order(after) < order(upto):
-            entries = broker.log.topic_range((TOPIC, GRAPH), after, upto, PAGE)
-            for entry in entries:
-                try:
-                    yield entry.position, entry.topic, orjson.loads(entry.raw)
-                except orjson.JSONDecodeError:
-                    continue  # malformed: the live hub counts these
-            if len(entries) < PAGE:
-                return
-            after = entries[-1].position
+        for entry in history(broker.log, (TOPIC, GRAPH), after, upto):
+            try:
+                yield entry.position, entry.topic, orjson.loads(entry.raw)
+            except orjson.JSONDecodeError:
+                continue  # malformed: the live hub counts these
 
     def _graph_events(self, broker: Broker, after: str, upto: str) -> list[tuple[str, int, int, bool]]:
         """This user's graph changes in (after, upto], oldest first."""
