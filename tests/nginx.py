@@ -1,6 +1,6 @@
 """A real nginx in front of longpoll: its own config in a temporary directory, on a free port, as this user.
 
-The ``http`` block is the README's "Past one machine" config, the one that
+The ``http`` block is docs/deploying.md's "nginx in front" config, the one that
 matters for long-polls and streams (``proxy_read_timeout`` above the
 longest hold, ``proxy_buffering off`` so each event passes at once,
 keep-alive to the upstreams); the test that uses it holds it to that.

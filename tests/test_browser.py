@@ -99,9 +99,10 @@ def test_demo_page_streams_over_sse_and_gets_every_status_once_through_a_server_
 
 
 def readme_stream() -> str:
-    """README.md's plain-EventSource loop, without its example call."""
-    found = re.search(r"<!-- eventsource-loop -->\n```js\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
-    assert found, "README.md has no <!-- eventsource-loop --> block"
+    """docs/clients.md's plain-EventSource loop, without its example call."""
+    found = re.search(r"<!-- eventsource-loop -->\n```js\n(.*?)\n```", (ROOT / "docs" / "clients.md").read_text(),
+                      re.S)
+    assert found, "docs/clients.md has no <!-- eventsource-loop --> block"
     return "\n".join(line for line in found.group(1).splitlines() if not line.startswith("stream("))
 
 

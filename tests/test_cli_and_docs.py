@@ -13,7 +13,15 @@ from tests.procs import ROOT, ServerProcess
 
 
 def readme_block(marker: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    return _block((ROOT / "README.md").read_text(), marker)
+
+
+def docs_block(page: str, marker: str) -> str:
+    """The code block under ``marker`` in ``docs/<page>``."""
+    return _block((ROOT / "docs" / page).read_text(), marker)
+
+
+def _block(text: str, marker: str) -> str:
     after = text.split(marker, 1)[1]
     return re.search(r"```\w*\n(.*?)```", after, re.S).group(1)
 

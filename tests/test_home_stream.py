@@ -18,7 +18,7 @@ from tests.inproc import Process
 from tests.procs import ServerProcess
 from tests.social_helpers import HomeStream, auth, follow, home, store_of, syndicated, unfollow
 from tests.streams_helpers import delete, post, settle, signup, unique
-from tests.test_cli_and_docs import readme_block
+from tests.test_cli_and_docs import docs_block
 
 
 def test_home_stream_gets_followed_and_own_statuses_only(client, broker):
@@ -255,9 +255,10 @@ def test_home_polls_alternating_between_two_server_processes(durable_redis):
             assert resumed >= 10  # the session really moved back and forth
 
 
-def test_readme_hydrator_example_runs_as_written():
+def test_docs_hydrator_example_runs_as_written():
     namespace: dict = {}
-    exec(compile(readme_block("<!-- hydrator-example -->"), "README.md hydrator example", "exec"), namespace)
+    exec(compile(docs_block("streams.md", "<!-- hydrator-example -->"), "docs/streams.md hydrator example", "exec"),
+         namespace)
     store, hydrate = namespace["store"], namespace["hydrators"]
     user = store.create_user(unique("placed"), "Placed Person")
     status = store.post_status(user["token"], "bonjour", "48.9,2.4", hydrate)

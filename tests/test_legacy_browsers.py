@@ -5,8 +5,8 @@ whose window has no fetch and no AbortController, deleted before any script
 runs, as in the old browsers these clients are for. On it, four clients
 follow status streams: $(el).longPoll (events, GET sample), $.longPoll (its
 Deferred, POST filter), longpoll.js's LongPoll (which must fall back to
-XMLHttpRequest, GET sample) and the plain-jQuery loop README.md shows, taken
-from README.md as it is. Each must get every status posted, in order, once:
+XMLHttpRequest, GET sample) and the plain-jQuery loop docs/clients.md shows,
+taken from there as it is. Each must get every status posted, in order, once:
 first on a running server, then across a SIGKILL and restart of that server
 (statuses posted meanwhile through a second server on the same Redis; the
 sessions live in Redis), and must start a new session after a 410.
@@ -87,9 +87,10 @@ PAGE = """<!doctype html>
 
 
 def readme_loop() -> str:
-    """The plain-jQuery loop of README.md, without its example call."""
-    found = re.search(r"<!-- jquery-loop -->\n```js\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
-    assert found, "README.md has no <!-- jquery-loop --> block"
+    """The plain-jQuery loop of docs/clients.md, without its example call."""
+    found = re.search(r"<!-- jquery-loop -->\n```js\n(.*?)\n```", (ROOT / "docs" / "clients.md").read_text(),
+                      re.S)
+    assert found, "docs/clients.md has no <!-- jquery-loop --> block"
     return "\n".join(line for line in found.group(1).splitlines() if not line.startswith("follow("))
 
 
