@@ -69,7 +69,7 @@ class Plugin(plugins.SimplePlugin):
     def __init__(self, bus: wspbus.Bus, *, held_polls: int = sizing.HELD_POLLS, frequency: float = FREQUENCY,
                  signals: bool = True):
         """``signals``: on SIGTERM, SIGINT and SIGQUIT, answer held polls at once before whatever handled
-        the signal before (granian and gunicorn wait for every request before they tell the app they stop;
+        the signal before (granian, gunicorn and uvicorn wait for every request before they tell the app they stop;
         CherryPy's own handler stops the engine, which does it too)."""
         super().__init__(bus)
         self.held_polls = held_polls

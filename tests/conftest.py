@@ -76,8 +76,8 @@ def server() -> Iterator[dict[str, object]]:
            "probes": probes, "roots": roots, "redis": redis_proc, "fast": fast}
     if asgi_server is not None:
         asgi_server.should_exit = True
-    fast_server.stop()
-    cherrypy.engine.exit()
+    cherrypy.engine.exit()  # first: its stop answers every held poll and ends every stream, whichever server
+    fast_server.stop()  # holds them, so that stopping does not wait for each to time out
     if redis_proc is not None:
         redis_proc.stop()
 

@@ -14,6 +14,8 @@ from bench import nchan
 from tests.procs import ROOT
 from tests.redisproc import redis_server_path
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 # The benchmarks with a peer row: Nchan (nginx + its module) and the wrk load generator.
 PEER_TOOLS = {"heldpolls": ("nchan",), "broadcast": ("nchan",), "readypolls": ("nchan", "wrk")}
 

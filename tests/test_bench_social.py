@@ -10,6 +10,8 @@ import pytest
 from tests.procs import ROOT
 from tests.redisproc import redis_server_path
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 
 @pytest.mark.timeout(180)
 def test_social_benchmark_quick_mode_runs_and_prints_its_figures():

@@ -17,6 +17,8 @@ from tests.conftest_support import free_port
 from tests.procs import ROOT, ServerProcess
 from tests.streams_helpers import post, signup, unique
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 ARTIFACTS = ROOT / "artifacts"
 
 

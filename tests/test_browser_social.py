@@ -8,10 +8,13 @@ import json
 import threading
 
 import httpx
+import pytest
 
 from tests.procs import ServerProcess
 from tests.streams_helpers import unique
 from tests.test_browser import ARTIFACTS, browser_page  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
 
 POSTS = 20
 

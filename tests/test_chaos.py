@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 
 from longpoll.streams.filters import FilterLimits, parse_filter, parse_sample
 from tests.procs import ServerProcess
 from tests.streams_helpers import unique
+
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
 
 ARGS = ("--max-polls-per-second", "100000", "--max-sessions-per-address", "100000", "--read-timeout", "5")
 WORDS = ["alpha", "beta", "gamma", "delta", "redis", "poll"]

@@ -12,12 +12,15 @@ import sys
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.conftest_support import free_port
 from tests.mixed import MixedClient
 from tests.nginx import Nginx
 from tests.procs import ROOT, ServerProcess
 from tests.streams_helpers import signup, unique
+
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
 
 FEEDS_APP = ROOT / "tests" / "embedding" / "feeds.py"
 

@@ -11,11 +11,14 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from longpoll.gate import HELD
 from tests.conftest_support import free_port, wait_until
 from tests.procs import ServerProcess
 from tests.streams_helpers import Stream, post, settle, signup, unique
+
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
 
 
 def tally(name: str, published: list[int], received: list[int]) -> None:

@@ -19,6 +19,8 @@ import pytest
 
 from tests.procs import ServerProcess
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 READ_TIMEOUT = 2
 
 

@@ -20,6 +20,8 @@ import pytest
 from tests.procs import ROOT, ServerProcess
 from tests.redisproc import RedisProcess, redis_server_path
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 EXAMPLES = int(os.environ.get("LONGPOLL_FUZZ_EXAMPLES", "15"))
 CONFIG = ROOT / "tests" / "fuzz" / "schemathesis.toml"
 

@@ -29,6 +29,8 @@ from tests.procs import ROOT, ServerProcess
 from tests.redisproc import RedisProcess
 from tests.streams_helpers import post, signup, unique
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 JQUERY = {"1.12.4": "jquery1", "3.7.1": "jquery3", "4.0.0": "jquery4"}
 CLIENTS = ("element", "deferred", "plain", "readme")
 WAIT_MS = 30_000

@@ -7,10 +7,14 @@ import time
 import tracemalloc
 import uuid
 
+import pytest
+
 from longpoll.session import Session
 from longpoll.subscription import Subscription
 from tests.apps import FINALLY
 from tests.streams_helpers import settle
+
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
 
 
 def tokens_and_events(count: int) -> tuple[list[str], list]:

@@ -21,6 +21,8 @@ from tests.conftest_support import free_port, wait_until
 from tests.procs import ROOT, ServerProcess
 from tests.test_embedding import readme_block
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 
 def fresh_venv(where: Path, requirement: str) -> Path:
     venv.create(where, with_pip=True)

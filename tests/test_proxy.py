@@ -4,11 +4,14 @@ long-polls and SSE streams with overlapping filters each get every matching stat
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.nginx import Nginx
 from tests.procs import ServerProcess
 from tests.streams_helpers import Stream, post, signup, unique
 from tests.test_transports import SSE, Reader
+
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
 
 
 def test_polls_and_streams_through_nginx_to_two_servers(durable_redis):

@@ -12,6 +12,8 @@ from tests.conftest_support import wait_until
 from tests.procs import ServerProcess
 from tests.streams_helpers import Stream, post, signup, unique
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 
 def test_two_server_processes_on_one_redis_each_deliver_every_status(durable_redis):
     with ServerProcess("--redis", durable_redis.url) as one, ServerProcess("--redis", durable_redis.url) as two:

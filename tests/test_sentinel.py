@@ -22,6 +22,8 @@ from tests.procs import ServerProcess
 from tests.redisproc import RedisProcess, require_redis_server
 from tests.streams_helpers import Stream, signup, unique
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 SERVICE = "lp"
 
 

@@ -18,6 +18,8 @@ from bench import client as http
 from tests.conftest_support import free_port
 from tests.procs import ROOT, ServerProcess
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 FEEDS_APP = ROOT / "tests" / "embedding" / "feeds.py"
 HELD = 1000
 STREAMS = 100

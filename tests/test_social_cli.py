@@ -10,10 +10,13 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from tests.conftest_support import wait_until
 from tests.procs import ROOT, ServerProcess
 from tests.test_tail import Tail, sessions
+
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
 
 
 def longpoll(url: str, *args: str, token: str = "") -> subprocess.CompletedProcess:

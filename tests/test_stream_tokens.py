@@ -17,6 +17,8 @@ from tests.social_helpers import HomeStream, auth, follow
 from tests.streams_helpers import Stream, post, settle, signup, unique
 from tests.test_transports import SSE, Reader
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 
 def issue(client: httpx.Client, token: str, **params: Any) -> dict[str, Any]:
     response = client.post("/home/stream-tokens", data=params, headers=auth(token))

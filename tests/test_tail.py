@@ -19,6 +19,8 @@ from longpoll.server.tail import describe
 from tests.conftest_support import free_port, wait_until
 from tests.procs import ROOT, ServerProcess
 
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
+
 
 class Tail:
     def __init__(self, url: str, *args: str):

@@ -8,9 +8,12 @@ import email.utils
 import time
 
 import httpx
+import pytest
 
 from tests.procs import ServerProcess
 from tests.streams_helpers import Stream, post, signup, unique
+
+pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
 
 
 def test_two_workers_serve_one_stream_without_loss(durable_redis):

@@ -4,7 +4,7 @@ Sentinel is how one Redis primary survives the loss of its machine: the
 sentinels promote a replica and tell clients where the primary now is.
 redis-py asks them on every new connection; what it lacks is a pool that
 waits for a free connection instead of failing with "Too many connections",
-which thousands of held polls under gevent would hit.  Hence the small class
+which a burst of polls (thousands held on one event loop) would hit.  Hence the small class
 below: redis-py's Sentinel pool with the blocking pool's waiting.
 """
 

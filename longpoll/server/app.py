@@ -51,7 +51,7 @@ class Settings:
     max_timeout: float = 60.0  # longest a poll may be held (PROTOCOL.md: at most 60)
     max_stream_seconds: float = 300.0  # a stream ends after this long, so proxies recycle connections
     heartbeat: float = 15.0  # a stream's heartbeat after this long without sending
-    max_held_polls: int | None = None  # default: as many as there are sessions (greenlets are cheap)
+    max_held_polls: int | None = None  # default: as many as there are sessions (a held poll is a future)
     read_timeout: float = 10.0  # a request's whole head, and its body (408); also an idle kept-alive connection
     max_connections: int = 20_000  # connections a worker holds open (granian's backpressure)
     max_body_bytes: int = 64 * 1024
@@ -139,7 +139,7 @@ def configure(settings: Settings) -> None:
         "engine.autoreload.on": False,
         "checker.on": False,
         "log.screen": False,
-        "longpoll.max_held_polls": settings.max_held_polls,
+        "longpoll.max_held_polls": settings.max_held_polls or settings.max_sessions,
         "longpoll.trusted_proxies": tuple(settings.trusted_proxies),
         **JSON_ERRORS,
     })

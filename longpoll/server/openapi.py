@@ -140,7 +140,7 @@ def _social_paths(poll: list[dict[str, Any]], limits: SocialLimits) -> dict[str,
             "parameters": [{"name": "identifier", "in": "query", "required": True, "schema": IDENTIFIER},
                            {"name": "backfill", "in": "query",
                             "schema": {"type": "integer", "minimum": 0, "maximum": limits.max_backfill}}, *poll],
-            "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 429, 503)}}},
+            "responses": {**POLLED, **_errors(400, 401, 403, 410, 429, 503)}}},
     }
 
 
@@ -186,7 +186,7 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
                         "parameters": [{"name": "identifier", "in": "query", "required": True, "schema": IDENTIFIER},
                                        {"name": "percent", "in": "query",
                                         "schema": {"type": "integer", "minimum": 1, "maximum": 100}}, *poll],
-                        "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 429, 503)}},
+                        "responses": {**POLLED, **_errors(400, 401, 403, 410, 429, 503)}},
             },
             "/statuses/filter.json": {
                 "get": {"summary": "the same with the filter in the query string (EventSource cannot POST); "
@@ -195,12 +195,12 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
                                        *({"name": name, "in": "query", "schema": {
                                            "type": "string", "maxLength": 2000, "pattern": "^[ -~]*$"}}
                                          for name in ("track", "follow", "locations")), *poll],
-                        "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 414, 429, 503)}},
+                        "responses": {**POLLED, **_errors(400, 401, 403, 410, 414, 429, 503)}},
                 "post": {"summary": "long-poll the statuses matching track, follow or locations",
                          "requestBody": _poll_body(limits, {
                              "identifier": IDENTIFIER, "track": text_list, "follow": text_list,
                              "locations": boxes, "location": boxes}, ["identifier"]),
-                         "responses": {**POLLED, **_errors(400, 401, 403, 409, 410, 413, 429, 503)}},
+                         "responses": {**POLLED, **_errors(400, 401, 403, 410, 413, 429, 503)}},
             },
             "/users": {
                 "post": {"summary": "create a user; its API token is shown only now",
