@@ -1,8 +1,8 @@
 """Each install, in a fresh virtual environment, runs what it is for.
 
 - ``pip install longpoll``: the library alone. The README's embedding example
-  runs and answers polls; the server's dependencies (httpx, granian, a2wsgi)
-  are not there, and ``longpoll serve`` says what to install.
+  runs and answers polls; the server's dependencies (httpx, granian, a2wsgi,
+  prometheus_client) are not there, and ``longpoll serve`` says what to install.
 - ``pip install 'longpoll[server]'``: ``longpoll serve`` starts on granian
   (a server's dependency that only its workers import once failed exactly so).
 """
@@ -35,9 +35,9 @@ def fresh_venv(where: Path, requirement: str) -> Path:
 @pytest.mark.timeout(1200)
 def test_the_library_alone_runs_the_readme_example(tmp_path):
     python = fresh_venv(tmp_path / "venv", str(ROOT))
-    missing = subprocess.run([str(python), "-c", "import importlib.util as u; "
-                              "print([m for m in ('httpx', 'granian', 'a2wsgi') if u.find_spec(m)])"],
-                             capture_output=True, text=True, timeout=60)
+    product = ("httpx", "granian", "a2wsgi", "prometheus_client")
+    missing = subprocess.run([str(python), "-c", f"import importlib.util as u; print([m for m in {product!r} "
+                              "if u.find_spec(m)])"], capture_output=True, text=True, timeout=60)
     assert missing.stdout.strip() == "[]", missing.stdout
     refused = subprocess.run([str(python), "-m", "longpoll.server", "serve"], capture_output=True, text=True,
                              timeout=60, cwd=tmp_path)
