@@ -64,6 +64,11 @@ def test_the_server_extra_runs_longpoll_serve(tmp_path):
     with ServerProcess(command=[str(longpoll), "serve", "--port", "0"], cwd=tmp_path) as server:
         url = server.wait_ready(timeout=60)
         assert httpx.get(url + "/healthz", timeout=10).json() == {"status": "ok"}
+        page = httpx.get(url + "/", timeout=10)  # the demo page and the client, from the installed package data
+        assert page.status_code == 200 and "/web/demo/demo.js" in page.text
+        for path in ("/web/demo/demo.js", "/web/demo/demo.css", "/web/demo/world.svg", "/web/longpoll.mjs",
+                     "/web/longpoll.js", "/web/jquery.longpoll.js"):
+            assert httpx.get(url + path, timeout=10).status_code == 200, path
         assert "granian, 1 worker" in "".join(server.output)
         assert "Traceback" not in "".join(server.output)
 
