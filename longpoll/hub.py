@@ -46,6 +46,7 @@ class Item(dict):
     Items from a subscription are shared by every session that gets them: never change one."""
 
     __slots__ = ("raw",)
+    raw: bytes
 
 
 class Router(Protocol):

@@ -29,6 +29,7 @@ from ..registry import Registry, SessionLimits
 from ..responses import JSON_ERRORS, json_error_page
 from ..routes import Routes
 from ..streams import StatusStreams, open_store
+from ..streams.app import Statuses
 from ..streams.hydrators import Hydrators, author_name
 from ..webclient import web_dir
 from . import cors, openapi
@@ -75,6 +76,13 @@ class Settings:
 class Root(Service):
     """Everything ``longpoll serve`` answers, under one tree."""
 
+    # Mounted by build(): the demo's handlers, and the status streams' resources.
+    primes: Any
+    topics: Any
+    users: Any
+    statuses: Statuses
+    home: Any
+
     def __init__(self, openapi: dict[str, Any]):
         self._openapi = orjson.dumps(openapi)
 
@@ -110,15 +118,15 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
                     retention=settings.topic_history, log_retention=settings.topic_retention,
                     topic_ttl=settings.topic_ttl, max_item_bytes=settings.max_topic_item_bytes)
     demo = Demo(topics, registry, poll_limits)
-    root.primes = demo.primes  # type: ignore[attr-defined]
-    root.topics = demo.topics  # type: ignore[attr-defined]
+    root.primes = demo.primes
+    root.topics = demo.topics
     store = open_store(broker)
     hydrators = Hydrators()
     hydrators.register("name", author_name(store))
     streams = StatusStreams(broker, store, registry, poll_limits, hydrators=hydrators)
-    root.users = streams.users  # type: ignore[attr-defined]
-    root.statuses = streams.statuses  # type: ignore[attr-defined]
-    root.home = streams.home  # type: ignore[attr-defined]
+    root.users = streams.users
+    root.statuses = streams.statuses
+    root.home = streams.home
     config = {
         "/": {**JSON_ERRORS, **cors.config(settings.cors_origins), "request.body.maxbytes": settings.max_body_bytes,
               "tools.trailing_slash.on": False},  # POST /users must not be redirected
@@ -131,10 +139,10 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
 def fast_routes(root: Root) -> list[tuple[str, Any, bool]]:
     """(path, handler, whether the path is a prefix) of every long-poll ``longpoll serve`` answers on the fast
     path."""
-    demo = root.topics.__self__  # type: ignore[attr-defined]
-    return [("/statuses/sample.json", root.statuses.sample_json, False),  # type: ignore[attr-defined]
-            ("/statuses/filter.json", root.statuses.filter_json, False),  # type: ignore[attr-defined]
-            ("/primes", root.primes, False),  # type: ignore[attr-defined]
+    demo = root.topics.__self__
+    return [("/statuses/sample.json", root.statuses.sample_json, False),
+            ("/statuses/filter.json", root.statuses.filter_json, False),
+            ("/primes", root.primes, False),
             ("/topics/", demo.follow, True)]
 
 

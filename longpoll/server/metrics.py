@@ -22,7 +22,7 @@ class _Collector:
 
 
 _REGISTRY = CollectorRegistry(auto_describe=False)
-_REGISTRY.register(_Collector())  # type: ignore[arg-type]
+_REGISTRY.register(_Collector())
 
 
 def prometheus_text() -> bytes:

@@ -153,7 +153,7 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
     boxes = {"anyOf": [{"type": "string", "maxLength": limits.max_param_chars},
                        {"type": "array", "items": {"type": ["string", "number"]}, "maxItems": 1000},
                        {"type": "null"}]}
-    bearer = [{"token": []}]
+    bearer: list[dict[str, list[str]]] = [{"token": []}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "longpoll", "version": "1",

@@ -27,7 +27,7 @@ from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sa
 from .home import GraphRouter, HomeIndex, SocialRouter
 from .hydrators import Hydrators
 from .social import GRAPH
-from .store import TOPIC, Store, bad_token
+from .store import TOPIC, Store, StreamStore, bad_token
 from .timelines import Syndicator
 
 STATUS_ID = re.compile(r"[0-9]{1,18}")
@@ -52,11 +52,16 @@ def _bearer_token() -> str:
     return token.strip()
 
 
-def _text(params: dict[str, Any], name: str, longest: int, required: bool = True) -> str | None:
+def _text(params: dict[str, Any], name: str, longest: int) -> str:
+    value = _optional_text(params, name, longest)
+    if value is None:
+        raise BadParameter(name, "required")
+    return value
+
+
+def _optional_text(params: dict[str, Any], name: str, longest: int) -> str | None:
     value = single(params, name)
     if value is None or value == "":
-        if required:
-            raise BadParameter(name, "required")
         return None
     if not isinstance(value, str):
         raise BadParameter(name, "must be text")
@@ -88,12 +93,14 @@ class Users:
         login = _text(params, "login", 32)
         if not LOGIN.fullmatch(login):
             raise BadParameter("login", "1-32 characters of A-Z a-z 0-9 _ . -")
-        name = _text(params, "name", self.limits.max_name_chars, required=False) or login
+        name = _optional_text(params, "name", self.limits.max_name_chars) or login
         _no_more(params)
         return json_body(201, self.store.create_user(login, name))
 
 
 class Statuses:
+    home_json: Any  # the home stream, which StatusStreams mounts beside the others
+
     def __init__(self, broker: Broker, store: Store, registry: Registry, poll_limits: PollLimits,
                  limits: StreamLimits, hydrators: Hydrators | None = None, syndicator: Syndicator | None = None):
         self.broker = broker
@@ -102,8 +109,8 @@ class Statuses:
         self.hydrators = hydrators
         self.poll_limits = poll_limits
         self.limits = limits
-        common = {"registry": registry, "poll_limits": poll_limits, "bind": _bound_identifier, "limit_per_bind": True,
-                  "fastpath": True}
+        common: dict[str, Any] = {"registry": registry, "poll_limits": poll_limits, "bind": _bound_identifier,
+                                  "limit_per_bind": True, "fastpath": True}
         self.sample_json = cherrypy.expose(json_yield(methods=("GET",), name="statuses.sample", **common)(
             self._sample))
         # GET too: EventSource cannot POST, so a stream takes its filter in the query string
@@ -132,7 +139,7 @@ class Statuses:
         token = _bearer_token()
         params = request_params(kwargs, self.poll_limits.max_param_chars)
         message = _text(params, "message", self.limits.max_message_chars)
-        location = _text(params, "location", 64, required=False)
+        location = _optional_text(params, "location", 64)
         if location is not None:
             if parse_location(location) is None:
                 raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
@@ -164,7 +171,7 @@ class StatusStreams:
     ``hydrators`` enrich each status as it is posted (see ``hydrators.py``).
     """
 
-    def __init__(self, broker: Broker, store: Store, registry: Registry,
+    def __init__(self, broker: Broker, store: StreamStore, registry: Registry,
                  poll_limits: PollLimits = PollLimits(), limits: StreamLimits = StreamLimits(),
                  hydrators: Hydrators | None = None):
         from .social_app import HomeTimeline, UserResources, home_stream
@@ -179,5 +186,5 @@ class StatusStreams:
         self.syndicator = Syndicator(store)
         self.statuses = Statuses(broker, store, registry, poll_limits, limits, self.hydrators, self.syndicator)
         tokens = StreamTokens(broker.redis, prefix=broker.backend.prefix)  # on Redis, its secret too
-        self.statuses.home_json = home_stream(broker, store, registry, poll_limits, tokens)  # type: ignore[attr-defined]
+        self.statuses.home_json = home_stream(broker, store, registry, poll_limits, tokens)
         self.home = HomeTimeline(store, poll_limits, tokens)
