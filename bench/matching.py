@@ -28,8 +28,8 @@ import sys
 import time
 from typing import Any
 
-from longpoll.streams.filters import FilterLimits, parse_follow, parse_locations, parse_track
-from longpoll.streams.router import StatusRouter
+from longpoll.server.streams.filters import FilterLimits, parse_follow, parse_locations, parse_track
+from longpoll.server.streams.router import StatusRouter
 from longpoll.subscription import Subscription
 
 from .common import header, table

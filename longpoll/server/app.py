@@ -28,13 +28,13 @@ from ..plugin import Plugin
 from ..registry import Registry, SessionLimits
 from ..responses import JSON_ERRORS, json_error_page
 from ..routes import Routes
-from ..streams import StatusStreams, open_store
-from ..streams.app import Statuses
-from ..streams.hydrators import Hydrators, author_name
 from ..webclient import web_dir
 from . import cors, openapi
 from .demo import Demo
 from .service import Service
+from .streams import StatusStreams, open_store
+from .streams.app import Statuses
+from .streams.hydrators import Hydrators, author_name
 
 log = logging.getLogger("longpoll")
 

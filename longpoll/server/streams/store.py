@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..backends.memory import MemoryLog
-from ..errors import Conflict, Forbidden, NotFound, Unauthorized
+from ...backends.memory import MemoryLog
+from ...errors import Conflict, Forbidden, NotFound, Unauthorized
 from .social import SocialLimits, SocialStore
 from .social_memory import MemorySocial
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from redis.backoff import EqualJitterBackoff
 
-from .. import plugin, stats
-from ..errors import LongPollError
+from ... import plugin, stats
+from ...errors import LongPollError
 
 log = logging.getLogger("longpoll")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..broker import Broker
+from ...broker import Broker
 from .app import StatusStreams, StreamLimits
 from .filters import FilterLimits
 from .hydrators import Hydrators

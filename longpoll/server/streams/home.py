@@ -34,12 +34,12 @@ from typing import Any
 
 import orjson
 
-from ..broker import Broker
-from ..errors import BackendUnavailable
-from ..feed import PAGE, Source, open_source
-from ..hub import Hub
-from ..signals import GAP
-from ..subscription import Subscription
+from ...broker import Broker
+from ...errors import BackendUnavailable
+from ...feed import PAGE, Source, open_source
+from ...hub import Hub
+from ...signals import GAP
+from ...subscription import Subscription
 from .feed import order
 from .router import StatusRouter
 from .social import GRAPH, SocialStore, graph_event
