@@ -58,7 +58,7 @@ from .common import (
 )
 from .profile import Profiler
 
-CHANNEL = "streaming:status:"  # longpoll.streams.bridge.CHANNEL
+CHANNEL = "streaming:status:"  # longpoll.server.streams.bridge.CHANNEL
 
 POLL_TIMEOUT = 25
 

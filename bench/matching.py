@@ -1,6 +1,6 @@
 """The hub's matcher against the seed's: which sessions does a status go to?
 
-- indexed: ``StatusRouter.match(status)`` (longpoll.streams.router), the hub's
+- indexed: ``StatusRouter.match(status)`` (longpoll.server.streams.router), the hub's
   way: each filter is filed in an index when its session subscribes, and a
   status looks up only what its own words, author and cell could match;
 - naive: every session's ``filter.check(status)`` on every status, as the
@@ -28,8 +28,8 @@ import sys
 import time
 from typing import Any
 
-from longpoll.streams.filters import FilterLimits, parse_follow, parse_locations, parse_track
-from longpoll.streams.router import StatusRouter
+from longpoll.server.streams.filters import FilterLimits, parse_follow, parse_locations, parse_track
+from longpoll.server.streams.router import StatusRouter
 from longpoll.subscription import Subscription
 
 from .common import header, table

@@ -84,7 +84,7 @@ class ASGIFront:
         from a2wsgi import WSGIMiddleware  # the asgi extra: pip install 'longpoll[asgi]'
 
         self.app = app if app is not None else cherrypy.tree
-        self.bridge = WSGIMiddleware(self.app, workers=threads)
+        self.bridge: Any = WSGIMiddleware(self.app, workers=threads)  # it types scopes as TypedDicts; ours are mappings
         self.max_body_bytes = max_body_bytes
         self.read_timeout = read_timeout
         self.headers = headers
@@ -251,12 +251,12 @@ class ASGIFront:
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
         await send({"type": "http.response.start", "status": status, "headers": out})
-        if not hasattr(body, "__aiter__"):  # frames made already (a stream that ends as it starts)
-            for frame in body:  # type: ignore[union-attr]
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if isinstance(body, AsyncIterator):
+            await _stream(body, receive, send)
             return
-        await _stream(body, receive, send)
+        for frame in body:  # frames made already (a stream that ends as it starts)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 _BODY_NEEDED = object()
@@ -267,7 +267,7 @@ def _headers(scope: Scope) -> dict[str, str]:
     if found is None:
         found = scope["longpoll.headers"] = {name.decode("latin-1"): value.decode("latin-1")
                                              for name, value in scope.get("headers", ())}
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def _error(exc: LongPollError) -> tuple[int, dict[str, str], bytes]:
@@ -334,7 +334,8 @@ async def _until(frames: AsyncIterator[bytes], gone: asyncio.Future[None]) -> As
     iterator = frames.__aiter__()
     while True:
         step = asyncio.ensure_future(iterator.__anext__())
-        done, _ = await asyncio.wait({step, gone}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {step, gone}
+        done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if step not in done:
             step.cancel()  # the client went: the stream's poll ends (its finally runs) before the stream is closed
             await asyncio.wait({step})

@@ -88,5 +88,5 @@ def _weak(function: Callable[..., Any] | None) -> Callable[[], Callable[..., Any
     if function is None:
         return lambda: None
     if hasattr(function, "__self__"):
-        return weakref.WeakMethod(function)  # type: ignore[arg-type]
+        return weakref.WeakMethod(function)
     return lambda: function

@@ -99,7 +99,7 @@ class Durable:
             return local
         try:
             session = Session.restore(key, rebuild(origin), state, tag=(tag[0], identity), owner=record.get("owner"),
-                                      quotas=tuple(tuple(q) for q in record.get("quotas", ())),  # type: ignore[misc]
+                                      quotas=tuple(tuple(q) for q in record.get("quotas", ())),
                                       origin=origin)
         except BackendUnavailable:
             raise  # passing: the next poll tries again

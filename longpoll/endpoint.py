@@ -112,9 +112,9 @@ def json_yield(
     def decorate(func: Callable[..., Iterable[Any]]) -> Callable[..., Any]:
         _check_function(func)
         own = registry is None
-        endpoint = Endpoint(func, Registry(
+        endpoint = Endpoint(func, registry if registry is not None else Registry(
             idle_timeout, session_limits=session_limits or SessionLimits(max_sessions=max_sessions),
-            name=func.__qualname__) if own else registry, configurable=own, methods=methods, poll_limits=poll_limits,
+            name=func.__qualname__), configurable=own, methods=methods, poll_limits=poll_limits,
             bind=bind, limit_per_bind=limit_per_bind, name=name, default=default,
             fastpath=bind is None if fastpath is None else fastpath)
         namespace = sys._getframe(1).f_locals

@@ -4,7 +4,7 @@ However many clients poll, the process reads the backend through one thread
 and one connection.  Each topic has a router that decides which
 subscriptions get an item: every one (:class:`FanOut`), or only those whose
 filter matches, found through an index rather than by asking each session
-(see ``streams/router.py``).
+(see ``server/streams/router.py``).
 
 When the backend cannot be read the hub marks every subscription with a
 ``BackendUnavailable`` error (polls with nothing buffered answer 503), backs
@@ -45,6 +45,7 @@ class Item(dict):
     Items from a subscription are shared by every session that gets them: never change one."""
 
     __slots__ = ("raw",)
+    raw: bytes
 
 
 class Router(Protocol):

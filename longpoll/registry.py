@@ -126,7 +126,7 @@ class Registry:
         too: it is closed if the session is refused.  ``origin`` names the
         recipe in a stored session (``Session``).
         """
-        quotas = tuple(q for q in (("owner", owner), ("address", address)) if q[1] is not None)
+        quotas = tuple((kind, value) for kind, value in (("owner", owner), ("address", address)) if value is not None)
         try:
             with self._lock:
                 self._check_room(quotas)

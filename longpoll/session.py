@@ -140,7 +140,7 @@ class Sent(NamedTuple):
     asked: str  # the cursor it was asked with
     cursor: str
     raw: bytes
-    count: int
+    size: int  # items in it (not ``count``, which is tuple's method)
     state: str
     gap: bool
 
@@ -248,7 +248,7 @@ class Session:
         """What a session store keeps to build this session again in another process."""
         return {"seq": self._seq, "let_go": self._let_go, "gap": self._gap or self._rec.gap,
                 "finished": self._finished, "feeds": self._rec.checkpoints(),
-                "sent": [[s.asked, s.cursor, orjson.Fragment(s.raw), s.count, s.state, s.gap] for s in self._sent]}
+                "sent": [[s.asked, s.cursor, orjson.Fragment(s.raw), s.size, s.state, s.gap] for s in self._sent]}
 
     @classmethod
     def restore(cls, key: str, start: Start, state: dict[str, Any], *, tag: Any, owner: str | None,
@@ -475,7 +475,7 @@ class Session:
         return cursor is not None and cursor.isdigit() and int(cursor) > self._seq
 
     def _resend(self, sent: Sent, gap: bool = False) -> Batch:
-        return Batch(sent.state, sent.cursor, sent.raw, sent.count, self._dropped(), gap=gap or sent.gap)
+        return Batch(sent.state, sent.cursor, sent.raw, sent.size, self._dropped(), gap=gap or sent.gap)
 
     # -- the generator ---------------------------------------------------------------------------
 
@@ -559,7 +559,7 @@ class Session:
             self._sent = []
         raw = encoding.join(parts)
         self._sent.append(Sent(poll.asked, self._cursor, raw, len(parts), state, gap))
-        while len(self._sent) > 1 and (sum(sent.count for sent in self._sent) > MAX_UNACKNOWLEDGED
+        while len(self._sent) > 1 and (sum(sent.size for sent in self._sent) > MAX_UNACKNOWLEDGED
                                        or sum(len(sent.raw) for sent in self._sent) > MAX_UNACKNOWLEDGED_BYTES):
             self._let_go = int(self._sent.pop(0).cursor)
         return Batch(state, self._cursor, raw, len(parts), self._dropped(), fresh=True, gap=gap)
@@ -574,7 +574,7 @@ class Session:
     def _name(self) -> str:
         if self.origin is not None:
             return str(self.origin.get("endpoint"))
-        return getattr(self._start, "__qualname__", None) or getattr(self._it, "__name__", repr(self._it))
+        return str(getattr(self._start, "__qualname__", None) or getattr(self._it, "__name__", repr(self._it)))
 
     def _encoded(self, encode: Encode, value: Any) -> bytes:
         try:

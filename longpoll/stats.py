@@ -1,18 +1,15 @@
-"""The process's counters, as JSON for /stats and Prometheus text for /metrics.
+"""The process's counters, added up for an app's own /stats.
 
 Nothing is counted twice: registries and hubs keep their own counters and
-this module only adds them up when asked.  The Prometheus text format comes
-from prometheus_client, through a collector that reads the same figures.
+this module only adds them up when asked.  The Prometheus text of the same
+figures belongs to the server product (``longpoll.server.metrics``), so an
+embedder does not install prometheus_client for an endpoint it may not have.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
 from typing import Any
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import plugin
 from .gate import HELD
@@ -48,22 +45,3 @@ def snapshot() -> dict[str, Any]:
     totals["held_polls"] = HELD.held
     totals["backend_available"] = available
     return totals
-
-
-class _Collector:
-    def collect(self) -> Iterator[Metric]:
-        figures = snapshot()
-        for name in GAUGES:
-            yield GaugeMetricFamily(f"longpoll_{name}", f"Current {name.replace('_', ' ')}", value=figures[name])
-        for name in COUNTERS + tuple(n for n in figures if n not in COUNTERS + GAUGES + ("backend_available",)):
-            yield CounterMetricFamily(f"longpoll_{name}", f"Total {name.replace('_', ' ')}", value=figures[name])
-        yield GaugeMetricFamily("longpoll_backend_available", "1 when the backend can be read",
-                                value=int(figures["backend_available"]))
-
-
-_REGISTRY = CollectorRegistry(auto_describe=False)
-_REGISTRY.register(_Collector())  # type: ignore[arg-type]
-
-
-def prometheus_text() -> bytes:
-    return generate_latest(_REGISTRY)

@@ -1,19 +1,23 @@
-"""Where the browser client (web/) lives, so any CherryPy app can serve it.
+"""Where the browser client's files are, so any CherryPy app can serve them.
 
-The files are beside the package in a checkout or an editable install, and
-under ``<prefix>/share/longpoll/web`` once installed (setup.py's data_files).
+They are package data (``longpoll/web/``), found through importlib.resources,
+so a checkout, an editable install and a plain ``pip install`` all find them
+the same way. Their sources and build (``web/`` in the repository) are not
+shipped; neither is the demo page, which is the server product's.
 """
 
 from __future__ import annotations
 
-import sys
+from importlib.resources import files
 from pathlib import Path
 
 
 def web_dir() -> Path:
     """The directory holding longpoll.js, longpoll.mjs and jquery.longpoll.js."""
-    beside = Path(__file__).resolve().parent.parent / "web"
-    return beside if beside.is_dir() else Path(sys.prefix) / "share" / "longpoll" / "web"
+    found = files(__package__ or "longpoll").joinpath("web")
+    if not isinstance(found, Path):  # a zip import: CherryPy's staticdir serves only real directories
+        raise RuntimeError(f"longpoll's browser client is not in a directory ({found}); install longpoll unzipped")
+    return found
 
 
 def web_config() -> dict[str, dict[str, object]]:

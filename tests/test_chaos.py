@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from longpoll.streams.filters import FilterLimits, parse_filter, parse_sample
+from longpoll.server.streams.filters import FilterLimits, parse_filter, parse_sample
 from tests.procs import ServerProcess
 from tests.streams_helpers import unique
 

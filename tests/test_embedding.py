@@ -115,6 +115,10 @@ def test_the_browser_client_is_served_by_one_mount(chat):
     url, _ = chat
     script = httpx.get(url + "/longpoll/longpoll.js", timeout=10)
     assert script.status_code == 200 and "LongPoll" in script.text
+    for name in ("longpoll.mjs", "jquery.longpoll.js"):
+        assert httpx.get(f"{url}/longpoll/{name}", timeout=10).status_code == 200, name
+    for name in ("index.html", "demo.js", "README.md", "src/engine.js"):  # the client, not the demo or its sources
+        assert httpx.get(f"{url}/longpoll/{name}", timeout=10).status_code == 404, name
 
 
 def readme_block(marker: str) -> str:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longpoll.errors import BadParameter
-from longpoll.streams.filters import (
+from longpoll.server.streams.filters import (
     FilterLimits,
     Follow,
     Locations,
@@ -18,7 +18,7 @@ from longpoll.streams.filters import (
     parse_sample,
     parse_track,
 )
-from longpoll.streams.router import StatusRouter
+from longpoll.server.streams.router import StatusRouter
 from longpoll.subscription import Subscription
 
 LIMITS = FilterLimits()

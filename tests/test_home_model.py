@@ -23,9 +23,9 @@ from cherrypy.process import wspbus
 
 from longpoll.backends.memory import MemoryLog
 from longpoll.hub import Hub
-from longpoll.streams.home import GraphRouter, Home, HomeFeed, HomeIndex, SocialRouter
-from longpoll.streams.social import GRAPH
-from longpoll.streams.store import TOPIC, MemoryStore
+from longpoll.server.streams.home import GraphRouter, Home, HomeFeed, HomeIndex, SocialRouter
+from longpoll.server.streams.social import GRAPH
+from longpoll.server.streams.store import TOPIC, MemoryStore
 
 USERS = 4
 

@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from longpoll import Broker, json_yield
-from longpoll.streams.home import GraphRouter, HomeIndex, SocialRouter, home_feed
-from longpoll.streams.redis_store import RedisStore
-from longpoll.streams.social import GRAPH
-from longpoll.streams.store import TOPIC
+from longpoll.server.streams.home import GraphRouter, HomeIndex, SocialRouter, home_feed
+from longpoll.server.streams.redis_store import RedisStore
+from longpoll.server.streams.social import GRAPH
+from longpoll.server.streams.store import TOPIC
 from longpoll.testing import Client
 from tests.inproc import Process
 from tests.procs import ServerProcess

@@ -1,6 +1,6 @@
 """The browser client's own unit tests (Node's built-in runner), the proof that the files
-meant for old browsers are ES5, and that those files are what web/tools/build.mjs makes from web/src/,
-run as part of the suite."""
+meant for old browsers are ES5, and that those files (longpoll/web/, the package data an install serves)
+are what web/tools/build.mjs makes from web/src/, run as part of the suite."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.npm import npm_modules, require_tool
 from tests.procs import ROOT
 
 ACORN = "acorn@8.15.0"
-LEGACY_FILES = ["web/longpoll.js", "web/jquery.longpoll.js"]
+LEGACY_FILES = ["longpoll/web/longpoll.js", "longpoll/web/jquery.longpoll.js"]
 """What an ES5 browser loads: longpoll.js itself (longpoll.mjs is for module-capable ones) and the jQuery plugin."""
 
 
@@ -38,18 +38,22 @@ def test_the_shipped_clients_are_what_the_build_makes_from_the_one_engine():
 
 
 def test_the_check_fails_on_a_stale_client_and_the_build_mends_it(tmp_path):
-    """The check above could pass by checking nothing: an engine edit not yet built, in a copy of web/, fails it."""
+    """The check above could pass by checking nothing: an engine edit not yet built, in a copy of web/ and of the
+    shipped files beside it, fails it."""
     web = tmp_path / "web"
     shutil.copytree(ROOT / "web", web, ignore=shutil.ignore_patterns("node_modules"))
+    shipped = tmp_path / "longpoll" / "web"
+    shutil.copytree(ROOT / "longpoll" / "web", shipped)
     engine = web / "src" / "engine.js"
     engine.write_text(engine.read_text().replace("{408: true,", "{407: true, 408: true,"))
     result = build(str(web), "--check")
     assert result.returncode == 1
-    assert "web/longpoll.js" in result.stdout and "web/jquery.longpoll.js" in result.stdout
+    assert "longpoll/web/longpoll.js" in result.stdout and "longpoll/web/jquery.longpoll.js" in result.stdout
     assert build(str(web)).returncode == 0
     assert build(str(web), "--check").returncode == 0
     for name in ("longpoll.js", "jquery.longpoll.js"):
-        assert "{407: true, 408: true," in (web / name).read_text()
+        assert "{407: true, 408: true," in (shipped / name).read_text()
+        assert "{407: true," not in (ROOT / "longpoll" / "web" / name).read_text()  # the copy was built, not ours
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from longpoll.errors import BadParameter, LongPollError
 from longpoll.params import KEY, PollLimits, identifier, poll_params
-from longpoll.streams.filters import FilterLimits, parse_filter, parse_sample
+from longpoll.server.streams.filters import FilterLimits, parse_filter, parse_sample
 
 LIMITS = PollLimits()
 values = st.one_of(

@@ -26,8 +26,8 @@ from redis.commands.core import Script
 
 from longpoll.backends.redis import RedisLog
 from longpoll.errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized
-from longpoll.streams.redis_store import RedisStore
-from longpoll.streams.social import SocialLimits
+from longpoll.server.streams.redis_store import RedisStore
+from longpoll.server.streams.social import SocialLimits
 from tests.redisproc import RedisProcess
 
 PREFIX = "app1:lp:"

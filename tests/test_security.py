@@ -28,7 +28,7 @@ def test_tokens_are_stored_only_as_digests(client, broker, backend):
 def _stores(broker):
     import gc
 
-    from longpoll.streams.store import MemoryStore
+    from longpoll.server.streams.store import MemoryStore
 
     return [o for o in gc.get_objects() if isinstance(o, MemoryStore) and o.log is broker.log]
 

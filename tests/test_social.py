@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from longpoll import JSON_ERRORS, Broker, Registry
-from longpoll.streams import StatusStreams
-from longpoll.streams.redis_store import RedisStore
-from longpoll.streams.social import SocialLimits
-from longpoll.streams.store import MemoryStore
+from longpoll.server.streams import StatusStreams
+from longpoll.server.streams.redis_store import RedisStore
+from longpoll.server.streams.social import SocialLimits
+from longpoll.server.streams.store import MemoryStore
 from tests.social_helpers import auth, follow, home, profile, store_of, syndicated, unfollow
 from tests.streams_helpers import delete, post, signup, unique
 

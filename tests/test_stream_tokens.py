@@ -1,4 +1,4 @@
-"""Stream tokens (longpoll/streams/stream_tokens.py): issued to a bearer by POST /home/stream-tokens, good in
+"""Stream tokens (longpoll/server/streams/stream_tokens.py): issued to a bearer by POST /home/stream-tokens, good in
 the query string of /statuses/home.json only, for that user only, until they expire. Over real HTTP on both
 backends and both fronts, and across two server processes on one Redis."""
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from longpoll.streams.stream_tokens import StreamTokens
+from longpoll.server.streams.stream_tokens import StreamTokens
 from tests.procs import ServerProcess
 from tests.social_helpers import HomeStream, auth, follow
 from tests.streams_helpers import Stream, post, settle, signup, unique

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from longpoll.streams.filters import Sample
-from longpoll.streams.store import TOPIC
+from longpoll.server.streams.filters import Sample
+from longpoll.server.streams.store import TOPIC
 from tests.streams_helpers import Stream, delete, post, settle, signup, unique
 
 # -- users and statuses ------------------------------------------------------
@@ -291,8 +291,8 @@ def test_posted_is_a_float_even_on_a_whole_second(client, broker, monkeypatch):
     import types
 
     clock = types.SimpleNamespace(time=lambda: 1_800_000_000.0)
-    monkeypatch.setattr("longpoll.streams.redis_store.time", clock)
-    monkeypatch.setattr("longpoll.streams.store.time", clock)
+    monkeypatch.setattr("longpoll.server.streams.redis_store.time", clock)
+    monkeypatch.setattr("longpoll.server.streams.store.time", clock)
     stream = Stream(client, "filter", track="wholesecond")
     _, token = signup(client)
     posted = post(client, token, "wholesecond status")

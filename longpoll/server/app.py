@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cherrypy
@@ -27,14 +28,17 @@ from ..plugin import Plugin
 from ..registry import Registry, SessionLimits
 from ..responses import JSON_ERRORS, json_error_page
 from ..routes import Routes
-from ..streams import StatusStreams, open_store
-from ..streams.hydrators import Hydrators, author_name
 from ..webclient import web_dir
 from . import cors, openapi
 from .demo import Demo
 from .service import Service
+from .streams import StatusStreams, open_store
+from .streams.hydrators import Hydrators, author_name
 
 log = logging.getLogger("longpoll")
+
+DEMO_PAGE = Path(__file__).resolve().parent / "demo_page"
+"""The demo page at / and its files at /web/demo/ (package data of the product; the client is at /web/)."""
 
 
 @dataclass
@@ -96,7 +100,7 @@ class Root(Service):
     @cherrypy.tools.allow(methods=["GET", "HEAD"])
     def index(self) -> bytes:
         """The demo page."""
-        return cherrypy.lib.static.serve_file(str(web_dir() / "index.html"), "text/html")
+        return cherrypy.lib.static.serve_file(str(DEMO_PAGE / "index.html"), "text/html")
 
 
 def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
@@ -125,6 +129,7 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
         "/": {**JSON_ERRORS, **cors.config(settings.cors_origins), "request.body.maxbytes": settings.max_body_bytes,
               "tools.trailing_slash.on": False},  # POST /users must not be redirected
         "/web": {"tools.staticdir.on": True, "tools.staticdir.dir": str(web_dir())},
+        "/web/demo": {"tools.staticdir.on": True, "tools.staticdir.dir": str(DEMO_PAGE)},
     }
     return root, config, broker
 

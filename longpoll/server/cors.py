@@ -8,7 +8,7 @@ before any handler runs, so handlers never see ``OPTIONS``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import cherrypy
@@ -65,9 +65,9 @@ def wsgi_headers(origins: tuple[str, ...]) -> Callable[[dict[str, Any]], list[tu
     return headers
 
 
-def asgi_headers(origins: tuple[str, ...]) -> Callable[[dict[str, Any]], list[tuple[str, str]]]:
+def asgi_headers(origins: tuple[str, ...]) -> Callable[[MutableMapping[str, Any]], list[tuple[str, str]]]:
     """The same headers for answers made on the event loop (``longpoll.asgi``), from the ASGI scope."""
-    def headers(scope: dict[str, Any]) -> list[tuple[str, str]]:
+    def headers(scope: MutableMapping[str, Any]) -> list[tuple[str, str]]:
         origin = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"origin"), "")
         allowed = _allowed(origins, origin)
         return list(answer_headers(allowed).items()) if allowed else []

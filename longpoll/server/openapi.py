@@ -11,11 +11,11 @@ from typing import Any
 
 from .. import params
 from ..params import PollLimits
-from ..streams import filters
-from ..streams.app import StreamLimits
-from ..streams.social import SocialLimits
-from ..streams.social_app import CURSOR as FOLLOW_CURSOR
-from ..streams.stream_tokens import LIFETIME as STREAM_TOKEN_SECONDS
+from .streams import filters
+from .streams.app import StreamLimits
+from .streams.social import SocialLimits
+from .streams.social_app import CURSOR as FOLLOW_CURSOR
+from .streams.stream_tokens import LIFETIME as STREAM_TOKEN_SECONDS
 
 # The server's own patterns, anchored: the document cannot drift from the checks.
 IDENTIFIER = {"type": "string", "pattern": f"^{params.IDENTIFIER.pattern}$"}
@@ -153,7 +153,7 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
     boxes = {"anyOf": [{"type": "string", "maxLength": limits.max_param_chars},
                        {"type": "array", "items": {"type": ["string", "number"]}, "maxItems": 1000},
                        {"type": "null"}]}
-    bearer = [{"token": []}]
+    bearer: list[dict[str, list[str]]] = [{"token": []}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "longpoll", "version": "1",

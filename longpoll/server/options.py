@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,7 +201,7 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
 
 
 def settings(args: argparse.Namespace, error: Callable[[str], Any],
-             environ: dict[str, str] | None = None) -> Settings:
+             environ: Mapping[str, str] | None = None) -> Settings:
     """Flags over environment over file over defaults."""
     environ = os.environ if environ is None else environ
     given: dict[str, Any] = {}

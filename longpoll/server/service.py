@@ -6,6 +6,7 @@ import cherrypy
 
 from .. import stats as counters
 from ..responses import json_body
+from .metrics import prometheus_text
 
 
 class Service:
@@ -27,4 +28,4 @@ class Service:
     @cherrypy.tools.allow(methods=["GET", "HEAD"])
     def metrics(self) -> bytes:
         cherrypy.response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
-        return counters.prometheus_text()
+        return prometheus_text()

@@ -1,4 +1,4 @@
-// Tests of web/longpoll.js (through longpoll.mjs) and web/jquery.longpoll.js.
+// Tests of longpoll/web/longpoll.js (through longpoll.mjs) and longpoll/web/jquery.longpoll.js.
 // Run: node --test web/test/
 //
 // Everything is driven by fakes: a scripted server that records every request
@@ -13,11 +13,11 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
-import LongPollDefault, { LongPoll, LongPollError } from "../longpoll.mjs";
+import LongPollDefault, { LongPoll, LongPollError } from "../../longpoll/web/longpoll.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
-const pluginPath = path.join(here, "..", "jquery.longpoll.js");
+const pluginPath = path.join(here, "..", "..", "longpoll", "web", "jquery.longpoll.js");
 
 // -- fakes -------------------------------------------------------------------
 

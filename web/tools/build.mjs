@@ -1,8 +1,8 @@
-// Makes web/longpoll.js and web/jquery.longpoll.js from web/src/: each file's
-// wrapper (web/src/<file>), with the one engine (web/src/engine.js) put,
-// indented, in place of its `// @include engine.js` line. No bundler and no
-// packages: what ships is the source text itself, so it reads as written and
-// stays ES5.
+// Makes longpoll/web/longpoll.js and longpoll/web/jquery.longpoll.js (the
+// package data an install serves) from web/src/: each file's wrapper
+// (web/src/<file>), with the one engine (web/src/engine.js) put, indented, in
+// place of its `// @include engine.js` line. No bundler and no packages: what
+// ships is the source text itself, so it reads as written and stays ES5.
 //
 //   node web/tools/build.mjs           write both files
 //   node web/tools/build.mjs --check   write nothing; exit 1 naming each file that is not what it would write
@@ -14,12 +14,14 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const SHIPPED = path.join(WEB, "..", "longpoll", "web");
+const SHIPPED_NAME = "longpoll/web";
 const OUTPUTS = ["longpoll.js", "jquery.longpoll.js"];
 const INCLUDE = /^([ \t]*)\/\/ @include ([\w.-]+)$/;
 
 const source = (name) => readFileSync(path.join(WEB, "src", name), "utf8");
 
-/** The text of web/<name>: its wrapper with each `// @include` line replaced by that file, indented as the line. */
+/** The text of longpoll/web/<name>: its wrapper with each `// @include` line replaced by that file, indented as the line. */
 function generate(name) {
   const sources = [name];
   const lines = source(name).split("\n").map((line) => {
@@ -39,18 +41,18 @@ function generate(name) {
 const check = process.argv.includes("--check");
 const stale = [];
 for (const name of OUTPUTS) {
-  const target = path.join(WEB, name);
+  const target = path.join(SHIPPED, name);
   const text = generate(name);
   let current = null;
   try {
     current = readFileSync(target, "utf8");
   } catch (_) { /* missing: stale */ }
   if (current === text) continue;
-  stale.push(`web/${name}`);
+  stale.push(`${SHIPPED_NAME}/${name}`);
   if (!check) writeFileSync(target, text);
 }
 if (check && stale.length) {
   console.log(`not what web/tools/build.mjs makes from web/src/: ${stale.join(", ")}; run: node web/tools/build.mjs`);
   process.exit(1);
 }
-if (!check) console.log(stale.length ? `wrote ${stale.join(", ")}` : "web/longpoll.js and web/jquery.longpoll.js are up to date");
+if (!check) console.log(stale.length ? `wrote ${stale.join(", ")}` : `${OUTPUTS.map((n) => `${SHIPPED_NAME}/${n}`).join(" and ")} are up to date`);

@@ -3,7 +3,7 @@
 // spread, ...); the walk below refuses the ES2015+ built-ins such a browser
 // lacks, unless only probed with `typeof`.
 //
-//   NODE_PATH=<a node_modules holding acorn> node web/tools/check-es5.cjs web/longpoll.js web/jquery.longpoll.js
+//   NODE_PATH=<a node_modules holding acorn> node web/tools/check-es5.cjs longpoll/web/longpoll.js longpoll/web/jquery.longpoll.js
 //
 // tests/test_js.py installs acorn at test time and runs this.
 "use strict";

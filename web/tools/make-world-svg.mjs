@@ -1,10 +1,10 @@
-// make-world-svg.mjs - writes web/world.svg from Natural Earth 110m land (public domain).
+// make-world-svg.mjs - writes longpoll/server/demo_page/world.svg from Natural Earth 110m land (public domain).
 //
 // Run once, by hand; nothing needs it at run time, and its packages stay out
 // of the repository:
 //
 //   mkdir /tmp/mapgen && cd /tmp/mapgen && npm init -y && npm install world-atlas topojson-client d3-geo
-//   node web/tools/make-world-svg.mjs /tmp/mapgen > web/world.svg
+//   node web/tools/make-world-svg.mjs /tmp/mapgen > longpoll/server/demo_page/world.svg
 //
 // (The argument is the folder whose node_modules holds the packages.)
 //

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from .. import stats
+from ... import stats
 
 log = logging.getLogger("longpoll")
 

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..backends.memory import MemoryLog
-from ..errors import Conflict, Forbidden, NotFound, Unauthorized
-from .social import SocialLimits
+from ...backends.memory import MemoryLog
+from ...errors import Conflict, Forbidden, NotFound, Unauthorized
+from .social import SocialLimits, SocialStore
 from .social_memory import MemorySocial
 
 TOPIC = "statuses"
@@ -41,6 +41,10 @@ class Store(Protocol):
     def delete_status(self, token: str, status_id: int) -> dict[str, Any]: ...
 
     def get_status(self, status_id: int) -> dict[str, Any]: ...
+
+
+class StreamStore(Store, SocialStore, Protocol):
+    """What the status streams run on: statuses and the social graph in one store (``open_store`` makes one)."""
 
 
 def new_token() -> tuple[str, str]:

@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 import redis
 
-from ..backends.redis import APPEND_LUA, RedisLog, unavailable_as_503
-from ..errors import BackendUnavailable, Conflict, Forbidden, NotFound
+from ...backends.redis import APPEND_LUA, RedisLog, unavailable_as_503
+from ...errors import BackendUnavailable, Conflict, Forbidden, NotFound
 from .social import SocialLimits
 from .social_redis import DEFAULT_PREFIX, RedisSocial, status_of
 from .store import TOPIC, Hydrate, bad_token, digest, draft, new_token

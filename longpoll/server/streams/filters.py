@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BadParameter
-from ..params import DECIMAL
+from ...errors import BadParameter
+from ...params import DECIMAL
 
 LOGIN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 

@@ -4,7 +4,7 @@
 // Statuses are user input: everything they carry reaches the page through
 // textContent and setAttribute on elements made with createElement; no HTML
 // is ever parsed from data.
-import { LongPoll } from "./longpoll.mjs";
+import { LongPoll } from "../longpoll.mjs";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const STORE_IDENTIFIER = "longpoll.identifier";

@@ -27,8 +27,8 @@ from typing import Any
 import orjson
 import redis
 
-from ..backends.redis import APPEND_LUA, unavailable_as_503
-from ..errors import BadParameter, NotFound
+from ...backends.redis import APPEND_LUA, unavailable_as_503
+from ...errors import BadParameter, NotFound
 from .social import GRAPH, HomeSnapshot, SocialLimits
 
 DEFAULT_PREFIX = "longpoll:"

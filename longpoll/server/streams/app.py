@@ -15,19 +15,22 @@ from typing import Any
 
 import cherrypy
 
-from ..broker import Broker
-from ..endpoint import json_handler, json_yield
-from ..errors import BadParameter, NotFound
-from ..feed import Feed
-from ..params import PollLimits, identifier, request_params, single
-from ..registry import Registry
-from ..responses import json_body
+from ...broker import Broker
+from ...endpoint import json_handler, json_yield
+from ...errors import BadParameter, NotFound
+from ...feed import Feed
+from ...params import PollLimits, request_params
+from ...registry import Registry
+from ...responses import json_body
 from .feed import status_feed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
 from .home import GraphRouter, HomeIndex, SocialRouter
 from .hydrators import Hydrators
+from .inputs import bearer_token, bound_identifier, no_more, optional_text, required_text
 from .social import GRAPH
-from .store import TOPIC, Store, bad_token
+from .social_app import HomeTimeline, UserResources, home_stream
+from .store import TOPIC, Store, StreamStore
+from .stream_tokens import StreamTokens
 from .timelines import Syndicator
 
 STATUS_ID = re.compile(r"[0-9]{1,18}")
@@ -38,40 +41,6 @@ class StreamLimits:
     max_message_chars: int = 1000
     max_name_chars: int = 100
     filters: FilterLimits = FilterLimits()
-
-
-def _bound_identifier(params: dict[str, Any]) -> str:
-    return identifier({"identifier": params.get("identifier")})
-
-
-def _bearer_token() -> str:
-    header = cherrypy.serving.request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise bad_token()
-    return token.strip()
-
-
-def _text(params: dict[str, Any], name: str, longest: int, required: bool = True) -> str | None:
-    value = single(params, name)
-    if value is None or value == "":
-        if required:
-            raise BadParameter(name, "required")
-        return None
-    if not isinstance(value, str):
-        raise BadParameter(name, "must be text")
-    if len(value) > longest:
-        raise BadParameter(name, f"at most {longest} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadParameter(name, "must be valid Unicode text") from None
-    return value
-
-
-def _no_more(params: dict[str, Any]) -> None:
-    for name in params:
-        raise BadParameter(name, "unknown parameter")
 
 
 class Users:
@@ -85,15 +54,17 @@ class Users:
     def index(self, **kwargs: Any) -> bytes:
         """POST /users: a new user, and its token, shown only now."""
         params = request_params(kwargs, self.poll_limits.max_param_chars)
-        login = _text(params, "login", 32)
+        login = required_text(params, "login", 32)
         if not LOGIN.fullmatch(login):
             raise BadParameter("login", "1-32 characters of A-Z a-z 0-9 _ . -")
-        name = _text(params, "name", self.limits.max_name_chars, required=False) or login
-        _no_more(params)
+        name = optional_text(params, "name", self.limits.max_name_chars) or login
+        no_more(params)
         return json_body(201, self.store.create_user(login, name))
 
 
 class Statuses:
+    home_json: Any  # the home stream, which StatusStreams mounts beside the others
+
     def __init__(self, broker: Broker, store: Store, registry: Registry, poll_limits: PollLimits,
                  limits: StreamLimits, hydrators: Hydrators | None = None, syndicator: Syndicator | None = None):
         self.broker = broker
@@ -102,8 +73,8 @@ class Statuses:
         self.hydrators = hydrators
         self.poll_limits = poll_limits
         self.limits = limits
-        common = {"registry": registry, "poll_limits": poll_limits, "bind": _bound_identifier, "limit_per_bind": True,
-                  "fastpath": True}
+        common: dict[str, Any] = {"registry": registry, "poll_limits": poll_limits, "bind": bound_identifier,
+                                  "limit_per_bind": True, "fastpath": True}
         self.sample_json = cherrypy.expose(json_yield(methods=("GET",), name="statuses.sample", **common)(
             self._sample))
         # GET too: EventSource cannot POST, so a stream takes its filter in the query string
@@ -129,15 +100,15 @@ class Statuses:
     @json_handler("POST")
     def index(self, **kwargs: Any) -> bytes:
         """POST /statuses: post a status as the token's user."""
-        token = _bearer_token()
+        token = bearer_token()
         params = request_params(kwargs, self.poll_limits.max_param_chars)
-        message = _text(params, "message", self.limits.max_message_chars)
-        location = _text(params, "location", 64, required=False)
+        message = required_text(params, "message", self.limits.max_message_chars)
+        location = optional_text(params, "location", 64)
         if location is not None:
             if parse_location(location) is None:
                 raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
             location = location.replace(" ", "")
-        _no_more(params)
+        no_more(params)
         self._syndicate()
         return json_body(201, self.store.post_status(token, message, location, self.hydrators or None))
 
@@ -150,7 +121,7 @@ class Statuses:
         if cherrypy.serving.request.method == "GET":
             return json_body(200, self.store.get_status(int(status_id)))
         self._syndicate()
-        return json_body(200, self.store.delete_status(_bearer_token(), int(status_id)))
+        return json_body(200, self.store.delete_status(bearer_token(), int(status_id)))
 
     def _syndicate(self) -> None:
         """Posts and deletes queue fan-out jobs: from the first one on, this process works them off too."""
@@ -164,12 +135,9 @@ class StatusStreams:
     ``hydrators`` enrich each status as it is posted (see ``hydrators.py``).
     """
 
-    def __init__(self, broker: Broker, store: Store, registry: Registry,
+    def __init__(self, broker: Broker, store: StreamStore, registry: Registry,
                  poll_limits: PollLimits = PollLimits(), limits: StreamLimits = StreamLimits(),
                  hydrators: Hydrators | None = None):
-        from .social_app import HomeTimeline, UserResources, home_stream
-        from .stream_tokens import StreamTokens
-
         home = HomeIndex()
         broker.hub.route(TOPIC, SocialRouter(home))
         broker.hub.route(GRAPH, GraphRouter(broker.hub, home))
@@ -179,5 +147,5 @@ class StatusStreams:
         self.syndicator = Syndicator(store)
         self.statuses = Statuses(broker, store, registry, poll_limits, limits, self.hydrators, self.syndicator)
         tokens = StreamTokens(broker.redis, prefix=broker.backend.prefix)  # on Redis, its secret too
-        self.statuses.home_json = home_stream(broker, store, registry, poll_limits, tokens)  # type: ignore[attr-defined]
+        self.statuses.home_json = home_stream(broker, store, registry, poll_limits, tokens)
         self.home = HomeTimeline(store, poll_limits, tokens)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import redis
 
-from ..backends.channel import ChannelListener
-from ..hub import Hub
+from ...backends.channel import ChannelListener
+from ...hub import Hub
 from .store import TOPIC
 
 CHANNEL = "streaming:status:"

@@ -34,12 +34,12 @@ from typing import Any
 
 import orjson
 
-from ..broker import Broker
-from ..errors import BackendUnavailable
-from ..feed import Source, history, open_source
-from ..hub import Hub
-from ..signals import GAP
-from ..subscription import Subscription
+from ...broker import Broker
+from ...errors import BackendUnavailable
+from ...feed import Source, history, open_source
+from ...hub import Hub
+from ...signals import GAP
+from ...subscription import Subscription
 from .feed import order
 from .router import StatusRouter
 from .social import GRAPH, SocialStore, graph_event
@@ -222,7 +222,7 @@ class HomeFeed(Source):
         self.history_floor = int(definition.get("history_floor", 0))
         for _ in range(SUBSCRIBE_ATTEMPTS):
             snap = store.home_snapshot(self.uid, 0 if resumed else int(definition.get("backfill", 0)))
-            if resumed:
+            if after is not None:  # resumed
                 self.start_sid = int(definition["start_sid"])
                 self.backfilled = set(definition.get("backfilled", []))
                 self.following = self._graph_at(broker, snap.following, snap.position, after)
@@ -245,7 +245,7 @@ class HomeFeed(Source):
             raise BackendUnavailable("the follow graph changed too fast to start a home stream; retry")
         self.watch = watch - {self.uid}
         self._pending = deque(pending)
-        self.position = after if resumed else snap.position
+        self.position: str = after if after is not None else snap.position
         upto = max((p for p in (snap.position, self.sub.start, self.position) if p is not None), key=order)
         self._floor: tuple[int, ...] | None = order(upto)
         self._catchup: deque[tuple[str, dict[str, Any]]] = deque()

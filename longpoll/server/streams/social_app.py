@@ -14,15 +14,15 @@ from typing import Any
 
 import cherrypy
 
-from ..broker import Broker
-from ..endpoint import json_handler, json_yield
-from ..errors import BadParameter, MethodNotAllowed, NotFound
-from ..params import PollLimits, integer, request_params, single
-from ..registry import Registry
-from ..responses import json_body
-from .app import _bearer_token, _bound_identifier, _no_more
+from ...broker import Broker
+from ...endpoint import json_handler, json_yield
+from ...errors import BadParameter, MethodNotAllowed, NotFound
+from ...params import PollLimits, integer, request_params, single
+from ...registry import Registry
+from ...responses import json_body
 from .filters import LOGIN
 from .home import HomeFeed, home_feed
+from .inputs import bearer_token, bound_identifier, no_more
 from .social import SocialLimits, SocialStore
 from .stream_tokens import PARAM as STREAM_TOKEN
 from .stream_tokens import StreamTokens
@@ -84,11 +84,11 @@ class UserResources:
         params = request_params(kwargs, self.poll_limits.max_param_chars)
         limits = self.store.social_limits
         if not what:
-            _no_more(params)
+            no_more(params)
             return json_body(200, self.store.user(login))
         if what == ("follow",):
-            token = _bearer_token()
-            _no_more(params)
+            token = bearer_token()
+            no_more(params)
             if method == "POST":
                 self.store.follow(token, login)
             else:
@@ -96,14 +96,14 @@ class UserResources:
             return json_body(200, {"login": login, "following": method == "POST"})
         if what == ("statuses",):
             page, count = _page(params, limits)
-            _no_more(params)
+            no_more(params)
             uid = self.store.user(login)["id"]
             return json_body(200, _statuses(self.store.timeline("profile", uid, page, count), page, count, limits))
         count = integer(params, "count", 1, limits.max_count, limits.default_users)
         cursor = single(params, "cursor")
         if cursor is not None and (not isinstance(cursor, (str, int)) or not CURSOR.fullmatch(str(cursor))):
             raise BadParameter("cursor", "must be the next cursor of an earlier page")
-        _no_more(params)
+        no_more(params)
         users, following = self.store.connections(login, what[0], None if cursor is None else int(cursor), count)
         return json_body(200, {"users": users, "next": None if following is None else str(following)})
 
@@ -122,11 +122,11 @@ class HomeTimeline:
     def default(self, *rest: str, **kwargs: Any) -> bytes:
         if rest:
             raise NotFound("no such resource")
-        uid = self.store.authenticate(_bearer_token())
+        uid = self.store.authenticate(bearer_token())
         params = request_params(kwargs, self.poll_limits.max_param_chars)
         limits = self.store.social_limits
         page, count = _page(params, limits)
-        _no_more(params)
+        no_more(params)
         return json_body(200, _statuses(self.store.timeline("home", uid, page, count), page, count, limits))
 
     @cherrypy.expose
@@ -135,10 +135,10 @@ class HomeTimeline:
         """``POST /home/stream-tokens``, bearer token: a stream token of this user (``seconds`` shortens it)."""
         if rest:
             raise NotFound("no such resource")
-        uid = self.store.authenticate(_bearer_token())
+        uid = self.store.authenticate(bearer_token())
         params = request_params(kwargs, self.poll_limits.max_param_chars)
         seconds = integer(params, "seconds", 1, self.tokens.lifetime, self.tokens.lifetime)
-        _no_more(params)
+        no_more(params)
         return json_body(200, self.tokens.issue(uid, seconds))
 
 
@@ -153,11 +153,11 @@ def home_stream(broker: Broker, store: SocialStore, registry: Registry, poll_lim
 
     def reader(stream_token: Any) -> int:
         if stream_token is None:
-            return store.authenticate(_bearer_token())
+            return store.authenticate(bearer_token())
         return tokens.verify(single({STREAM_TOKEN: stream_token}, STREAM_TOKEN))
 
     def bind(params: dict[str, Any]) -> str:
-        return f"{_bound_identifier(params)}@{reader(params.get(STREAM_TOKEN))}"
+        return f"{bound_identifier(params)}@{reader(params.get(STREAM_TOKEN))}"
 
     def home(identifier: str, backfill: Any = None, stream_token: Any = None) -> HomeFeed:
         count = integer({"backfill": backfill}, "backfill", 0, store.social_limits.max_backfill, 0)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ..backends.base import order
-from ..broker import Broker
-from ..feed import PAGE, Feed, open_feed
+from ...backends.base import order
+from ...broker import Broker
+from ...feed import PAGE, Feed, open_feed
 from .store import TOPIC
 
 __all__ = ["PAGE", "order", "delivered", "status_feed"]

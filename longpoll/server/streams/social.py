@@ -24,7 +24,7 @@ pass atomic: a post never waits for its author's followers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 GRAPH = "graph"
 """The log topic of follow and unfollow events."""
@@ -62,7 +62,7 @@ def graph_event(item: Any) -> tuple[int, int, bool, int]:
     return uid, other, following, sid
 
 
-def _whole(value: Any) -> bool:
+def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

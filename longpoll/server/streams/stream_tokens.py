@@ -35,8 +35,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..backends.redis import unavailable_as_503
-from ..errors import Unauthorized
+from ...backends.redis import unavailable_as_503
+from ...errors import Unauthorized
 
 LIFETIME = 600
 """Seconds a stream token lives, at most: long enough to outlast a stream or two (a stream ends after

@@ -16,9 +16,9 @@ import logging
 import time
 from typing import Any
 
-from .. import plugin, stats
-from ..background import Worker
-from ..errors import LongPollError
+from ... import plugin, stats
+from ...background import Worker
+from ...errors import LongPollError
 
 log = logging.getLogger("longpoll")
 
