@@ -63,7 +63,7 @@ def child(way: str, kind: str, sessions: int, items: int) -> dict[str, Any]:
         kept.append(session)
     gc.collect()
     grown_rss, traced = rss_kb() - before_rss, tracemalloc.get_traced_memory()[0] - before_traced
-    held = sum(sent.count for s in kept if not isinstance(s, list) for sent in s._sent) if way == "now" else \
+    held = sum(sent.size for s in kept if not isinstance(s, list) for sent in s._sent) if way == "now" else \
         sessions * items
     return {"way": way, "kind": kind, "encoded": encoded, "rss_kb": grown_rss, "traced": traced, "kept": held,
             "sessions": sessions}
