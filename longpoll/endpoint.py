@@ -25,6 +25,7 @@ import copy
 import functools
 import inspect
 import logging
+import os
 import sys
 import time
 import weakref
@@ -177,6 +178,21 @@ def _json_errors_for_resource(name: str, namespace: dict[str, Any]) -> None:
         namespace["_cp_config"] = {**JSON_ERRORS, **namespace.get("_cp_config", {})}
 
 
+def module_name(func: Callable[..., Any]) -> str:
+    """The function's module as an import names it, also when it is the script that runs: an app started as
+    ``python app.py`` in one process and imported as ``app`` by uvicorn or gunicorn in another must name its
+    endpoints alike, or the durable sessions of one are refused by the other."""
+    module = func.__module__
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:  # python -m package.app
+        return spec.name.removesuffix(".__main__")
+    path = getattr(main, "__file__", None)
+    return os.path.splitext(os.path.basename(path))[0] if path else module
+
+
 class Endpoint:
     """A long-poll endpoint's poll, apart from CherryPy's request and response objects."""
 
@@ -188,7 +204,7 @@ class Endpoint:
         self.allowed = allowed + (("HEAD",) if "GET" in allowed and "HEAD" not in allowed else ())
         self.func = func
         self.signature = inspect.signature(func)
-        self.name = name or f"{func.__module__}.{func.__qualname__}"  # a key only works where it was made
+        self.name = name or f"{module_name(func)}.{func.__qualname__}"  # a key only works where it was made
         self.registry = registry
         self.durable = Durable(registry)
         self.poll_limits = poll_limits

@@ -322,3 +322,16 @@ def test_longpoll_logs_through_cherrypys_log_error_and_access_both_fronts(server
     lines = accesses.read_text().splitlines()
     assert len([line for line in lines if "/mem/t/failing?key=" in line]) == 2, lines  # one per front
     assert all('" 500 ' in line for line in lines if "?key=" in line)
+
+
+def test_a_script_names_its_endpoints_as_an_import_of_it_would(tmp_path):
+    """``python app.py`` in one process and ``uvicorn app:app`` in another: one endpoint name, so a durable
+    session made by one is taken over by the other (a trial found 403s after a restart)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "myapp.py").write_text("import longpoll\n@longpoll.json_yield()\ndef feed():\n    return iter(())\n"
+                                       "print(feed.endpoint.name)\n")
+    runs = [subprocess.run([sys.executable, *how], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+            for how in (["myapp.py"], ["-m", "myapp"], ["-c", "import myapp"])]
+    assert [run.stdout.strip() for run in runs] == ["myapp.feed"] * 3, [run.stderr for run in runs]
