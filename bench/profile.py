@@ -140,8 +140,10 @@ def summarise(path: Path, top: int = 12) -> str:
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in self_counts.most_common(top)]
     lines.append("  top functions by inclusive time (anywhere in the stack; outer frames omitted):")
     boring = ("_bootstrap", "Thread.run", "Thread._bootstrap", "WorkerThread.run", "<module>", "main (",
-              "_run_once (", "Handle._run", "run_forever (", "run_until_complete (", "serve (granian",
-              "_spawn_asgi_worker", "worker (granian")
+              "_run_once (", "Handle._run", "run_forever (", "run_until_complete (", "_run_code (",
+              # a granian worker is forked from the main process: its stack starts with the main's
+              "AbstractWorker.", "AbstractServer.", "Popen.", "Popen._launch", "ForkProcess.", "BaseProcess.",
+              "WorkerProcess.", "serve (longpoll/server/granian.py)", "run (longpoll/server/app.py)")
     shown = [(name, n) for name, n in inclusive.most_common() if not any(b in name for b in boring)][:top]
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in shown]
     return "\n".join(lines)
