@@ -137,15 +137,15 @@ def main() -> int:
     ap.add_argument("--sessions", "-n", type=int, default=10_000, help="sessions measured (default 10000)")
     ap.add_argument("--warmup", type=int, default=2000, help="sessions opened before the baseline (default 2000)")
     ap.add_argument("--kinds", default="sample,primes", help="endpoints: sample, primes (default both)")
-    ap.add_argument("--modes", default="granian,threads",
-                    help="server modes: granian (longpoll serve) and/or threads (the app on cheroot, as "
-                         "embedded); default both")
+    ap.add_argument("--modes", help="server modes: granian (longpoll serve) and/or threads (the app on cheroot, "
+                                    "as embedded); default both (--quick: granian)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also show, in-process with tracemalloc, where a session's bytes are allocated")
     ap.add_argument("--quick", action="store_true", help="a smoke test: 500 sessions after 200, granian only")
     args = ap.parse_args()
     if args.quick:
-        args.sessions, args.warmup, args.modes = 500, 200, "granian"
+        args.sessions, args.warmup = 500, 200
+    args.modes = args.modes or ("granian" if args.quick else "granian,threads")
     header("bench.memory: memory per idle session", "bench.memory")
     raise_nofile()
     progress = Progress()
