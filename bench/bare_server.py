@@ -80,7 +80,8 @@ def main() -> None:
         httpserver.keep_alive_conn_limit = None if args.keep_alive_conn_limit == "none" else int(
             args.keep_alive_conn_limit)
     host, port = cherrypy.server.bound_addr[:2]
-    print(f"bare server serving on http://{host}:{port}/ ({broker.backend} backend, {args.threads} threads, "
+    backend = "redis" if args.redis else "memory"
+    print(f"bare server serving on http://{host}:{port}/ ({backend} backend, {args.threads} threads, "
           f"keep_alive_conn_limit {httpserver.keep_alive_conn_limit}); /bare is the bare handler", flush=True)
     cherrypy.engine.block()
 

@@ -1,5 +1,9 @@
 """One publish releasing N held polls: how long until each poll has the item, longpoll beside Nchan.
 
+The servers: ``longpoll serve`` (``--serve-args``, default ``--workers 1``;
+or ``--server-command``), python-socketio on uvicorn with its clients on
+Engine.IO long-polling (``bench/socketio_server.py``; skipped, with a line
+saying so, when python-socketio or uvicorn is not installed), and Nchan.
 Each run, on each server in turn (all started once, up front; runs alternate
 between them so that a shared machine's noise falls on every row alike):
 
@@ -11,18 +15,19 @@ between them so that a shared machine's noise falls on every row alike):
 2. once the server says it holds them all (longpoll's ``/stats``
    ``held_polls``, Nchan's ``nchan_stub_status`` ``subscribers``; or no
    progress for ``--stall`` seconds), the server's RSS is read and one
-   publish is sent (``POST /topics/news-<run>``, ``POST /pub?id=news-<run>``,
-   a JSON body with a marker unique to the run);
+   publish is sent (``POST /topics/news-<run>``, socketio's ``POST
+   /publish?topic=news-<run>``, an ``emit`` to the room; ``POST
+   /pub?id=news-<run>``; a JSON body with a marker unique to the run);
 3. each holder notes when each poll's whole answer arrived, and whether it
    carried the marker.  Release time = that moment minus the moment before
    the publish was sent (``time.monotonic``, one clock for all processes).
 
 Reported per run and server: held, answered with the item, p50 / p99 / max
 of the release; over the runs: the median of each and the worst max, RSS
-idle and with N held (the first run) and per held poll, and longpoll's
-ratio to Nchan.  A fresh channel per run: the sessions of a run's released
-polls stay subscribed to their topic until they expire, and would take
-every later publish too.
+idle and with N held (the first run) and per held poll, and each row's
+ratio to Nchan and longpoll's to socketio.  A fresh channel per run: the
+sessions of a run's released polls stay subscribed to their topic until
+they expire, and would take every later publish too.
 
 The holders are asyncio processes (``--procs``, default one per core) that
 do nothing per answer but note its time: their CPU share of the release
@@ -42,14 +47,15 @@ import secrets
 import shlex
 import sys
 import time
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from . import client, nchan
-from .common import Progress, Server, header, mb, median, percentile, raise_nofile, recv, table
+from . import client, nchan, socketio_server
+from .common import Progress, Server, SocketIOServer, header, mb, median, percentile, raise_nofile, recv, table
 from .profile import Profiler, summarise
 
 # -- the holders (a process each) ----------------------------------------------------
@@ -58,8 +64,9 @@ from .profile import Profiler, summarise
 class Hold:
     """One run's polls in one holder: open them, then note when each answer arrives and if it has the marker."""
 
-    def __init__(self, port: int, path: str, marker: str):
+    def __init__(self, port: int, path: str, marker: str, handshake: str):
         self.port, self.path, self.raw, self.marker = port, path, client.get(path), marker.encode()
+        self.handshake = handshake
         self.timeout = path.rsplit("timeout=", 1)[-1] if "timeout=" in path else ""
         self.conns: list[client.HTTPConnection] = []
         self.answers: list[tuple[float, int, bool] | None] = []
@@ -86,9 +93,13 @@ class Hold:
         conn.request(raw).add_done_callback(lambda future: self._note(index, future))
 
     async def _continuation(self, conn: client.HTTPConnection) -> bytes:
-        """longpoll: the held poll continues a session made first (timeout=0), as nearly every poll a
-        server sees does; Nchan has no sessions: its subscriber request as it is."""
-        if not self.path.startswith("/topics/"):
+        """The request that is held.  longpoll: it continues a session made first (timeout=0), as nearly
+        every poll a server sees does; Engine.IO: a session, the namespace connected (into the run's room)
+        and its answer read, as a client does before it waits; Nchan has no sessions: its subscriber
+        request as it is."""
+        if self.handshake == "engineio":
+            return await self._engineio(conn)
+        if self.handshake != "session":
             return self.raw
         status, body = await asyncio.wait_for(conn.request(client.get(
             self.path.replace(f"timeout={self.timeout}", "timeout=0"))), 60)
@@ -96,6 +107,21 @@ class Hold:
             raise ValueError(f"making the session answered {status}")
         made = orjson.loads(body)
         return client.get(f"{self.path}&key={made['key']}&cursor={made['cursor']}")
+
+    async def _engineio(self, conn: client.HTTPConnection) -> bytes:
+        status, body = await asyncio.wait_for(conn.request(self.raw), 60)
+        if status != 200 or not body.startswith(b"0"):
+            raise ValueError(f"the Engine.IO handshake answered {status}")
+        polling = f"{self.path.split('?')[0]}?EIO=4&transport=polling&sid={orjson.loads(body[1:])['sid']}"
+        topic = urllib.parse.parse_qs(self.path.split("?", 1)[1])["topic"][0]
+        status, _ = await asyncio.wait_for(conn.request(client.post(
+            polling, b"40" + orjson.dumps({"topic": topic}))), 60)
+        if status != 200:
+            raise ValueError(f"the namespace connect answered {status}")
+        status, body = await asyncio.wait_for(conn.request(client.get(polling)), 60)
+        if status != 200 or not body.startswith(b"40"):
+            raise ValueError(f"the namespace connect's answer was {status} {body[:100]!r}")
+        return client.get(polling)
 
     def _note(self, index: int, future: asyncio.Future) -> None:
         at = time.monotonic()
@@ -127,8 +153,8 @@ async def _holder_main(pipe: Any) -> None:
         command = await loop.run_in_executor(None, pipe.recv)
         if command[0] == "stop":
             return
-        _, port, path, count, step, pause, marker = command
-        hold = Hold(port, path, marker)
+        _, port, path, handshake, count, step, pause, marker = command
+        hold = Hold(port, path, marker, handshake)
         await hold.open(count, step, pause)
         pipe.send(("opened", len(hold.conns)))
         await loop.run_in_executor(None, pipe.recv)  # ("mark",): the publish goes out now
@@ -185,7 +211,8 @@ def one_run(row: Row, run: int, pipes: list[Any], args: argparse.Namespace, prog
     step = max(1, args.step // len(pipes))
     started = time.monotonic()
     for pipe, share in zip(pipes, shares, strict=True):
-        pipe.send(("open", server.port, path, share, step, args.step_pause, marker))
+        pipe.send(("open", server.port, path, getattr(server, "handshake", "none"), share, step, args.step_pause,
+                   marker))
     connected = sum(recv(p, args.open_limit + 60, "a holder")[1] for p in pipes)
     held, best, best_at = 0, -1, time.monotonic()
     while True:
@@ -203,7 +230,7 @@ def one_run(row: Row, run: int, pipes: list[Any], args: argparse.Namespace, prog
     profiler = None
     if args.profile and isinstance(server, Server):
         profiler = Profiler(server.worker_pids()[0], Path(args.profile) / "broadcast-release.part",
-                            rate=args.profile_rate, nonblocking="gevent" not in row.banner)
+                            rate=args.profile_rate, nonblocking=False)
         time.sleep(0.5)  # py-spy attaching
     for pipe in pipes:
         pipe.send(("mark",))
@@ -261,6 +288,9 @@ def main() -> int:
                     help="a row for any server command that prints 'serving on http://HOST:PORT/' and serves "
                          "/topics/<name> as longpoll serve does (repeatable)")
     ap.add_argument("--no-nchan", action="store_true", help="leave out the Nchan row")
+    ap.add_argument("--no-socketio", action="store_true",
+                    help="leave out the python-socketio row (Engine.IO long-polling on uvicorn; skipped when "
+                         "python-socketio or uvicorn is not installed)")
     ap.add_argument("--procs", type=int, default=2, help="holder processes (default 2)")
     ap.add_argument("--timeout", type=float, default=60, help="each held poll's timeout, seconds (default 60)")
     ap.add_argument("--step", type=int, default=500, help="connections opened per step, all holders (default 500)")
@@ -285,6 +315,8 @@ def main() -> int:
         print(f"warning: {args.n + 200} file descriptors are needed; raise `ulimit -n` (hard limit {nofile})")
     print()
     rows = serve_rows(args)
+    if not args.no_socketio:
+        rows.append(Row("socketio", SocketIOServer, skip=socketio_server.missing()))
     if not args.no_nchan:
         rows.append(Row("nchan", lambda: nchan.Nchan(connections=args.n + 1000, timeout=args.timeout),
                         skip=nchan.missing()))
@@ -343,15 +375,17 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
                  "max (worst)", "p50 over runs", "RSS idle", "RSS with N held", "RSS per held poll"]))
     print()
     peer = next((r for r in rows if r.name == "nchan" and r.runs), None)
+    socketio = next((r for r in rows if r.name == "socketio" and r.runs), None)
     for row in rows:
         if not row.runs or row is peer:
             continue
+        for other in (peer, socketio):
+            if other is not None and other is not row and not (other is socketio and row.name == "nchan"):
+                ratios = ", ".join(f"{what} {stat(row, what) / stat(other, what):.1f}x"
+                                   for what in ("p50", "p99", "max"))
+                print(f"{row.name} / {other.name}, release time over the runs (same run): {ratios}")
         if peer is None:
             print(f"{row.name}: no Nchan row to compare with")
-            continue
-        ratios = ", ".join(f"{what} {stat(row, what) / stat(peer, what):.1f}x"
-                           for what in ("p50", "p99", "max"))
-        print(f"{row.name} / Nchan, release time over the runs (same run): {ratios}")
     if any(r["holder_cpu"] > 0.8 for row in rows for r in row.runs):
         print("note: a holder process was busy most of a release: the holders may limit those figures "
               "(try --procs)")

@@ -54,7 +54,7 @@ def versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     found = []
-    for name in ("CherryPy", "cheroot", "gevent", "gunicorn", "redis"):
+    for name in ("CherryPy", "cheroot", "granian", "uvloop", "a2wsgi", "uvicorn", "python-socketio", "redis"):
         try:
             found.append(f"{name} {version(name)}")
         except PackageNotFoundError:
@@ -235,8 +235,8 @@ LOAD_ARGS = ("--max-sessions-per-address", "1000000")
 
 
 def threads_command(args: Sequence[str], threads: int = 1000) -> list[str]:
-    """``longpoll serve``'s app on CherryPy's own threaded server (cheroot), as an embedder runs it:
-    ``longpoll serve`` itself always runs gevent."""
+    """``longpoll serve``'s app on CherryPy's own threaded server (cheroot), as an embedder runs it
+    (``longpoll serve`` itself runs granian)."""
     return [sys.executable, "-m", "bench.bare_server", "--port", "0", *args, "--threads", str(threads)]
 
 
@@ -264,7 +264,7 @@ class Server(ServerProcess):
         return int(self.url.rsplit(":", 1)[1])
 
     def wait_ready(self, timeout: float = 60) -> str:
-        """Wait for the "serving on" line, then for /healthz to answer (gunicorn boots workers after it)."""
+        """Wait for the "serving on" line, then for /healthz to answer."""
         if not self._ready.wait(timeout) or self.url is None:
             self.stop()
             raise RuntimeError(f"server did not start: {shlex.join(self.command)}\n{self.tail_log()}")
@@ -293,11 +293,11 @@ class Server(ServerProcess):
         return [self.pid, *children_of(self.pid)]
 
     def worker_pids(self) -> list[int]:
-        """The processes that answer requests: gunicorn's workers, else the server itself."""
+        """The processes that answer requests: granian's workers, else the server itself."""
         return children_of(self.pid) or [self.pid]
 
     def rss_kb(self) -> int:
-        """VmRSS summed over the server and its children (gunicorn: arbiter + workers)."""
+        """VmRSS summed over the server and its children (granian: its main process + workers)."""
         return sum(rss_kb(pid) for pid in self.pids())
 
     def cpu(self) -> float:
@@ -312,12 +312,15 @@ class Server(ServerProcess):
 
     # the demo's topics, as bench.nchan.Nchan's channels: a long-poll and a publish releasing it
     hold_path = "/topics/{channel}?timeout={timeout:g}"
+    publish_path = "/topics/{channel}"
+    ready_path = "/primes?limit=100&max=1"
+    handshake = "session"  # a held poll may continue a session made with timeout=0 (bench.broadcast does)
 
     def publish(self, channel: str, body: bytes) -> int:
         """POST a JSON item to a topic; the status (201)."""
         assert self.url is not None
-        request = urllib.request.Request(f"{self.url}/topics/{channel}", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(self.url + self.publish_path.format(channel=channel), data=body,
+                                         method="POST", headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status
 
@@ -339,7 +342,7 @@ class Server(ServerProcess):
             except ProcessLookupError:
                 pass
             self.proc.wait(10)
-        else:  # the group may outlive its leader (a gunicorn worker)
+        else:  # the group may outlive its leader (a granian worker)
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -355,6 +358,28 @@ class Server(ServerProcess):
             self.log_path.unlink(missing_ok=True)
         else:
             print(f"(server log kept at {self.log_path})", file=sys.stderr)
+
+
+class AppServer(Server):
+    """``bench.asgi_app``: an app's own ``json_yield`` endpoint through ``longpoll.asgi``, on granian or uvicorn."""
+
+    hold_path = "/news?topic={channel}&timeout={timeout:g}"
+    publish_path = "/publish?topic={channel}"
+    ready_path = "/news?topic=ready&timeout=0"
+
+    def __init__(self, server: str = "granian", name: str = "asgi-app"):
+        super().__init__(command=[sys.executable, "-m", "bench.asgi_app", "--server", server], name=name)
+
+
+class SocketIOServer(Server):
+    """``bench.socketio_server``: python-socketio on uvicorn, its clients on Engine.IO long-polling."""
+
+    hold_path = "/socket.io/?EIO=4&transport=polling&topic={channel}"
+    publish_path = "/publish?topic={channel}"
+    handshake = "engineio"
+
+    def __init__(self, name: str = "socketio"):
+        super().__init__(command=[sys.executable, "-m", "bench.socketio_server"], name=name)
 
 
 class RedisServer:

@@ -1,28 +1,37 @@
-"""Held long-polls: how many ``longpoll serve`` holds at once, at what memory, and
+"""Held long-polls: how many a server holds at once, at what memory, and
 how fast it still answers a ready poll meanwhile.
 
-For each row (a server mode and a number N of polls):
+For each row (a server mode and a number N of polls), on a fresh server:
 
-1. start ``longpoll serve`` (``gevent``: ``--workers 1``, gunicorn with one
-   gevent worker, as it always runs; ``threads``: the same app on CherryPy's
-   own threaded server, as an embedder runs it, ``bench/bare_server.py``, a
-   pool of at least 1,000 threads; ``--serve-args`` adds options to the gevent
-   row), or Nchan (``nchan``: nginx with
-   the nchan module, one worker, as ``bench.nchan`` starts it);
+1. start it: ``granian`` is ``longpoll serve --workers 1`` (``--serve-args``
+   adds options); ``asgi-granian`` and ``asgi-uvicorn`` are an app's own
+   ``json_yield`` endpoint served through ``longpoll.asgi`` on granian or
+   uvicorn (``bench/asgi_app.py``); ``threads`` is ``longpoll serve``'s app
+   on CherryPy's own threaded server, as an embedder runs it
+   (``bench/bare_server.py``, a pool of at least 1,000 threads); ``nchan`` is
+   nginx with the nchan module, one worker, as ``bench.nchan`` starts it;
 2. baseline: the latency of a ready poll (``/primes?limit=100&max=1`` on a
-   fresh connection; Nchan: ``/sub?id=ready``, a channel with a queued
-   message; both answer at once) with nothing held, median of K;
-3. open N long-polls on ``/topics/bench-held?timeout=60`` (Nchan:
-   ``/sub?id=bench-held``; no publisher, so they wait) in steps of 500
-   connections, each its own session;
+   fresh connection; the asgi app: a first poll with ``timeout=0``; Nchan:
+   ``/sub?id=ready``, a channel with a queued message; all answer at once)
+   with nothing held, median of K;
+3. open N long-polls on ``/topics/bench-held?timeout=60`` (the asgi app:
+   ``/news?topic=bench-held&timeout=60``; Nchan: ``/sub?id=bench-held``; no
+   publisher, so they wait) in steps of 500 connections.  Each held poll is
+   a first poll making its own session, or, with ``-continued`` after the
+   mode (``granian-continued``), continues a session made just before with
+   ``timeout=0`` on the same connection, as nearly every poll a server sees
+   does;
 4. once the server shows them held (``/stats`` ``held_polls``; Nchan's
    ``nchan_stub_status`` ``subscribers``): the same ready latency while they
    wait (and its ratio to the baseline), the held count, the server's RSS
-   (VmRSS of the server and its children: gunicorn's arbiter and worker,
-   nginx's master and worker);
+   (VmRSS of the server and its children: granian's main process and
+   worker, nginx's master and worker);
 5. release them all with one publish to the topic and count how many
    answered 200 with the item, and how long the release took
    (``bench.broadcast`` measures that release closely, over several runs).
+
+RSS per held poll is the growth from before the first session was made to
+N held, divided by the held count: it includes each poll's session.
 
 Without nginx and the nchan module the Nchan row prints how to install them
 (``apt-get install -y nginx libnginx-mod-nchan``) and is skipped.
@@ -45,6 +54,7 @@ import orjson
 
 from . import client, nchan
 from .common import (
+    AppServer,
     Progress,
     Server,
     cpu_seconds,
@@ -60,22 +70,33 @@ from .common import (
 from .profile import Profiler
 
 TOPIC = "bench-held"
-READY_PATHS = {"longpoll": "/primes?limit=100&max=1", "nchan": "/sub?id=ready"}
+NCHAN_READY = "/sub?id=ready"
 MARKER = b"bench-held-release"
-LABELS = {"gevent": "gevent (--workers 1)", "threads": "threads (embedded cheroot)", "nchan": "nchan (1 worker)"}
+LABELS = {"granian": "longpoll serve (granian, 1 worker)", "threads": "threads (embedded cheroot)",
+          "asgi-granian": "app through longpoll.asgi (granian)", "asgi-uvicorn": "app through longpoll.asgi (uvicorn)",
+          "nchan": "nchan (1 worker)"}
+CONTINUED = "-continued"
+
+
+def label(mode: str) -> str:
+    base = mode.removesuffix(CONTINUED)
+    return LABELS[base] + (", held polls continue a session" if mode.endswith(CONTINUED) else
+                           "" if base == "nchan" else ", held first polls")
 
 
 def parse_rows(text: str) -> list[tuple[str, int]]:
     rows = []
     for part in text.split(","):
         mode, _, n = part.partition(":")
-        if mode not in LABELS or not n.isdigit():
-            raise argparse.ArgumentTypeError(f"rows are MODE:N with MODE gevent, threads or nchan, not {part!r}")
+        base = mode.removesuffix(CONTINUED)
+        if base not in LABELS or not n.isdigit() or mode == "nchan" + CONTINUED:
+            raise argparse.ArgumentTypeError(f"rows are MODE:N with MODE one of {', '.join(LABELS)} (all but "
+                                             f"nchan may end with {CONTINUED}), not {part!r}")
         rows.append((mode, int(n)))
     return rows
 
 
-def server_args(mode: str, n: int, timeout: float) -> list[str]:
+def server_args(n: int, timeout: float) -> list[str]:
     args = ["--max-sessions", str(max(20_000, 2 * n)), "--max-timeout", str(int(timeout)), "--idle-timeout", "120"]
     return args
 
@@ -100,10 +121,18 @@ async def held(server: Server | nchan.Nchan) -> int:
     return await asyncio.get_running_loop().run_in_executor(None, server.held_polls)
 
 
-async def held_poll(port: int, path: str, timeout: float, results: Counter, opened: list[int]) -> None:
+async def held_poll(port: int, path: str, first: str | None, timeout: float, results: Counter,
+                    opened: list[int]) -> None:
+    """One held poll on a connection of its own; with ``first``, it continues the session that path makes."""
     try:
         conn = await asyncio.wait_for(client.connect("127.0.0.1", port), 60)
-    except (OSError, asyncio.TimeoutError) as exc:
+        if first is not None:
+            status, body = await asyncio.wait_for(conn.request(client.get(first)), 60)
+            if status != 200:
+                raise ValueError(f"making the session answered {status}")
+            made = orjson.loads(body)
+            path = f"{path}&key={made['key']}&cursor={made['cursor']}"
+    except (OSError, asyncio.TimeoutError, client.ConnectionClosed, ValueError) as exc:
         results[f"connect failed: {type(exc).__name__}"] += 1
         return
     opened[0] += 1
@@ -127,15 +156,18 @@ async def held_poll(port: int, path: str, timeout: float, results: Counter, open
 
 
 def start(mode: str, n: int, args: argparse.Namespace) -> Server | nchan.Nchan:
-    if mode == "nchan":
+    base = mode.removesuffix(CONTINUED)
+    if base == "nchan":
         server = nchan.Nchan(connections=n + 1000, timeout=args.timeout)
         server.publish("ready", b'{"items":[1]}')  # so that /sub?id=ready answers at once
         return server
-    if mode == "threads":  # an embedder's cheroot pool, sized as longpoll.Plugin sizes it for n held polls
-        command = threads_command(server_args(mode, n, args.timeout), threads=max(1000, -(-n * 10 // 9) + 100))
+    if base == "threads":  # an embedder's cheroot pool, sized as longpoll.Plugin sizes it for n held polls
+        command = threads_command(server_args(n, args.timeout), threads=max(1000, -(-n * 10 // 9) + 100))
         server = Server(command=command, name="heldpolls-threads")
+    elif base.startswith("asgi-"):
+        server = AppServer(base.removeprefix("asgi-"), name=f"heldpolls-{base}")
     else:
-        server = Server([*server_args(mode, n, args.timeout), *shlex.split(args.serve_args)], name=f"heldpolls-{mode}")
+        server = Server([*server_args(n, args.timeout), *shlex.split(args.serve_args)], name=f"heldpolls-{base}")
     server.wait_ready()
     return server
 
@@ -146,7 +178,9 @@ async def run_row(mode: str, n: int, args: argparse.Namespace, progress: Progres
     with start(mode, n, args) as server:
         row["banner"] = server.banner
         port = server.port
-        ready_path, hold_path = READY_PATHS[kind], server.hold_path.format(channel=TOPIC, timeout=args.timeout)
+        ready_path = NCHAN_READY if kind == "nchan" else server.ready_path  # type: ignore[union-attr]
+        hold_path = server.hold_path.format(channel=TOPIC, timeout=args.timeout)
+        first = server.hold_path.format(channel=TOPIC, timeout=0) if mode.endswith(CONTINUED) else None
         await ready_latencies(port, 5, ready_path)  # warm up: imports, first sessions
         row["rss_idle"] = server.rss_kb()
         base = await ready_latencies(port, args.samples, ready_path)
@@ -155,7 +189,7 @@ async def run_row(mode: str, n: int, args: argparse.Namespace, progress: Progres
         if args.profile and kind == "longpoll":
             pid = server.worker_pids()[0]
             profiler = Profiler(pid, Path(args.profile) / f"heldpolls-{mode}-{n}.txt", rate=args.profile_rate,
-                                nonblocking=mode != "gevent")
+                                nonblocking=mode.startswith("threads"))
 
         results: Counter = Counter()
         opened = [0]
@@ -163,7 +197,7 @@ async def run_row(mode: str, n: int, args: argparse.Namespace, progress: Progres
         started = time.monotonic()
         client_cpu = cpu_seconds()
         for i in range(n):
-            tasks.append(asyncio.create_task(held_poll(port, hold_path, args.timeout, results, opened)))
+            tasks.append(asyncio.create_task(held_poll(port, hold_path, first, args.timeout, results, opened)))
             if i % args.step == args.step - 1:
                 await asyncio.sleep(args.step_pause)
                 progress(f"{mode}: {i + 1}/{n} polls started, {opened[0]} connected")
@@ -214,10 +248,12 @@ async def run_row(mode: str, n: int, args: argparse.Namespace, progress: Progres
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=parse_rows, default=None,
-                    help="comma-separated MODE:N, MODE gevent (--workers 1), threads (default cheroot pool) or "
-                         "nchan; default gevent:10000,threads:900,nchan:10000")
+                    help="comma-separated MODE:N, MODE granian (longpoll serve --workers 1), asgi-granian or "
+                         "asgi-uvicorn (an app through longpoll.asgi), threads (the app on a cheroot pool), each "
+                         f"optionally ending with {CONTINUED}, or nchan; default "
+                         "granian:10000,granian-continued:10000,asgi-granian-continued:10000,nchan:10000")
     ap.add_argument("--serve-args", default="", metavar="ARGS",
-                    help="more `longpoll serve` options for the gevent rows (one string)")
+                    help="more `longpoll serve` options for the granian rows (one string)")
     ap.add_argument("--timeout", type=float, default=60, help="each held poll's timeout, seconds (default 60, the max)")
     ap.add_argument("--step", type=int, default=500, help="connections opened per step (default 500)")
     ap.add_argument("--step-pause", type=float, default=0.05, help="pause between steps, seconds (default 0.05)")
@@ -228,11 +264,14 @@ def main() -> int:
     ap.add_argument("--open-limit", type=float, default=45, help="most seconds to spend opening (default 45)")
     ap.add_argument("--profile", metavar="DIR", help="record the server with py-spy into DIR and summarise")
     ap.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
-    ap.add_argument("--quick", action="store_true", help="a smoke test: gevent:300,threads:100,nchan:300, few samples")
+    ap.add_argument("--quick", action="store_true", help="a smoke test: granian:300, granian-continued:300, "
+                    "asgi-granian:300, threads:100, nchan:300, few samples")
     args = ap.parse_args()
     if args.rows is None:
-        args.rows = [("gevent", 300), ("threads", 100), ("nchan", 300)] if args.quick else \
-            [("gevent", 10_000), ("threads", 900), ("nchan", 10_000)]
+        args.rows = [("granian", 300), ("granian-continued", 300), ("asgi-granian", 300), ("threads", 100),
+                     ("nchan", 300)] if args.quick else \
+            [("granian", 10_000), ("granian-continued", 10_000), ("asgi-granian-continued", 10_000),
+             ("nchan", 10_000)]
     if args.quick:
         args.samples, args.settle = 5, 0.5
     header("bench.heldpolls: concurrent held long-polls", "bench.heldpolls")
@@ -246,7 +285,7 @@ def main() -> int:
     rows, skipped = [], []
     for mode, n in args.rows:
         if mode == "nchan" and nchan.missing():
-            skipped.append([LABELS[mode], f"{n:,}", f"skipped: {nchan.missing()}", *[""] * 7])
+            skipped.append([label(mode), f"{n:,}", f"skipped: {nchan.missing()}", *[""] * 7])
             continue
         rows.append(asyncio.run(run_row(mode, n, args, progress)))
 
@@ -254,7 +293,7 @@ def main() -> int:
         print(f"server {r['mode']}: {r['banner']}")
     print()
     print(table([[
-        LABELS[r["mode"]],
+        label(r["mode"]),
         f"{r['n']:,}",
         f"{r['held']:,}",
         f"{r['answered_200']:,}",
@@ -273,12 +312,19 @@ def main() -> int:
               f"held: {r['held_after']:,}; one publish released them in {r['release_seconds']:.2f} s; "
               f"answers: {dict(r['results'])}; load generator CPU {r['client_cpu']:.1f} s")
     print()
-    target = [r for r in rows if r["mode"] == "gevent" and r["n"] >= 10_000]
-    for r in target:
-        met = r["held"] >= 10_000 and r["answered_200"] >= 10_000
-        print(f"target (10,000 held on this machine): {'met' if met else 'NOT met'}: {r['held']:,} held, "
-              f"{r['answered_200']:,} answered 200, ready latency {ms(r['ready_held'])} while held "
-              f"({r['ready_held'] / r['ready_idle']:.1f}x the idle {ms(r['ready_idle'])})")
+    for r in rows:
+        if r["mode"] == "nchan" or r["n"] < 10_000:
+            continue
+        met = r["held"] >= 10_000 and r["results"]["200 with the item"] >= 10_000
+        line = (f"{r['mode']}: 10,000 held and every one answered with the item: {'met' if met else 'NOT met'}: "
+                f"{r['held']:,} held, {r['results']['200 with the item']:,} got the item")
+        budget = TARGET_KB.get(r["mode"].removesuffix(CONTINUED) if r["mode"].startswith("granian") else "",
+                               {}).get(r["mode"].endswith(CONTINUED))
+        if budget is not None:
+            over = per_held(r) - budget
+            line += (f"; RSS per held poll {per_held(r):.1f} KB against a target of at most {budget} KB: "
+                     + ("met" if over <= 0 else f"NOT met, {over:.1f} KB ({100 * over / budget:.0f}%) over"))
+        print(line)
     peer = next((r for r in rows if r["mode"] == "nchan"), None)
     for r in rows:
         if peer is not None and r is not peer:
@@ -294,6 +340,10 @@ def main() -> int:
             print(f"-- profile, {r['mode']} N={r['n']} (from opening to the end of the measurement)")
             print(r["profile"])
     return 0
+
+
+TARGET_KB = {"granian": {True: 14, False: 20}}
+"""RSS per held poll longpoll serve aims at: continuing a session, and a first poll making its session."""
 
 
 def per_held(row: dict) -> float:

@@ -10,9 +10,10 @@ by its own statuses.  Latency = the time the poller has the whole response
 minus the time the publisher wrote the request (one machine, one clock).
 
 Each configuration (server mode x backend) runs in a fresh server:
-``gevent`` is ``longpoll serve`` (``--workers 1``: gevent, with the fast
-path), ``geventN`` the same with N workers; ``threads`` is ``longpoll
-serve``'s app on CherryPy's own threaded server as an embedder runs it
+``granian`` is ``longpoll serve`` (``--workers 1``: granian, polls held and
+continued on its event loop), ``granianN`` the same with N workers (Redis
+only); ``threads`` is ``longpoll serve``'s app on CherryPy's own threaded
+server as an embedder runs it
 (``bench/bare_server.py``), given ``--threads`` large enough to hold a poll
 per session (the hold gate keeps a tenth free); ``memory`` is the embedded
 backend, ``redis`` a private redis-server started here (durable sessions:
@@ -235,10 +236,10 @@ def run_config(mode: str, backend: str, rate: float, args: argparse.Namespace, p
     redis = RedisServer() if backend.startswith("redis") else None
     server_args = ["--max-sessions", str(max(10_000, 2 * args.sessions)), "--idle-timeout", "120"]
     command = None
-    if mode.startswith("gevent"):
-        workers = int(mode[6:] or 1)
+    if mode.startswith("granian"):
+        workers = int(mode[7:] or 1)
         server_args += ["--workers", str(workers)]
-        row["server"] = f"gevent (--workers {workers})"
+        row["server"] = f"longpoll serve (granian, --workers {workers})"
     else:  # longpoll serve's app on CherryPy's own threaded server, as an embedder runs it
         threads = args.threads or max(1000, -(-args.sessions * 10 // 9) + 100)
         command = [sys.executable, "-m", "bench.bare_server", "--port", "0", *server_args, "--threads", str(threads),
@@ -290,7 +291,7 @@ def run_config(mode: str, backend: str, rate: float, args: argparse.Namespace, p
                     if args.profile:
                         profiler = Profiler(server.worker_pids()[0],
                                             Path(args.profile) / f"latency-{mode}-{backend}-{rate:g}.txt",
-                                            rate=args.profile_rate, nonblocking=mode != "gevent")
+                                            rate=args.profile_rate, nonblocking=mode == "threads")
                 if now >= end and "end" not in cpu_at:
                     cpu_at["end"] = server.cpu()
                     cpu_at["t1"] = now
@@ -385,8 +386,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=8, help="measured seconds (default 8)")
     ap.add_argument("--warmup", type=float, default=2, help="seconds of publishing before measuring (default 2)")
     ap.add_argument("--drain", type=float, default=2, help="seconds to wait for the last deliveries (default 2)")
-    ap.add_argument("--modes", help="server modes, comma-separated: threads, gevent (--workers 1), geventN "
-                                    "(--workers N, Redis only); default threads,gevent (--quick: gevent)")
+    ap.add_argument("--modes", help="server modes, comma-separated: granian (longpoll serve --workers 1), "
+                                    "granianN (--workers N, Redis only), threads (the app on cheroot, as "
+                                    "embedded); default granian (--quick: granian)")
     ap.add_argument("--backends", help="backends, comma-separated: memory, redis (statuses POSTed), "
                                        "redis-publish (statuses PUBLISHed to Redis by the publisher, the "
                                        "seeds' way: no POST in the server's bill); default all three "
@@ -400,11 +402,11 @@ def main() -> int:
     ap.add_argument("--poller-procs", type=int, default=1, help="poller processes (default 1)")
     ap.add_argument("--profile", metavar="DIR", help="record the server with py-spy during the measured window")
     ap.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
-    ap.add_argument("--quick", action="store_true", help="a smoke test: 50 sessions, 100/s, 2 s, gevent, memory")
+    ap.add_argument("--quick", action="store_true", help="a smoke test: 50 sessions, 100/s, 2 s, granian, memory")
     args = ap.parse_args()
     if args.quick:
         args.sessions, args.rate, args.duration, args.warmup, args.drain = 50, "100", 2, 1, 1
-    args.modes = args.modes or ("gevent" if args.quick else "threads,gevent")
+    args.modes = args.modes or "granian"
     args.backends = args.backends or ("memory" if args.quick else "memory,redis,redis-publish")
     rates = [float(r) for r in str(args.rate).split(",")]
     header("bench.latency: publish-to-client latency of the status streams", "bench.latency")
@@ -418,7 +420,7 @@ def main() -> int:
     for rate in rates:
         for backend in args.backends.split(","):
             for mode in args.modes.split(","):
-                if mode.startswith("gevent") and int(mode[6:] or 1) > 1 and not backend.startswith("redis"):
+                if mode.startswith("granian") and int(mode[7:] or 1) > 1 and not backend.startswith("redis"):
                     print(f"(skipping {mode} on {backend}: more than one worker needs Redis)")
                     continue
                 rows.append(run_config(mode, backend, rate, args, progress))

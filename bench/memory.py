@@ -5,7 +5,7 @@ For each endpoint and server mode, a fresh ``longpoll serve --max-sessions
 (so imports, caches and, under cheroot, every pool thread's stack are already
 paid for: cheroot hands requests to its 1,000 threads in turn), then N more
 from 8 keep-alive connections.  The server's RSS (VmRSS, summed with its
-children for gunicorn) is read after the warm-up, after N/2 and after N;
+children: granian's main process and worker) is read after the warm-up, after N/2 and after N;
 per session = growth / N (and the marginal figure over the second half).
 
 - ``sample``: ``GET /statuses/sample.json?identifier=mem-<i>&timeout=0``, a
@@ -137,22 +137,22 @@ def main() -> int:
     ap.add_argument("--sessions", "-n", type=int, default=10_000, help="sessions measured (default 10000)")
     ap.add_argument("--warmup", type=int, default=2000, help="sessions opened before the baseline (default 2000)")
     ap.add_argument("--kinds", default="sample,primes", help="endpoints: sample, primes (default both)")
-    ap.add_argument("--modes", default="threads,gevent",
-                    help="server modes: threads (the app on cheroot, as embedded) and/or gevent "
-                         "(longpoll serve); default both")
+    ap.add_argument("--modes", help="server modes: granian (longpoll serve) and/or threads (the app on cheroot, "
+                                    "as embedded); default both (--quick: granian)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also show, in-process with tracemalloc, where a session's bytes are allocated")
-    ap.add_argument("--quick", action="store_true", help="a smoke test: 500 sessions after 200, threads only")
+    ap.add_argument("--quick", action="store_true", help="a smoke test: 500 sessions after 200, granian only")
     args = ap.parse_args()
     if args.quick:
-        args.sessions, args.warmup, args.modes = 500, 200, "threads"
+        args.sessions, args.warmup = 500, 200
+    args.modes = args.modes or ("granian" if args.quick else "granian,threads")
     header("bench.memory: memory per idle session", "bench.memory")
     raise_nofile()
     progress = Progress()
     rows = [run(kind, mode, args.sessions, args.warmup, progress)
             for mode in args.modes.split(",") for kind in args.kinds.split(",")]
     print(table([[
-        "threads (embedded cheroot)" if r["mode"] == "threads" else "gevent (longpoll serve)",
+        "threads (embedded cheroot)" if r["mode"] == "threads" else "longpoll serve (granian)",
         "sample.json (stream)" if r["kind"] == "sample" else "primes (generator)",
         f"{r['sessions']:,}", mb(r["started"]), mb(r["base"]), mb(r["full"]),
         f"{r['per_session'] / 1024:.2f} KB", f"{r['marginal'] / 1024:.2f} KB",

@@ -18,7 +18,7 @@ free port, as the current user: never the machine's nginx or its config.
 
 One worker (``worker_processes 1``), as one longpoll process.  Nginx closes
 a keep-alive connection after ``keepalive_requests`` (1,000 by default);
-this config lifts it, as gunicorn and cheroot have no such limit.
+this config lifts it, as granian and cheroot have no such limit.
 """
 
 from __future__ import annotations

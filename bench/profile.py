@@ -1,7 +1,7 @@
 """py-spy on a running server, and a summary of where its time went.
 
 The server benchmarks take ``--profile DIR``: py-spy records the server
-process (and its children: gunicorn's workers) in raw "collapsed stacks"
+process (a granian worker, or the cheroot process) in raw "collapsed stacks"
 format while the measurement runs, then this module prints the functions
 with the most samples on top of the stack (self) and anywhere in it
 (inclusive), and the share of each package.
@@ -14,14 +14,15 @@ in ``Queue.get`` as busy.  Against cheroot it also needs ``--nonblocking``
 (pausing 1,000 threads per sample slows the server down): the stack is then
 read a moment after the GIL holder is found, which biases samples towards
 calls that release the GIL (socket writes, lock waits, ``os.urandom``);
-read those shares as "around this call".  A gevent worker is one thread and
-is sampled paused (``nonblocking=False``), without that bias.
+read those shares as "around this call".  A granian worker runs its
+Python on one event-loop thread (plus the WSGI bridge's pool for first
+polls) and is sampled paused (``nonblocking=False``), without that bias.
 
 Set ``BENCH_PYSPY_LINES=1`` to aggregate by line instead of by function.
 
 Run it alone to summarise a raw file again::
 
-    python -m bench.profile DIR/latency-gevent-memory.txt [--top 20]
+    python -m bench.profile DIR/latency-granian-memory-1000.txt [--top 20]
 """
 
 from __future__ import annotations
@@ -139,8 +140,10 @@ def summarise(path: Path, top: int = 12) -> str:
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in self_counts.most_common(top)]
     lines.append("  top functions by inclusive time (anywhere in the stack; outer frames omitted):")
     boring = ("_bootstrap", "Thread.run", "Thread._bootstrap", "WorkerThread.run", "<module>", "main (",
-              "Greenlet.run", "run (gevent", "Hub.run", "Arbiter.", "Worker.", "run (gunicorn", "wsgi (",
-              "handle (gunicorn", "GeventWorker", "PyWSGIServer", "BaseServer.")
+              "_run_once (", "Handle._run", "run_forever (", "run_until_complete (", "_run_code (",
+              # a granian worker is forked from the main process: its stack starts with the main's
+              "AbstractWorker.", "AbstractServer.", "Popen.", "Popen._launch", "ForkProcess.", "BaseProcess.",
+              "WorkerProcess.", "serve (longpoll/server/granian.py)", "run (longpoll/server/app.py)")
     shown = [(name, n) for name, n in inclusive.most_common() if not any(b in name for b in boring)][:top]
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in shown]
     return "\n".join(lines)

@@ -126,7 +126,7 @@ def measure(row: Row, args: argparse.Namespace, run: int) -> None:
     profiler = None
     if args.profile and isinstance(row.server, Server):
         profiler = Profiler(row.server.worker_pids()[0], Path(args.profile) / f"readypolls-run{run}.part",
-                            rate=args.profile_rate, nonblocking="gevent" not in row.banner)
+                            rate=args.profile_rate, nonblocking=False)
     cpu0 = row.server.cpu()
     result = run_wrk(row.server.url + row.path, args.connections, args.duration, row.carry)
     result["server_cpu"] = row.server.cpu() - cpu0
@@ -147,7 +147,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--serve-args", action="append", default=None, metavar="ARGS",
                     help="a longpoll row: these `longpoll serve` options (one string; repeat for more rows); "
-                         "default two rows, '' (threads) and '--workers 1'")
+                         "default two rows, '' (the default) and '--no-fast-path'")
     ap.add_argument("--server-command", action="append", default=[], metavar="CMD",
                     help="a row for any server command that prints 'serving on http://HOST:PORT/' (repeatable)")
     ap.add_argument("--path", default="/ticks?max=1", help="the always-ready poll of --server-command rows")
@@ -160,7 +160,7 @@ def main() -> int:
                     help="whole seconds of wrk per server before measuring (default 1; 0: none)")
     ap.add_argument("--profile", metavar="DIR", help="record each longpoll server with py-spy during its runs")
     ap.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
-    ap.add_argument("--quick", action="store_true", help="a smoke test: '--workers 1' and Nchan, 1 run of 1 s")
+    ap.add_argument("--quick", action="store_true", help="a smoke test: the default and Nchan, 1 run of 1 s")
     args = ap.parse_args()
     if args.serve_args is None:
         args.serve_args = [] if args.server_command else ([""] if args.quick else ["", "--no-fast-path"])

@@ -10,8 +10,8 @@
 2. **Memory.** A fresh server each: N sessions of ``/topics/bench-mem``, each
    made with ``timeout=0`` and then continued (as nearly every poll is) with a
    held poll (``timeout=60``; nothing is published, so they wait) or an SSE
-   stream, one connection each.  RSS of the server (gunicorn's arbiter and
-   worker) before and once ``/stats`` shows all N held; per connection =
+   stream, one connection each.  RSS of the server (granian's main process
+   and worker) before and once ``/stats`` shows all N held; per connection =
    growth / N.  A stream holds a place at the hold gate as a held poll does.
 
 The client is Python (a blocking socket for throughput, asyncio for memory):
