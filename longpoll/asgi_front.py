@@ -242,7 +242,7 @@ class ASGIFront:
 
     async def _send(self, scope: Scope, receive: Receive, send: Send, status: int, headers: dict[str, str],
                     body: bytes | Iterator[bytes] | AsyncIterator[bytes]) -> None:
-        out = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        out = list(_JSON_OUT) if headers is JSON_HEADERS else _encoded(headers)
         if self.headers is not None:
             out += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers(scope)]
         if isinstance(body, bytes):
@@ -260,6 +260,13 @@ class ASGIFront:
 
 
 _BODY_NEEDED = object()
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+_JSON_OUT = tuple(_encoded(JSON_HEADERS))  # nearly every answer's: encoded once
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -30,7 +30,6 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 
 import cherrypy
@@ -442,7 +441,7 @@ class Polls:
         """Under an event loop, in the thread that runs the app: the batch when one is ready without waiting
         (stored, to send), or None when the poll would wait, which then moves to the loop (:class:`Deferred`)."""
         session = self.session
-        probe = replace(poll, timeout=0.0)
+        probe = poll.at_once()
         try:
             batch = session.poll(probe)
         except LongPollError:

@@ -92,6 +92,12 @@ class Poll:
     def asked(self) -> str:
         return "0" if self.cursor is None else self.cursor
 
+    def at_once(self) -> Poll:
+        """This poll, not waiting (every poll on an event loop first looks so: ``dataclasses.replace`` costs
+        several times this)."""
+        return Poll(self.cursor, 0.0, self.max_items, self.encode, self.gate, self.placed, self.keep, self.follow,
+                    self.before_wait, self.max_bytes)
+
 
 class Batch:
     """What one poll answers; ``raw`` is the items as one JSON array."""
