@@ -34,7 +34,7 @@ from typing import Any
 import cherrypy
 import orjson
 
-from . import transports
+from . import plugin, transports
 from .endpoint import DEFERRED, HANDOFF, JSON_HEADERS, Deferred
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
 from .params import NO_BODY
@@ -111,6 +111,7 @@ class ASGIFront:
                 try:
                     if self.engine:
                         cherrypy.server.unsubscribe()  # the ASGI server serves: no cheroot
+                        plugin.ensure(cherrypy.engine)
                         await loop.run_in_executor(None, cherrypy.engine.start)
                         # Servers wait for every request before they tell the app they stop: held polls
                         # must answer on the signal itself, which only this (the main) thread may catch.

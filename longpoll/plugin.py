@@ -203,6 +203,15 @@ class Plugin(plugins.SimplePlugin):
                 log.exception("expiring sessions of %s failed", registry.name)
 
 
+def ensure(bus: wspbus.Bus | None = None) -> None:
+    """A plugin on ``bus``, a default one subscribed if there is none, before the engine starts: one made on
+    the first request would start too late to chain the stop signals, which only the main thread may."""
+    bus = bus if bus is not None else cherrypy.engine
+    if not bus.listeners.get(ATTACH):
+        Plugin(bus).subscribe()
+        log.info("longpoll: no longpoll.Plugin on the engine; subscribed a default one")
+
+
 def attach(thing: Any, bus: wspbus.Bus | None = None) -> None:
     """Hand ``thing`` to the plugin subscribed to ``bus`` (default ``cherrypy.engine``), subscribing a
     default plugin if there is none.  A default plugin is started at once if the engine already runs."""

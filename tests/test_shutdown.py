@@ -77,12 +77,26 @@ async def stream(port: int, key: str, cursor: str, opened: asyncio.Event, counte
         writer.close()
 
 
+def command(server: str, port: int, redis_url: str) -> list[str]:
+    """The README's app served as an embedder serves it: cheroot, or longpoll.asgi under uvicorn or granian."""
+    if server == "cheroot":
+        return [sys.executable, str(FEEDS_APP), str(port), redis_url, str(HELD + STREAMS + 50)]
+    if server == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", "feeds:app", "--host", "127.0.0.1", "--port", str(port),
+                "--app-dir", str(FEEDS_APP.parent), "--log-level", "warning"]
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+            "--working-dir", str(FEEDS_APP.parent), "--log-level", "warning", "feeds:app"]
+
+
 @pytest.mark.slow
-def test_sigterm_with_held_polls_and_open_streams_exits_in_seconds_and_loses_nothing(durable_redis, tmp_path):
+@pytest.mark.parametrize("server_name", ["cheroot", "uvicorn", "granian"])
+def test_sigterm_with_held_polls_and_open_streams_exits_in_seconds_and_loses_nothing(durable_redis, tmp_path,
+                                                                                     server_name):
     port = free_port()
     errors = tmp_path / "error.log"
-    start = lambda: ServerProcess(env={"ERROR_LOG": str(errors)}, command=[  # noqa: E731
-        sys.executable, str(FEEDS_APP), str(port), durable_redis.url, str(HELD + STREAMS + 50)])
+    env = {"ERROR_LOG": str(errors), "PORT": str(port), "REDIS_URL": durable_redis.url,
+           "HELD_POLLS": str(HELD + STREAMS + 50), "PYTHONPATH": str(ROOT)}
+    start = lambda: ServerProcess(env=env, command=command(server_name, port, durable_redis.url))  # noqa: E731
     server = start()
     server.wait_ready()
 
@@ -120,7 +134,7 @@ def test_sigterm_with_held_polls_and_open_streams_exits_in_seconds_and_loses_not
     assert answered < 8 and took < 15, f"answered in {answered:.1f} s, exited in {took:.1f} s"
     assert {status for status, _ in answers} <= {0, 200, 503}
     counts = {code: sum(status == code for status, _ in answers) for code in (503, 200, 0)}
-    print(f"answered in {answered:.2f} s, exit in {took:.2f} s; held polls answered 503: {counts[503]}, 200: "
+    print(f"{server_name}: answered in {answered:.2f} s, exit in {took:.2f} s; held polls answered 503: {counts[503]}, 200: "
           f"{counts[200]}, closed unanswered: {counts[0]}")
     assert all(body.get("retry_ms") for status, body in answers if status == 503)
     assert len(ends) == STREAMS

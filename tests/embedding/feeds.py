@@ -1,6 +1,7 @@
 """The README's app on a Redis broker, as a CherryPy developer runs it in several processes.
 
-Run: ``python feeds.py PORT REDIS_URL [HELD_POLLS]``.  Every endpoint that
+Run: ``python feeds.py PORT REDIS_URL [HELD_POLLS]`` on cheroot, or
+``PORT=... REDIS_URL=... uvicorn feeds:app --port PORT`` (or granian) through ``longpoll.asgi``.  Every endpoint that
 draws from ``broker.feed`` is durable as written: no other setting.
 """
 
@@ -14,7 +15,8 @@ import longpoll.gate
 
 BOOT = uuid.uuid4().hex  # which process image this is: an autoreload re-executes with the same pid
 
-broker = longpoll.Broker(sys.argv[2])
+environ = __import__("os").environ
+broker = longpoll.Broker(sys.argv[2] if __name__ == "__main__" else environ["REDIS_URL"])
 
 
 class Root:
@@ -42,15 +44,35 @@ class Root:
         return {"position": broker.publish(topic, cherrypy.request.json)}
 
 
+CONFIG = {"/": {**longpoll.JSON_ERRORS, "longpoll.max_sessions_per_address": 5000}}
+
 if __name__ == "__main__":
-    environ = __import__("os").environ
     cherrypy.config.update({"server.socket_host": "127.0.0.1", "server.socket_port": int(sys.argv[1]),
                             "engine.autoreload.on": "AUTORELOAD" in environ, "engine.autoreload.frequency": 0.2,
                             "log.screen": "LOG_SCREEN" in environ, "log.error_file": environ.get("ERROR_LOG", "")})
     longpoll.Plugin(cherrypy.engine, held_polls=int(sys.argv[3]) if len(sys.argv) > 3 else 200).subscribe()
-    cherrypy.tree.mount(Root(), "/", {"/": {**longpoll.JSON_ERRORS, "longpoll.max_sessions_per_address": 5000}})
+    cherrypy.tree.mount(Root(), "/", CONFIG)
     cherrypy.engine.signals.subscribe()
     cherrypy.engine.start()
     host, port = cherrypy.server.bound_addr
     print(f"serving on http://{host}:{port}/ (pid {__import__('os').getpid()})", flush=True)
     cherrypy.engine.block()
+else:  # imported by an ASGI server (PORT=... uvicorn feeds:app): longpoll.asgi runs the engine with the lifespan
+    cherrypy.config.update({"engine.autoreload.on": False, "log.screen": False,
+                            "log.error_file": environ.get("ERROR_LOG", ""),
+                            "longpoll.max_held_polls": int(environ.get("HELD_POLLS", "200"))})
+    cherrypy.tree.mount(Root(), "/", CONFIG)
+
+    async def _started() -> None:
+        import asyncio
+
+        while True:  # uvicorn starts the app before it listens: say "serving" once it does
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", int(environ["PORT"]))
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        print(f"serving on http://127.0.0.1:{environ['PORT']}/ (pid {__import__('os').getpid()})", flush=True)
+
+    app = longpoll.asgi(cherrypy.tree, on_started=_started)
