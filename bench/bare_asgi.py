@@ -9,19 +9,13 @@ same config), and answers ``/ticks`` continuations on the event loop as
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 from bench.bare_server import add_handlers
 from longpoll.server.app import Settings, asgi_application, build
-from longpoll.server.granian import SETTINGS_ENV
+from longpoll.server.granian import settings_from_env
 
-_given = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
-for _name in ("cors_origins", "trusted_proxies"):
-    if _name in _given:
-        _given[_name] = tuple(_given[_name])
-settings = Settings(**_given)
+settings = settings_from_env()
 _roots: list[Any] = []
 
 

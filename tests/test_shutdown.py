@@ -134,8 +134,8 @@ def test_sigterm_with_held_polls_and_open_streams_exits_in_seconds_and_loses_not
     assert answered < 8 and took < 15, f"answered in {answered:.1f} s, exited in {took:.1f} s"
     assert {status for status, _ in answers} <= {0, 200, 503}
     counts = {code: sum(status == code for status, _ in answers) for code in (503, 200, 0)}
-    print(f"{server_name}: answered in {answered:.2f} s, exit in {took:.2f} s; held polls answered 503: {counts[503]}, 200: "
-          f"{counts[200]}, closed unanswered: {counts[0]}")
+    print(f"{server_name}: answered in {answered:.2f} s, exit in {took:.2f} s; held polls answered "
+          f"503: {counts[503]}, 200: {counts[200]}, closed unanswered: {counts[0]}")
     assert all(body.get("retry_ms") for status, body in answers if status == 503)
     assert len(ends) == STREAMS
     restarted = start()

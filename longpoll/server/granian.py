@@ -113,6 +113,20 @@ def _stop_once() -> None:
     _signals.set_loop_signals = set_loop_signals
 
 
+def settings_from_env() -> Settings:
+    """What :func:`serve` handed its workers (each is a fresh import of the target); without it, the
+    defaults, with $LONGPOLL_REDIS_URL as the backend if set."""
+    from .app import Settings  # the app imports this module's banner
+
+    given = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
+    if "redis_url" not in given and os.environ.get("LONGPOLL_REDIS_URL"):
+        given["redis_url"] = os.environ["LONGPOLL_REDIS_URL"]
+    for name in ("cors_origins", "trusted_proxies"):
+        if name in given:
+            given[name] = tuple(given[name])
+    return Settings(**given)
+
+
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.bind((host, 0))
