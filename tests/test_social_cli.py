@@ -56,8 +56,9 @@ def test_tail_home_prints_the_home_stream_live():
         url = server.wait_ready()
         ann, bob, cy = signup(url, "tail_ann"), signup(url, "tail_bob"), signup(url, "tail_cy")
         with httpx.Client(base_url=url, timeout=10) as c:
-            c.post("/users/tail_ann/follow", headers={"Authorization": f"Bearer {bob}"})
+            followed = c.post("/users/tail_ann/follow", headers={"Authorization": f"Bearer {bob}"})
             earlier = c.post("/statuses", data={"message": "earlier"}, headers={"Authorization": f"Bearer {ann}"})
+            assert followed.status_code == 200 and earlier.status_code in (200, 201), (followed.text, earlier.text)
             tail = Tail(url, "--home", "--backfill", "1", "--json", "--token", bob)
             try:
                 assert json.loads(tail.next_line()) == earlier.json()

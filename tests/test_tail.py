@@ -38,7 +38,11 @@ class Tail:
             sink(line.rstrip("\n"))
 
     def next_line(self, timeout: float = 20) -> str:
-        return self.lines.get(timeout=timeout)
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"tail printed nothing in {timeout} s (exit status {self.proc.poll()}); "
+                                 f"its stderr: {self.errors[-20:]}") from None
 
 
 def signup_and_post(url: str, *messages: str) -> list[dict]:
