@@ -61,7 +61,7 @@ def test_tail_home_prints_the_home_stream_live():
             assert followed.status_code == 200 and earlier.status_code in (200, 201), (followed.text, earlier.text)
             tail = Tail(url, "--home", "--backfill", "1", "--json", "--token", bob)
             try:
-                assert json.loads(tail.next_line()) == earlier.json()
+                assert json.loads(tail.next_line(timeout=60)) == earlier.json()  # tail starts a Python: slow under load
                 wait_until(lambda: sessions(url) >= 1, timeout=20, what="tail's session")
                 c.post("/statuses", data={"message": "not followed"}, headers={"Authorization": f"Bearer {cy}"})
                 live = c.post("/statuses", data={"message": "live"}, headers={"Authorization": f"Bearer {ann}"})
