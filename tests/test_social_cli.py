@@ -51,6 +51,9 @@ def test_follow_home_and_unfollow_from_the_command_line():
         assert missing.returncode == 1 and "404" in missing.stderr
 
 
+# Once in about ten whole-suite runs, under load, tail printed no first line in 20 s (now 60 s, and the
+# failure says what tail wrote to stderr): run again once until that says why.
+@pytest.mark.flaky(reruns=1)
 def test_tail_home_prints_the_home_stream_live():
     with ServerProcess() as server:
         url = server.wait_ready()
