@@ -128,6 +128,7 @@ class Source:
     recorder: Recorder | None = None
     broker: Broker
     sub: Subscription
+    _floor: tuple[int, ...] | None = None  # live items at or below it were replayed already
 
     def take(self) -> tuple[bool, Any]:
         """(True, the next item) or (False, None) when there is none now; never waits."""
@@ -181,6 +182,20 @@ class Source:
         if self.recorder is not None:
             self.recorder.gap = True
 
+    def _live(self) -> tuple[str, Any] | None:
+        """The subscription's next (position, item) past the floor, a gap on the way said; None if none."""
+        while (taken := self.sub.take()) is not None:
+            position, item = taken
+            if item is GAP:  # the hub's backend lost items
+                self._said_gap()
+                continue
+            if self._floor is not None:
+                if order(position) <= self._floor:
+                    continue
+                self._floor = None
+            return taken
+        return None
+
 
 class Feed(Source):
     """Items published to one topic after a position, oldest first (see the module's docstring)."""
@@ -196,7 +211,6 @@ class Feed(Source):
         self.sub = broker.hub.subscribe(topic, filter)
         self._catchup: deque[tuple[str, Any]] = deque()
         self._gap = False
-        self._floor: tuple[int, ...] | None = None
         try:
             start = self.sub.start if self.sub.start is not None else broker.log.tail()
             if checkpoint is not None:
@@ -242,17 +256,10 @@ class Feed(Source):
             self._gap = False
             self._said_gap()
         while True:
-            taken = self._catchup.popleft() if self._catchup else self.sub.take()
+            taken = self._catchup.popleft() if self._catchup else self._live()
             if taken is None:
                 return False, None
             position, item = taken
-            if item is GAP:  # the hub's backend lost items
-                self._said_gap()
-                continue
-            if self._floor is not None:
-                if order(position) <= self._floor:
-                    continue
-                self._floor = None
             self.position = position
             if self.where is not None and not self.where(item):
                 continue

@@ -38,7 +38,6 @@ from ...broker import Broker
 from ...errors import BackendUnavailable
 from ...feed import Source, history, open_source
 from ...hub import Hub
-from ...signals import GAP
 from ...subscription import Subscription
 from .feed import order
 from .router import StatusRouter
@@ -247,7 +246,7 @@ class HomeFeed(Source):
         self._pending = deque(pending)
         self.position: str = after if after is not None else snap.position
         upto = max((p for p in (snap.position, self.sub.start, self.position) if p is not None), key=order)
-        self._floor: tuple[int, ...] | None = order(upto)
+        self._floor = order(upto)
         self._catchup: deque[tuple[str, dict[str, Any]]] = deque()
         # The log no longer reaches back to where this session was: it is told, first.
         self._gap = resumed and any(broker.log.trimmed_after(topic, self.position) for topic in (TOPIC, GRAPH))
@@ -335,17 +334,10 @@ class HomeFeed(Source):
             if self._catchup:
                 position, item = self._catchup.popleft()
             else:
-                taken = self.sub.take()
+                taken = self._live()
                 if taken is None:
                     return False, None
                 position, item = taken
-                if item is GAP:
-                    self._said_gap()
-                    continue
-                if self._floor is not None:
-                    if order(position) <= self._floor:
-                        continue
-                    self._floor = None
             self.position = position
             if "other" in item and "message" not in item:
                 self._apply(item)
