@@ -77,6 +77,17 @@ async def stream(port: int, key: str, cursor: str, opened: asyncio.Event, counte
         writer.close()
 
 
+async def finished(tasks: list[asyncio.Task], began: float, what: str) -> list:
+    """The tasks' results, once all are done (at most 30 s), and when they finished, printed as quantiles."""
+    times: list[float] = []
+    for task in tasks:
+        task.add_done_callback(lambda _: times.append(time.monotonic() - began))
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    times.sort()
+    print(f"{what} at (s): " + ", ".join(f"{times[int(q * (len(times) - 1))]:.2f}" for q in (0, 0.5, 0.9, 0.99, 1)))
+    return results
+
+
 def command(server: str, port: int, redis_url: str) -> list[str]:
     """The README's app served as an embedder serves it: cheroot, or longpoll.asgi under uvicorn or granian."""
     if server == "cheroot":
@@ -109,20 +120,9 @@ def test_sigterm_with_held_polls_and_open_streams_exits_in_seconds_and_loses_not
         await asyncio.sleep(0)  # every poll sent; whether each is held yet does not matter: none may wait out
         began = time.monotonic()
         server.proc.terminate()  # SIGTERM
-        arrived: list[float] = []
-        for task in held:
-            task.add_done_callback(lambda _: arrived.append(time.monotonic() - began))
-        answers = await asyncio.wait_for(asyncio.gather(*held), 30)
-        arrived.sort()
-        print("answers arrived at (s): " + ", ".join(f"{arrived[int(q * (len(arrived) - 1))]:.2f}"
-                                                     for q in (0, 0.5, 0.9, 0.99, 1)))
-        ended: list[float] = []
-        for task in streams:
-            task.add_done_callback(lambda _: ended.append(time.monotonic() - began))
-        ends = await asyncio.wait_for(asyncio.gather(*streams), 30)
-        ended.sort()
-        print("streams ended at (s): " + ", ".join(f"{ended[int(q * (len(ended) - 1))]:.2f}"
-                                                   for q in (0, 0.5, 0.9, 0.99, 1)), {e: ends.count(e) for e in ends})
+        answers = await finished(held, began, "answers arrived")
+        ends = await finished(streams, began, "streams ended")
+        print({e: ends.count(e) for e in ends})
         answered = time.monotonic() - began
         await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, 30)
         return sessions, answers, ends, answered, time.monotonic() - began
