@@ -208,8 +208,7 @@ def ensure(bus: wspbus.Bus | None = None) -> None:
     the first request would start too late to chain the stop signals, which only the main thread may."""
     bus = bus if bus is not None else cherrypy.engine
     if not bus.listeners.get(ATTACH):
-        Plugin(bus).subscribe()
-        log.info("longpoll: no longpoll.Plugin on the engine; subscribed a default one")
+        _subscribe_default(bus)
 
 
 def attach(thing: Any, bus: wspbus.Bus | None = None) -> None:
@@ -218,14 +217,19 @@ def attach(thing: Any, bus: wspbus.Bus | None = None) -> None:
     bus = bus if bus is not None else cherrypy.engine
     if bus.publish(ATTACH, thing):
         return
-    plugin = Plugin(bus)
-    plugin.subscribe()
-    log.info("longpoll: no longpoll.Plugin on the engine; subscribed a default one")
+    plugin = _subscribe_default(bus)
     # STARTING too: cheroot takes requests while later start listeners still run, and a
     # plugin subscribed during the engine's start is not in that start's list.
     if bus.state in (wspbus.states.STARTING, wspbus.states.STARTED):
         plugin.start()
     plugin.attach(thing)
+
+
+def _subscribe_default(bus: wspbus.Bus) -> Plugin:
+    plugin = Plugin(bus)
+    plugin.subscribe()
+    log.info("longpoll: no longpoll.Plugin on the engine; subscribed a default one")
+    return plugin
 
 
 def running(bus: wspbus.Bus | None = None) -> tuple[list[Registry], list[Any]]:

@@ -202,3 +202,17 @@ def test_what_a_session_keeps_is_bounded_in_bytes_too():
 
     kept = sum(len(sent.raw) for sent in s._sent)
     assert kept <= MAX_UNACKNOWLEDGED_BYTES + 256 * 1024 and len(s._sent) > 1
+
+
+def test_a_poll_at_once_is_the_same_poll_with_no_wait():
+    """Poll.at_once names every field (it is on every poll's path, where dataclasses.replace costs several
+    times as much): a field added to Poll and not to it would be lost here."""
+    import dataclasses
+
+    from longpoll.gate import HoldGate
+    from longpoll.session import Poll
+
+    poll = Poll("7", 30.0, 5, lambda v: b"1", HoldGate(), True, True, 3, lambda: None, 99)
+    now = poll.at_once()
+    assert now.timeout == 0.0
+    assert all(getattr(now, f.name) is getattr(poll, f.name) for f in dataclasses.fields(Poll) if f.name != "timeout")
