@@ -56,15 +56,6 @@ def headers(origins: tuple[str, ...] = ()) -> None:
         cherrypy.serving.response.headers.update(answer_headers(allowed))
 
 
-def wsgi_headers(origins: tuple[str, ...]) -> Callable[[dict[str, Any]], list[tuple[str, str]]]:
-    """The same headers for answers made outside CherryPy (the fast path), from the WSGI environ."""
-    def headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
-        allowed = _allowed(origins, environ.get("HTTP_ORIGIN") or "")
-        return list(answer_headers(allowed).items()) if allowed else []
-
-    return headers
-
-
 def asgi_headers(origins: tuple[str, ...]) -> Callable[[MutableMapping[str, Any]], list[tuple[str, str]]]:
     """The same headers for answers made on the event loop (``longpoll.asgi``), from the ASGI scope."""
     def headers(scope: MutableMapping[str, Any]) -> list[tuple[str, str]]:
