@@ -56,12 +56,16 @@ MAX_BODY_BYTES = 1024 * 1024
 """The largest request body read (on the loop, before a thread is taken); larger ones answer 413."""
 
 READ_TIMEOUT = 10.0
+
+STOP_TIMEOUT = 10.0
+"""Seconds a stop waits for the app's requests still running in threads before the engine stops."""
 """Seconds a request body may take to arrive; a body that stalls answers 408."""
 
 
 def asgi(app: Any = None, *, threads: int = THREADS, max_body_bytes: int = MAX_BODY_BYTES,
          read_timeout: float = READ_TIMEOUT, headers: Headers | None = None, routes: Routes | None = None,
-         engine: bool = True, on_started: Callable[[], Awaitable[None]] | None = None) -> ASGIFront:
+         engine: bool = True, on_started: Callable[[], Awaitable[None]] | None = None,
+         stop_timeout: float = STOP_TIMEOUT) -> ASGIFront:
     """An ASGI application serving the WSGI ``app`` (default ``cherrypy.tree``) with held polls on the loop.
 
     ``threads`` run the app's requests.  Every request body is read on the
@@ -72,15 +76,20 @@ def asgi(app: Any = None, *, threads: int = THREADS, max_body_bytes: int = MAX_B
     eligible one in ``cherrypy.tree``, found at startup).  With ``engine``
     (the default) the ASGI lifespan starts and stops ``cherrypy.engine``, and
     a stop signal answers held polls before the server waits for them;
-    ``on_started()`` is awaited once the engine runs.
+    ``on_started()`` is awaited once the engine runs.  At a stop, requests still in the app's threads get
+    ``stop_timeout`` seconds to finish first: granian ends the lifespan once its clients have their
+    answers, and a thread that still has to hand a last message to the loop after the loop is gone would
+    keep the process from exiting.
     """
     return ASGIFront(app, threads=threads, max_body_bytes=max_body_bytes, read_timeout=read_timeout,
-                     headers=headers, routes=routes, engine=engine, on_started=on_started)
+                     headers=headers, routes=routes, engine=engine, on_started=on_started,
+                     stop_timeout=stop_timeout)
 
 
 class ASGIFront:
     def __init__(self, app: Any, *, threads: int, max_body_bytes: int, read_timeout: float, headers: Headers | None,
-                 routes: Routes | None, engine: bool, on_started: Callable[[], Awaitable[None]] | None):
+                 routes: Routes | None, engine: bool, on_started: Callable[[], Awaitable[None]] | None,
+                 stop_timeout: float = STOP_TIMEOUT):
         from a2wsgi import WSGIMiddleware  # the asgi extra: pip install 'longpoll[asgi]'
 
         self.app = app if app is not None else cherrypy.tree
@@ -92,6 +101,9 @@ class ASGIFront:
         self.engine = engine
         self.on_started = on_started
         self.answered = 0  # polls answered on the loop without CherryPy
+        self.stop_timeout = stop_timeout
+        self._in_threads = 0  # requests the app is answering in the bridge's threads
+        self._drained: asyncio.Event | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -126,6 +138,7 @@ class ASGIFront:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self._drain()
                 if self.engine:
                     # the plugin answers held polls and ends streams first (503 with retry_ms), then stops
                     await loop.run_in_executor(None, cherrypy.engine.exit)
@@ -222,8 +235,25 @@ class ASGIFront:
             if not deferred:  # else the placeholder of a poll that waits on the loop now (handed over before
                 await send(message)  # the app's thread made its answer, so before this is sent)
 
-        await self.bridge(scope, receive, sending)
+        self._in_threads += 1
+        try:
+            await self.bridge(scope, receive, sending)
+        finally:
+            self._in_threads -= 1
+            if not self._in_threads and self._drained is not None:
+                self._drained.set()
         return DEFERRED if deferred else None
+
+    async def _drain(self) -> None:
+        """Let the app's threads finish what they began while the loop they send through still runs."""
+        if not self._in_threads:
+            return
+        self._drained = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._drained.wait(), self.stop_timeout)
+        except asyncio.TimeoutError:
+            log.warning("stopping with %d requests still running in the app's threads after %s s",
+                        self._in_threads, self.stop_timeout)
 
     async def _waited(self, handed: Deferred) -> Any:
         """Wait on the loop for what a poll or stream handed over."""

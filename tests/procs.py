@@ -56,7 +56,9 @@ class ServerProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.kill()
+                self.kill()  # what it said tells why (pytest shows it with a failure)
+                said = "".join(self.output)[-5000:]
+                print(f"{self.proc.args} did not stop in {timeout} s; killed. It said:\n{said}", file=sys.stderr)
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:

@@ -8,6 +8,8 @@ took 5 min 1 s."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 import sys
 import time
 
@@ -213,3 +215,53 @@ def test_an_autoreload_with_a_held_poll_and_an_open_stream_takes_seconds(durable
         assert status == 200 and body["items"] == ["after the reload"], (status, body, errors.read_text()[-3000:])
     finally:
         server.stop()
+
+
+LATE_APP = '''
+import os, time
+import cherrypy
+import longpoll
+
+class Late:
+    @cherrypy.expose
+    def index(self):
+        cherrypy.response.headers["Content-Length"] = "4"
+
+        def body():
+            yield b"done"
+            time.sleep(1)  # the client has its whole answer; the app's thread is not done with it
+
+        return body()
+
+    index._cp_config = {"response.stream": True}
+
+async def started():
+    print(f"serving on http://127.0.0.1:{os.environ['PORT']}/ (late)", flush=True)
+
+cherrypy.config.update({"environment": "production", "log.screen": False})
+cherrypy.tree.mount(Late(), "/late")
+app = longpoll.asgi(cherrypy.tree, on_started=started)
+'''
+
+
+def test_a_stop_waits_for_the_apps_threads_before_the_loop_goes(tmp_path):
+    """granian ends the lifespan once clients have their answers; a thread of the app still finishing
+    one then handed its last message to a loop that no longer ran, and the worker never exited."""
+    (tmp_path / "late.py").write_text(LATE_APP)
+    port = free_port()
+    server = ServerProcess(env={"PORT": str(port), "PYTHONPATH": str(ROOT)}, command=[
+        sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+        "--working-dir", str(tmp_path), "late:app"])
+    try:
+        url = server.wait_ready()
+        status, body, _ = asyncio.run(http.fetch_once("127.0.0.1", port, http.get("/late/")))
+        assert (status, body) == (200, b"done"), url
+        began = time.monotonic()
+        server.proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.proc.wait(20)
+        took = time.monotonic() - began
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0 and took < 8, (f"exit {server.proc.returncode} after {took:.1f} s",
+                                                      "".join(server.output)[-3000:])
