@@ -19,6 +19,10 @@ batch, and a process's registry is only a cache of live generators:
   can never overwrite what the newer one sent: it answers as released when it
   was the older poll (it had waited), and takes the session back over when
   it is the newer (it answered at once, from a copy it did not know was old).
+- **One commit at a time.**  Two polls of one key in one process (a stream
+  and the one that replaces it) commit one after the other: each compares
+  against the batch number the other may just have stored, and the loser of
+  that race would take its own process for stale and release the newer poll.
 - **Ending.**  A session that is done or failed deletes its record; a copy
   that went stale is only let go, never the session.
 
@@ -29,6 +33,7 @@ asked for a session another process keeps to itself says so.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +49,9 @@ LOCAL_MESSAGE = ("this session is kept by the server process that made it, and t
                  "(its generator keeps state of its own, so only that process can continue it); route each key to "
                  "the process that made it, or run one process; start a new session")
 
+SETTLING_LOCKS = 64
+"""Locks that keep two commits of one key in one process apart (a key's is chosen by its hash)."""
+
 Rebuild = Callable[[dict[str, Any]], Start]
 """The recipe of a stored session's origin (its endpoint's function with the first poll's parameters)."""
 
@@ -57,6 +65,7 @@ class Durable:
         self.registry = registry
         self.backends = backends
         self._listening: list[RedisSessionStore] = []
+        self._settling = tuple(threading.Lock() for _ in range(SETTLING_LOCKS))
 
     # -- which session ----------------------------------------------------------------
 
@@ -132,19 +141,24 @@ class Durable:
         store = session.store
         if store is None:
             return batch
+        with self._settling[hash(session.key) % SETTLING_LOCKS]:
+            return self._settle(store, session, batch, poll, ttl)
+
+    def _settle(self, store: RedisSessionStore, session: Session, batch: Batch, poll: Poll, ttl: float) -> Batch | None:
+        seq = session.seq  # before the state, which is then at least as new as the number it is stored under
         state = self.record(session)
-        if session.stored != session.seq or state.get("local"):  # a batch the store lacks (one whose commit
+        if session.stored != seq or state.get("local"):  # a batch the store lacks (one whose commit
             # failed, Redis being away, is sent again now: it must be stored before the client has it)
-            code = store.commit(session.key, session.stored, session.seq, state, ttl)
+            code = store.commit(session.key, session.stored, seq, state, ttl)
         else:
             code = store.touch(session.key, ttl)
         if code == GONE and store.lost_since(session.born):
             # Redis lost its data while this process held the session: carry on from here, stored again, and
             # say that items may be missing (what was in the log and not yet read here is gone).
             batch.gap = True
-            code = store.commit(session.key, -1, session.seq, state, ttl)
+            code = store.commit(session.key, -1, seq, state, ttl)
         if code == DONE:
-            session.stored = session.seq
+            session.stored = seq
             return batch
         self.registry.discard(session)
         if code == GONE:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import orjson
@@ -15,9 +16,12 @@ import pytest
 import redis
 
 from longpoll import Expired
+from longpoll.endpoint import endpoint_of
+from longpoll.session import Poll
 from longpoll.testing import Client, PollError, settle
 from tests.inproc import Process, chat
 from tests.procs import ServerProcess
+from tests.redisproc import RedisProcess
 from tests.streams_helpers import Stream, post, signup, unique
 
 
@@ -277,3 +281,39 @@ def test_every_key_longpoll_writes_is_under_its_prefix(pair, prefix):
     everything = redis.Redis.from_url(one.backend.url)
     strays = [k for k in everything.scan_iter() if k.decode().startswith(("session:", "longpoll:log", "epoch"))]
     assert not strays
+
+
+def test_two_polls_of_one_key_in_one_process_store_their_batches_one_after_the_other(redis_url, prefix):
+    """A stream and the stream replacing it, in one process, stored at the same moment: the second commit,
+    compared with the batch number the first had just stored, took this process's copy for stale and let it
+    go, which released the newer stream (it ended at once, empty). Redis holding writes for a moment (CLIENT
+    PAUSE, on a Redis of this test's own) makes both commits wait there together. (``redis_url``: the engine
+    runs, which starts the hubs.)"""
+    private = RedisProcess()
+    one = Process(private.url, prefix, chat)
+    try:
+        client = Client(one["news"])
+        client.poll()
+        one.broker.publish("news", 1)
+        settle(one.broker)
+        endpoint = endpoint_of(one["news"])
+        session = endpoint.registry.get(client.key)
+        poll = Poll(client.cursor)
+        batch = session.poll(poll)
+        assert batch.count == 1 and session.stored != session.seq  # taken, not yet stored
+        answers: list[Any] = []
+
+        def settling() -> None:
+            answers.append(endpoint.durable.settle(session, batch, poll, 60))
+
+        one.backend.redis.execute_command("CLIENT", "PAUSE", 1000, "WRITE")
+        threads = [threading.Thread(target=settling) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+        assert answers == [batch, batch]  # both go out; neither is told another process has the session
+        assert endpoint.registry.get(client.key) is session and record(one, client.key)["seq"] == b"%d" % session.seq
+    finally:
+        one.stop()
+        private.stop()

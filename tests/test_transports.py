@@ -32,6 +32,7 @@ class Reader:
         self.status: int | None = None
         self.headers: dict[str, str] = {}
         self.heartbeats = 0
+        self.error: httpx.HTTPError | None = None  # how it ended, if not by the server's end of the body
         self.ended = threading.Event()
         self._arrived = threading.Condition()
         self._thread = threading.Thread(target=self._read, args=(client, method, path, headers, kwargs), daemon=True)
@@ -50,8 +51,8 @@ class Reader:
                         self.heartbeats += 1
                     else:
                         self._add(frame)
-        except httpx.HTTPError:
-            pass
+        except httpx.HTTPError as exc:
+            self.error = exc
         finally:
             self.ended.set()
             with self._arrived:
@@ -67,7 +68,8 @@ class Reader:
         with self._arrived:
             while not predicate(self):
                 left = deadline - time.monotonic()
-                assert left > 0 and not (self.ended.is_set() and not predicate(self)), self.frames
+                assert left > 0 and not (self.ended.is_set() and not predicate(self)), \
+                    (self.status, self.error, self.heartbeats, self.frames)
                 self._arrived.wait(left)
 
     def items(self) -> list[Any]:
