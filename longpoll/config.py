@@ -111,10 +111,6 @@ def _configs() -> Iterator[tuple[str, dict[str, Any]]]:
                     stack.append((child, f"{path}/{name}", depth + 1))
 
 
-def setting(config: dict[str, Any], key: str, default: Any) -> Any:
-    return config.get("longpoll." + key, default)
-
-
 @functools.lru_cache(maxsize=64)
 def _poll_limits(base: PollLimits, overrides: tuple[tuple[str, Any], ...]) -> PollLimits:
     changes = {}

@@ -26,7 +26,6 @@ class ChannelListener:
         self.client = client
         self.channel = channel
         self.handle = handle
-        self.received = 0
         self.subscribed = threading.Event()
         self._worker = Worker(f"longpoll-channel {channel}", self._listen, failed=self._lost)
 
@@ -46,7 +45,6 @@ class ChannelListener:
             while not self._worker.stopping.is_set():
                 message = pubsub.get_message(timeout=1.0)
                 if message and message["type"] == "message":
-                    self.received += 1
                     try:
                         self.handle(message["data"])
                     except Exception:
