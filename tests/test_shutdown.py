@@ -236,6 +236,15 @@ class Late:
     index._cp_config = {"response.stream": True}
 
 async def started():
+    import asyncio
+
+    for _ in range(600):  # the lifespan starts before granian listens: say "serving" once it does
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", int(os.environ["PORT"]))
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
     print(f"serving on http://127.0.0.1:{os.environ['PORT']}/ (late)", flush=True)
 
 cherrypy.config.update({"environment": "production", "log.screen": False})
