@@ -21,7 +21,9 @@ LEGACY_FILES = ["longpoll/web/longpoll.js", "longpoll/web/jquery.longpoll.js"]
 def test_web_client_unit_tests_pass_under_node():
     node = require_tool("node")
     result = subprocess.run([node, "--test", "web/test/"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    failed = [line for n, line in enumerate(lines) if any("not ok" in near for near in lines[max(0, n - 25):n + 1])]
+    assert result.returncode == 0, "\n".join(failed[-200:]) + result.stderr[-2000:]  # each failure, with its why
     assert "# fail 0" in result.stdout and "# pass 0" not in result.stdout
 
 

@@ -1256,7 +1256,10 @@ function fakeEventSource(streams) {
 describe("transports", () => {
   const batch = (key, cursor, items, state = "ready") => ({ state, key, cursor, items });
   // These run on real (shortened) timers: a test that fails half-way must not leave its poller retrying,
-  // which would keep node from ever exiting.
+  // which would keep node from ever exiting.  Backoffs (at most maxBackoff) take 5 ms; a request's own guard
+  // (its hold + 10 s) keeps its length, unref'd: shortened too, a loaded machine timed a probe out before the
+  // test had answered it.
+  const timer = (fn, ms) => (ms > 1000 ? setTimeout(fn, ms).unref() : setTimeout(fn, Math.min(ms, 5)));
   const made = [];
   afterEach(() => { for (const lp of made.splice(0)) lp.stop(); });
 
@@ -1267,7 +1270,7 @@ describe("transports", () => {
     const states = [];
     const lp = new LongPoll("/statuses/sample.json", {
       fetch: fakeFetch(net), EventSource: fakeEventSource(streams), params: { identifier: "me" },
-      setTimeout: (fn, ms) => setTimeout(fn, Math.min(ms, 5)), clearTimeout,
+      setTimeout: timer, clearTimeout, maxBackoff: 1000,
       onItems: (items) => got.push(...items), onState: (state, info) => states.push([state, info]), ...options });
     made.push(lp);
     return { lp, net, streams, got, states };
