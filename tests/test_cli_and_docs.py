@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import subprocess
 import sys
 import threading
 
 import httpx
 
-from tests.conftest_support import free_port
+from tests.conftest_support import free_port, wait_until
 from tests.procs import ROOT, ServerProcess
 
 
@@ -42,12 +46,11 @@ def test_access_log_only_when_asked():
         with ServerProcess(*args) as server:
             url = server.wait_ready()
             assert httpx.get(url + "/primes?limit=5", timeout=10).status_code == 200
-            assert server.stop() == 0
+            assert server.stop() == 0, "".join(server.output)
         assert any("GET /primes?limit=5" in line for line in server.output) is logged, args
 
 
 def test_serve_rejects_bad_options():
-    import subprocess
 
     result = subprocess.run([sys.executable, "-m", "longpoll.server", "serve", "--idle-timeout", "-5"],
                             capture_output=True, text=True, timeout=30, cwd=ROOT)
@@ -93,7 +96,6 @@ def test_readme_embedding_example_runs_as_written(tmp_path):
 
 def test_signup_post_and_delete_from_the_command_line():
     import os
-    import subprocess
 
     def longpoll(*args: str, token: str | None = None) -> subprocess.CompletedProcess:
         env = {**os.environ, "LONGPOLL_URL": url, "LONGPOLL_TOKEN": token or ""}
@@ -134,3 +136,20 @@ def test_serve_keeps_many_polling_clients_connected():
         finally:
             for client in clients:
                 client.close()
+
+
+def test_a_stop_that_reaches_the_worker_first_is_a_stop_not_a_crash():
+    """A signal to the whole process group reaches the worker as well; on a busy machine it could be done
+    before granian's main process acted on its own copy, which granian took for a crash (exit status 1, CI)."""
+    with ServerProcess() as server:
+        server.wait_ready()
+        worker = int(next(re.search(r"Spawning worker-1 with PID: (\d+)", line).group(1)
+                          for line in server.output if "Spawning worker-1" in line))
+        os.kill(worker, signal.SIGTERM)  # the worker's copy of the signal, first
+        wait_until(lambda: not os.path.exists(f"/proc/{worker}"), timeout=20, what="the worker to exit")
+        server.proc.send_signal(signal.SIGTERM)  # then the main process's
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.proc.wait(20)
+        assert server.proc.returncode == 0, "".join(server.output)
+    said = "".join(server.output)
+    assert "Unexpected exit" not in said and "Respawning" not in said, said

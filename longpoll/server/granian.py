@@ -31,7 +31,7 @@ import json
 import os
 import socket
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..sizing import listen_backlog
 
@@ -64,6 +64,7 @@ def serve(settings: Settings) -> None:
     from granian.http import HTTP1Settings
 
     _stop_once()
+    _stops_reach_workers_first()
     if settings.port == 0:  # granian would say it listens on port 0: choose one, and say it
         settings = dataclasses.replace(settings, port=free_port(settings.host))
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
@@ -111,6 +112,41 @@ def _stop_once() -> None:
 
     set_loop_signals.longpoll_once = True  # type: ignore[attr-defined]
     _signals.set_loop_signals = set_loop_signals
+
+
+GROUP_STOP_GRACE = 2.0
+"""Seconds granian's main process has, after a worker stopped cleanly, to take its own stop signal."""
+
+
+def _stops_reach_workers_first() -> None:
+    """A stop signal to the whole process group (systemd's default KillMode, ``kill -- -PGID``, Ctrl-C in a
+    terminal) reaches granian 2.8's workers as well as its main process, and on a busy machine a worker can
+    be done before the main process has acted on its own copy: granian then reports a crash, and exits 1
+    or starts the worker again.  A worker that exited cleanly was told to stop, so its watcher gives the main
+    process a moment to take the same signal first.  Watchers block the stop signals, so that the kernel
+    hands them to the main thread, the one that acts on them."""
+    import signal
+    import time
+
+    from granian.server.common import AbstractWorker
+
+    original = AbstractWorker._watcher
+    if getattr(original, "longpoll_patient", False):
+        return
+
+    def _watcher(self: Any) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+        self.inner.join()
+        if self.inner.exitcode == 0:
+            deadline = time.monotonic() + GROUP_STOP_GRACE
+            while not (self.interrupt_by_parent or self.parent.interrupt_signal) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if self.parent.interrupt_signal:
+                return  # the server stops: not a crash
+        original(self)
+
+    _watcher.longpoll_patient = True  # type: ignore[attr-defined]
+    AbstractWorker._watcher = _watcher  # type: ignore[method-assign]
 
 
 def settings_from_env() -> Settings:
