@@ -25,6 +25,10 @@ pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in t
 FEEDS_APP = ROOT / "tests" / "embedding" / "feeds.py"
 HELD = 1000
 STREAMS = 100
+ON_THE_SIGNAL = 30
+"""Seconds within which a held poll answered because the process stops, not because its timeout (60 s) passed.
+How long it takes is printed (a figure, under whatever load the machine has), not asserted: on a quiet machine,
+about a second."""
 
 
 async def first_polls(port: int, count: int) -> list[tuple[str, str]]:
@@ -80,11 +84,11 @@ async def stream(port: int, key: str, cursor: str, opened: asyncio.Event, counte
 
 
 async def finished(tasks: list[asyncio.Task], began: float, what: str) -> list:
-    """The tasks' results, once all are done (at most 30 s), and when they finished, printed as quantiles."""
+    """The tasks' results, once all are done (at most ON_THE_SIGNAL), and when they finished, printed as quantiles."""
     times: list[float] = []
     for task in tasks:
         task.add_done_callback(lambda _: times.append(time.monotonic() - began))
-    results = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    results = await asyncio.wait_for(asyncio.gather(*tasks), ON_THE_SIGNAL)
     times.sort()
     print(f"{what} at (s): " + ", ".join(f"{times[int(q * (len(times) - 1))]:.2f}" for q in (0, 0.5, 0.9, 0.99, 1)))
     return results
@@ -133,7 +137,8 @@ def test_sigterm_with_held_polls_and_open_streams_exits_in_seconds_and_loses_not
         sessions, answers, ends, answered, took = asyncio.run(run())
     finally:
         server.stop()
-    assert answered < 8 and took < 15, f"answered in {answered:.1f} s, exited in {took:.1f} s"
+    assert answered < ON_THE_SIGNAL and took < ON_THE_SIGNAL + 10, \
+        f"answered in {answered:.1f} s, exited in {took:.1f} s"
     assert {status for status, _ in answers} <= {0, 200, 503}
     counts = {code: sum(status == code for status, _ in answers) for code in (503, 200, 0)}
     print(f"{server_name}: answered in {answered:.2f} s, exit in {took:.2f} s; held polls answered "
@@ -186,12 +191,12 @@ def test_an_autoreload_with_a_held_poll_and_an_open_stream_takes_seconds(durable
                 raise AssertionError(f"the poll was not held: {counts!r}")
             began = time.monotonic()
             app.write_text(app.read_text() + "\n# edited\n")  # a developer saves the file
-            answer = await asyncio.wait_for(held, 30)
-            ended = await asyncio.wait_for(streaming, 30)
+            answer = await asyncio.wait_for(held, ON_THE_SIGNAL)
+            ended = await asyncio.wait_for(streaming, ON_THE_SIGNAL)
             return time.monotonic() - began, answer, ended, (key, cursor), boot
 
         took, answer, ended, (key, cursor), old = asyncio.run(run())
-        assert took < 8, f"the reload took {took:.1f} s to answer the held poll and end the stream"
+        assert took < ON_THE_SIGNAL, f"the reload took {took:.1f} s to answer the held poll and end the stream"
         assert answer[0] in (0, 200, 503) and ended in ("ended", "closed", "reset")
 
         async def after() -> tuple[int, dict, float]:
@@ -211,7 +216,7 @@ def test_an_autoreload_with_a_held_poll_and_an_open_stream_takes_seconds(durable
 
         status, body, reloaded = asyncio.run(after())
         print(f"autoreload: held poll and stream answered in {took:.2f} s, the new process served at {reloaded:.2f} s")
-        assert reloaded < 15
+        assert reloaded < ON_THE_SIGNAL + 10
         assert status == 200 and body["items"] == ["after the reload"], (status, body, errors.read_text()[-3000:])
     finally:
         server.stop()
@@ -272,5 +277,5 @@ def test_a_stop_waits_for_the_apps_threads_before_the_loop_goes(tmp_path):
         took = time.monotonic() - began
     finally:
         server.stop()
-    assert server.proc.returncode == 0 and took < 8, (f"exit {server.proc.returncode} after {took:.1f} s",
+    assert server.proc.returncode == 0 and took < 15, (f"exit {server.proc.returncode} after {took:.1f} s",
                                                       "".join(server.output)[-3000:])
