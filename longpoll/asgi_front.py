@@ -56,10 +56,10 @@ MAX_BODY_BYTES = 1024 * 1024
 """The largest request body read (on the loop, before a thread is taken); larger ones answer 413."""
 
 READ_TIMEOUT = 10.0
+"""Seconds a request body may take to arrive; a body that stalls answers 408."""
 
 STOP_TIMEOUT = 10.0
 """Seconds a stop waits for the app's requests still running in threads before the engine stops."""
-"""Seconds a request body may take to arrive; a body that stalls answers 408."""
 
 
 def asgi(app: Any = None, *, threads: int = THREADS, max_body_bytes: int = MAX_BODY_BYTES,
@@ -89,7 +89,7 @@ def asgi(app: Any = None, *, threads: int = THREADS, max_body_bytes: int = MAX_B
 class ASGIFront:
     def __init__(self, app: Any, *, threads: int, max_body_bytes: int, read_timeout: float, headers: Headers | None,
                  routes: Routes | None, engine: bool, on_started: Callable[[], Awaitable[None]] | None,
-                 stop_timeout: float = STOP_TIMEOUT):
+                 stop_timeout: float):
         from a2wsgi import WSGIMiddleware  # the asgi extra: pip install 'longpoll[asgi]'
 
         self.app = app if app is not None else cherrypy.tree
