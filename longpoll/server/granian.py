@@ -126,7 +126,6 @@ def _stops_reach_workers_first() -> None:
     process a moment to take the same signal first.  Watchers block the stop signals, so that the kernel
     hands them to the main thread, the one that acts on them."""
     import signal
-    import time
 
     from granian.server.common import AbstractWorker
 
@@ -137,10 +136,8 @@ def _stops_reach_workers_first() -> None:
     def _watcher(self: Any) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         self.inner.join()
-        if self.inner.exitcode == 0:
-            deadline = time.monotonic() + GROUP_STOP_GRACE
-            while not (self.interrupt_by_parent or self.parent.interrupt_signal) and time.monotonic() < deadline:
-                time.sleep(0.01)
+        if self.inner.exitcode == 0 and not self.interrupt_by_parent:
+            self.parent.main_loop_interrupt.wait(GROUP_STOP_GRACE)  # the main's handler sets interrupt_signal, then it
             if self.parent.interrupt_signal:
                 return  # the server stops: not a crash
         original(self)
