@@ -226,6 +226,7 @@ LATE_APP = '''
 import os, time
 import cherrypy
 import longpoll
+from longpoll.server.granian import announce
 
 class Late:
     @cherrypy.expose
@@ -240,17 +241,9 @@ class Late:
 
     index._cp_config = {"response.stream": True}
 
-async def started():
-    import asyncio
-
-    for _ in range(600):  # the lifespan starts before granian listens: say "serving" once it does
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", int(os.environ["PORT"]))
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.05)
-    print(f"serving on http://127.0.0.1:{os.environ['PORT']}/ (late)", flush=True)
+async def started():  # the lifespan starts before granian listens: say "serving" once it does
+    port = int(os.environ["PORT"])
+    announce("127.0.0.1", port, f"serving on http://127.0.0.1:{port}/ (late)")
 
 cherrypy.config.update({"environment": "production", "log.screen": False})
 cherrypy.tree.mount(Late(), "/late")
