@@ -148,6 +148,8 @@ class ASGIFront:
     # -- a request -----------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("http_version") != "1.1":
+            send = _versioned(scope, send)
         deferred: list[Deferred] = []
         answer = self._on_loop(scope, deferred)
         if answer is None:
@@ -291,6 +293,29 @@ class ASGIFront:
 
 
 _BODY_NEEDED = object()
+
+HTTP_VERSIONS = {"1": "1.0", "1.0": "1.0", "2": "2.0", "2.0": "2.0", "3": "3.0", "3.0": "3.0"}
+"""What ASGI servers say of a request's HTTP version, as ``major.minor``: granian says ``"1"`` for HTTP/1.0,
+which a2wsgi passes on as ``SERVER_PROTOCOL = "HTTP/1"`` and CherryPy, reading its minor version at
+``[7]``, answered with a 500 to every HTTP/1.0 request (nginx's default proxy speaks HTTP/1.0)."""
+
+
+def _versioned(scope: Scope, send: Send) -> Send:
+    """The request's version said as ``major.minor`` whatever the server said (a version it cannot name is
+    taken for 1.0, which asks the least of an answer); under HTTP/1.0 every answer says ``Connection:
+    close`` unless the client asked to keep the connection (the server closes it after the answer anyway:
+    a stream's end, without chunked framing, is the connection's end)."""
+    version = scope["http_version"] = HTTP_VERSIONS.get(str(scope.get("http_version")), "1.0")
+    if version != "1.0" or "keep-alive" in _headers(scope).get("connection", "").lower():
+        return send
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start" and \
+                not any(name.lower() == b"connection" for name, _ in message.get("headers", ())):
+            message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+        await send(message)
+
+    return closing
 
 
 def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -38,6 +38,16 @@ server {{
 }}
 """
 
+DEFAULT_PROXY = """\
+server {{
+    listen 127.0.0.1:{port};
+    location / {{
+        proxy_pass http://{servers};  # nothing else: nginx's defaults (HTTP/1.0 upstream, buffering on)
+    }}
+}}
+"""
+"""What someone who never read the docs writes: every default of nginx's proxy."""
+
 CONFIG = """\
 daemon off;
 master_process on;
@@ -60,14 +70,19 @@ http {{
 class Nginx:
     """nginx proxying round-robin (no sticky sessions) to the given upstream addresses."""
 
-    def __init__(self, upstreams: list[str]):
+    def __init__(self, upstreams: list[str], *, default_proxy: bool = False):
+        """``default_proxy``: one upstream, and nothing but ``proxy_pass`` (:data:`DEFAULT_PROXY`)."""
         if not Path(NGINX).exists():
             if os.environ.get("CI"):
                 pytest.fail("nginx is not installed (CI must install it: see .ci/run)")
             pytest.skip("nginx is not installed (apt-get install -y nginx)")
         self.dir = tempfile.mkdtemp(prefix="longpoll-nginx-")
         self.port = free_port()
-        proxy = PROXY.format(port=self.port, servers="\n".join(f"    server {u};" for u in upstreams))
+        if default_proxy:
+            (upstream,) = upstreams
+            proxy = DEFAULT_PROXY.format(port=self.port, servers=upstream)
+        else:
+            proxy = PROXY.format(port=self.port, servers="\n".join(f"    server {u};" for u in upstreams))
         config = CONFIG.format(dir=self.dir, proxy="\n".join("    " + line for line in proxy.splitlines()) + "\n",
                                user="user root;" if os.geteuid() == 0 else "")
         Path(self.dir, "nginx.conf").write_text(config)
