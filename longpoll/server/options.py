@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .app import Settings
+from .settings import Settings
 
 ENV_PREFIX = "LONGPOLL_"
 
