@@ -3,24 +3,48 @@
 Code anywhere on the data path raises one of these; only the HTTP layer turns
 it into a response.  That keeps status codes and the JSON error shape of
 PROTOCOL.md in one place, and lets library users catch ``LongPollError``.
+
+Each is also a ``cherrypy.HTTPError``, so that raised where longpoll does not
+answer it itself (``broker.publish()`` in an app's plain handler, a tool that
+refuses a request) CherryPy still answers its status and headers rather than
+an unexpected 500: see :meth:`LongPollError.set_response`.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
+import cherrypy
 
-class LongPollError(Exception):
-    """Base class: an error with an HTTP status and a stable error code."""
+
+class LongPollError(cherrypy.HTTPError):
+    """Base class: an error with an HTTP status and a stable error code.
+
+    ``status`` is the HTTP status, ``code`` the error's name in the JSON body
+    (a ``cherrypy.HTTPError`` calls its status number ``code``; here that
+    name keeps the meaning it has always had in longpoll).
+    """
 
     status = 500
     code = "internal"
 
     def __init__(self, message: str, *, retry_after: float | None = None, **extra: Any):
-        super().__init__(message)
+        # Not HTTPError.__init__: it would make ``code`` the status number, and ``args`` (status, message).
+        Exception.__init__(self, message)
         self.message = message
         self.retry_after = retry_after
         self.extra = extra
+        self._message = message  # what CherryPy's own HTTPError methods read
+        self.reason = _phrase(self.status)
+
+    def set_response(self) -> None:
+        """Answer as this error says, wherever in a CherryPy request it was raised (CherryPy calls this for
+        every HTTPError): its status and headers (``Retry-After``, ``Allow``), with its JSON body where the app
+        answers errors in JSON (``JSON_ERRORS``), else with the app's own error page; never a traceback."""
+        from .responses import answer_error  # responses imports this module
+
+        answer_error(self)
 
     def body(self) -> dict[str, Any]:
         """The JSON error object of PROTOCOL.md, plus any extra fields (``retry_ms`` whenever Retry-After is
@@ -34,6 +58,13 @@ class LongPollError(Exception):
         if self.retry_after is None:
             return {}
         return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a status of an app's own subclass that Python does not name
+        return ""
 
 
 class BadRequest(LongPollError):

@@ -3,7 +3,9 @@
 An app that wants every error in the JSON shape of PROTOCOL.md (404, 405,
 411, 413 and unexpected 500s included, and a LongPollError raised by any of
 its handlers) mounts with :data:`JSON_ERRORS` in its config; ``json_yield``
-handlers answer their own errors in that shape anyway.
+handlers answer their own errors in that shape anyway.  Without it, a
+LongPollError still answers its own status and headers, with the app's error
+page (:func:`answer_error`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import cherrypy
 import orjson
+from cherrypy import _cperror
 
 from .errors import LongPollError
 from .params import check_query_string, prepare_body
@@ -79,10 +82,35 @@ def unpad() -> None:
         response.headers["Content-Length"] = str(len(body))
 
 
+def answer_error(exc: LongPollError) -> None:
+    """``set_response`` of every LongPollError: what CherryPy answers for one raised in a handler or a tool.
+
+    Its status and its headers (``Retry-After``, ``Allow``) always, so a client that retries a 503 after
+    ``Retry-After`` does so whether or not the app configured anything.  The body is the error's own JSON
+    where the app's error page for that status is :func:`json_error_page` (``JSON_ERRORS``), and otherwise
+    the app's error page (``error_page.<status>`` or ``error_page.default``, CherryPy's template without
+    either) with the error's message: never a traceback, whatever ``request.show_tracebacks`` says, since
+    the error is an answer, not a failure.
+    """
+    request = cherrypy.serving.request
+    response = cherrypy.serving.response
+    _cperror.clean_headers(exc.status)  # those of the content the handler was making (an earlier Retry-After too)
+    response.headers.pop("Content-Length", None)
+    page = request.error_page.get(exc.status) or request.error_page.get("default")
+    if page is json_error_page:
+        response.body = error_body(exc)
+    else:
+        response.status = exc.status
+        response.body = _cperror.get_error_page(exc.status, message=exc.message, traceback=None)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers.update(exc.headers())
+
+
 def answer_longpoll_errors() -> None:
     """``hooks.before_handler``: a LongPollError raised by any handler (``broker.publish`` with Redis away,
     a ``BadParameter`` of your own) answers as its JSON error says (503 with ``retry_ms``, 400 naming the
-    parameter), not as a 500 with a traceback.  Runs last, so it wraps what other tools wrapped (json_out)."""
+    parameter), as the handler's own answer.  Runs last, so it wraps what other tools wrapped (json_out); one
+    raised elsewhere in the request (a tool's) is answered alike by :func:`answer_error`."""
     request = cherrypy.serving.request
     inner = request.handler
     if inner is None:
