@@ -34,6 +34,7 @@ from typing import Any
 import cherrypy
 import orjson
 
+from . import config as lpconfig
 from . import plugin, transports
 from .endpoint import DEFERRED, HANDOFF, JSON_HEADERS, Deferred
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
@@ -122,6 +123,7 @@ class ASGIFront:
             if message["type"] == "lifespan.startup":
                 try:
                     if self.engine:
+                        lpconfig.check_tree()  # a bad setting fails the startup, said, before the engine's start
                         cherrypy.server.unsubscribe()  # the ASGI server serves: no cheroot
                         plugin.ensure(cherrypy.engine)
                         await loop.run_in_executor(None, cherrypy.engine.start)
