@@ -221,3 +221,12 @@ def test_a_good_config_file_still_starts(tmp_path: Path):
     env = {"PORT": str(free_port()), "CONF": str(tmp_path / "app.conf"), "PATH": "/usr/bin:/bin"}
     ran = subprocess.run([sys.executable, "app.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0 and "serving" in ran.stdout, ran.stdout + ran.stderr
+
+
+def test_longpoll_serve_at_a_slow_poll_rate_still_lets_one_poll_through():
+    """``--max-polls-per-second 0.1`` made a burst of 0.2 polls, under one: every poll of every session was 429."""
+    from longpoll.server.app import Settings, build
+
+    root, _, _ = build(Settings(max_polls_per_second=0.1))
+    limits = root.statuses.sample_json.registry.limits
+    assert (limits.polls_per_second, limits.poll_burst) == (0.1, 1.0)
