@@ -27,10 +27,10 @@ salt, or none yet, so the old user's tokens are refused.
 
 On Redis the secret is kept in Redis, beside the data it guards, under
 ``<prefix>stream-token-secret``: the first token issued makes it, every
-process reads it there for each check (one GET, as a bearer token's check
-is one lookup), so every process accepts every other's tokens, and deleting
-the key revokes them all at once (a check reads it and the user's salt).  The embedded backend is one process, so
-the secret is that process's own, and its tokens end with it.
+process reads it there for each check (a GET, and an HGET of the user's
+salt), so every process accepts every other's tokens, and deleting the key
+revokes them all at once.  The embedded backend is one process, so the
+secret is that process's own, and its tokens end with it.
 """
 
 from __future__ import annotations
