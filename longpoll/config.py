@@ -27,6 +27,7 @@ again, for an app mounted after the engine started.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from typing import Any
@@ -100,20 +101,30 @@ def _places() -> Iterator[tuple[str, dict[str, Any], bool]]:
                 # An app config's [global] is the process's too when it is given to cherrypy.config as well
                 # (cherrypy.quickstart does): process-wide settings are not out of place there.
                 yield f"in [{section}] of the app mounted at {mount}", config, section == "global"
-        seen: set[int] = set()
-        stack = [(getattr(app, "root", None), "", 0)]  # paths within the app
-        while stack:
-            node, path, depth = stack.pop()
-            if node is None or id(node) in seen or depth > 8:
-                continue
-            seen.add(id(node))
-            own = getattr(node, "_cp_config", None)
-            if isinstance(own, dict):
-                yield f"in the _cp_config of {path or '/'} in the app mounted at {mount}", own, False
-            for name, child in list(getattr(node, "__dict__", {}).items()) + [
-                    (n, getattr(type(node), n, None)) for n in dir(type(node)) if not n.startswith("__")]:
-                if not name.startswith("_") and child is not None and not isinstance(child, (str, bytes, int, float)):
-                    stack.append((child, f"{path}/{name}", depth + 1))
+        yield from _mounted(getattr(app, "root", None), mount)
+
+
+def _mounted(root: Any, mount: str) -> Iterator[tuple[str, dict[str, Any], bool]]:
+    """The ``_cp_config`` of every object reachable from an app's root as CherryPy's dispatch reaches them,
+    through attributes.  Read with ``getattr_static``, and past any object that will not be read: what an app
+    hangs on its tree (a database handle, a proxy object) must not run code, or fail the start, here."""
+    seen: set[int] = set()
+    stack = [(root, "", 0)]  # paths within the app
+    while stack:
+        node, path, depth = stack.pop()
+        if node is None or id(node) in seen or depth > 8 or isinstance(node, (str, bytes, int, float, type)):
+            continue
+        seen.add(id(node))
+        try:
+            own = inspect.getattr_static(node, "_cp_config", None)
+            names = {*vars(node), *dir(type(node))} if hasattr(node, "__dict__") else set(dir(type(node)))
+            children = [(name, inspect.getattr_static(node, name, None)) for name in names
+                        if isinstance(name, str) and not name.startswith("_")]
+        except Exception:  # an object that cannot be looked at is no handler
+            continue
+        if isinstance(own, dict):
+            yield f"in the _cp_config of {path or '/'} in the app mounted at {mount}", own, False
+        stack.extend((child, f"{path}/{name}", depth + 1) for name, child in children)
 
 
 def check_arguments(func: Callable[..., Any], *, idle_timeout: Any, max_sessions: Any, poll_limits: Any,

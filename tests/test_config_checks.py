@@ -230,3 +230,22 @@ def test_longpoll_serve_at_a_slow_poll_rate_still_lets_one_poll_through():
     root, _, _ = build(Settings(max_polls_per_second=0.1))
     limits = root.statuses.sample_json.registry.limits
     assert (limits.polls_per_second, limits.poll_burst) == (0.1, 1.0)
+
+
+class Touchy:
+    """What apps hang on their trees: an object whose attributes run code, or refuse to be read."""
+
+    @property
+    def connection(self):
+        raise RuntimeError("no database outside a request")
+
+    def __getattr__(self, name: str):
+        raise RuntimeError(f"{name}: working outside of the application context")
+
+
+def test_looking_for_settings_runs_no_code_of_the_app_and_survives_what_refuses_to_be_read(mount):
+    root = Plain()
+    root.db = Touchy()
+    root.orders = Orders()  # below it, a _cp_config with a typo: still found
+    found = problems_of(mount, {}, root)
+    assert len(found) == 1 and "longpoll.max_timout in the _cp_config of /orders" in found[0], found
