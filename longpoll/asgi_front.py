@@ -33,6 +33,7 @@ from typing import Any
 
 import cherrypy
 
+from . import config as lpconfig
 from . import plugin, responses
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
 from .plugin import SIGNALS
@@ -124,6 +125,7 @@ class ASGIFront:
             if message["type"] == "lifespan.startup":
                 try:
                     if self.engine:
+                        lpconfig.check_tree()  # a bad setting fails the startup, said, before the engine's start
                         cherrypy.server.unsubscribe()  # the ASGI server serves: no cheroot
                         plugin.ensure(cherrypy.engine)
                         await loop.run_in_executor(None, cherrypy.engine.start)

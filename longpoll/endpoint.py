@@ -109,6 +109,8 @@ def json_yield(
 
     def decorate(func: Callable[..., Iterable[Any]]) -> Callable[..., Any]:
         _check_function(func)
+        lpconfig.check_arguments(func, idle_timeout=idle_timeout, max_sessions=max_sessions, poll_limits=poll_limits,
+                                 session_limits=session_limits, max_body_bytes=max_body_bytes)
         own = registry is None
         endpoint = Endpoint(func, registry if registry is not None else Registry(
             idle_timeout, session_limits=session_limits or SessionLimits(max_sessions=max_sessions),

@@ -4,10 +4,11 @@ CherryPy answers itself.
 The fronts (CherryPy's handlers, ``FastPolls``, ``longpoll.asgi``) send what
 :func:`batch` and :func:`error` build, so a poll answers the same bytes
 whichever front took it.  An app that wants every error in the JSON shape of
-PROTOCOL.md (404, 405, 411, 413 and unexpected 500s included, and a
+the protocol (404, 405, 411, 413 and unexpected 500s included, and a
 LongPollError raised by any of its handlers) mounts with :data:`JSON_ERRORS`
 in its config; ``json_yield`` handlers answer their own errors in that shape
-anyway.
+anyway.  Without it, a LongPollError still answers its own status and
+headers, with the app's error page (``LongPollError.set_response``).
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ def json_error_page(status: str = "500", message: str = "", traceback: str = "",
     return orjson.dumps({"error": _code(code), "message": text})
 
 
+json_error_page.answers_json = True  # type: ignore[attr-defined]  # LongPollError.set_response answers in JSON
+
+
 def unpad() -> None:
     """``hooks.before_finalize``: undo CherryPy's padding of short error bodies (an old IE workaround) on JSON."""
     response = cherrypy.serving.response
@@ -121,7 +125,8 @@ def unpad() -> None:
 def answer_longpoll_errors() -> None:
     """``hooks.before_handler``: a LongPollError raised by any handler (``broker.publish`` with Redis away,
     a ``BadParameter`` of your own) answers as its JSON error says (503 with ``retry_ms``, 400 naming the
-    parameter), not as a 500 with a traceback.  Runs last, so it wraps what other tools wrapped (json_out)."""
+    parameter), as the handler's own answer.  Runs last, so it wraps what other tools wrapped (json_out); one
+    raised elsewhere in the request (a tool's) is answered alike by ``LongPollError.set_response``."""
     request = cherrypy.serving.request
     inner = request.handler
     if inner is None:

@@ -78,7 +78,7 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     limits = SessionLimits(max_sessions=settings.max_sessions, max_per_owner=settings.max_sessions_per_identifier,
                            max_per_address=settings.max_sessions_per_address,
                            polls_per_second=settings.max_polls_per_second,
-                           poll_burst=2 * settings.max_polls_per_second)
+                           poll_burst=max(1.0, 2 * settings.max_polls_per_second))  # under one poll: none pass
     registry = Registry(settings.idle_timeout, name="longpoll serve", session_limits=limits)
     poll_limits = PollLimits(max_timeout=settings.max_timeout,
                              default_timeout=min(PollLimits.default_timeout, settings.max_timeout),
