@@ -225,15 +225,18 @@ def _numeric(params: dict[str, Any], name: str, low: float, high: float, whole: 
     value = single(params, name)
     if value is None:
         return None
-    wrong = BadParameter(name, f"must be a whole number from {low} to {high}" if whole
-                         else f"must be a number from {low:g} to {high:g}")
     if isinstance(value, bool) or (whole and isinstance(value, float)) or not isinstance(value, (int, float)) \
             and not (WHOLE if whole else DECIMAL).fullmatch(str(value)):
-        raise wrong
+        raise _out_of_range(name, low, high, whole)
     result = int(value) if whole else float(value)
     if not math.isfinite(result) or not low <= result <= high:
-        raise wrong
+        raise _out_of_range(name, low, high, whole)
     return result
+
+
+def _out_of_range(name: str, low: float, high: float, whole: bool) -> BadParameter:
+    return BadParameter(name, f"must be a whole number from {low} to {high}" if whole
+                        else f"must be a number from {low:g} to {high:g}")
 
 
 def poll_params(params: dict[str, Any], limits: PollLimits) -> PollParams:
