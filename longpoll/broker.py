@@ -35,6 +35,7 @@ from .errors import BadRequest, PayloadTooLarge
 from .feed import Feed, Where, open_feed
 from .hub import Hub
 from .subscription import Subscription
+from .waits import THREADS, Call, Steps
 
 DEFAULT_BUFFER = 1000
 """Items a subscription holds for a client that is not polling fast enough."""
@@ -101,16 +102,21 @@ class Broker:
 
     def publish(self, topic: str, item: Any) -> Position:
         """Append an item for every reader of the topic, in every process; return its position."""
+        return THREADS.run(self.publishing(topic, item))
+
+    def publishing(self, topic: str, item: Any) -> Steps[Position]:
+        """:meth:`publish` as steps (``waits.py``): on an event loop, the publishes of one moment append in
+        one round trip to Redis."""
         if not isinstance(topic, str) or not topic:
             raise ValueError("a topic is a non-empty string")
-        if self.max_item_bytes is not None:
-            try:
-                size = len(orjson.dumps(item))
-            except TypeError as exc:
-                raise BadRequest(f"item is not JSON: {exc}") from None
-            if size > self.max_item_bytes:
-                raise PayloadTooLarge(f"an item may be at most {self.max_item_bytes} bytes of JSON, not {size}")
-        return Position(self.log.append(topic, item))
+        try:
+            raw = orjson.dumps(item)
+        except TypeError as exc:
+            raise BadRequest(f"item is not JSON: {exc}") from None
+        if self.max_item_bytes is not None and len(raw) > self.max_item_bytes:
+            raise PayloadTooLarge(f"an item may be at most {self.max_item_bytes} bytes of JSON, not {len(raw)}")
+        position = yield Call(self.log.append_json, topic, raw, batch=self.log.appends)
+        return Position(position)
 
     def feed(self, topic: str, *, backfill: int = 0, where: Where | None = None) -> Feed:
         """The items published to ``topic`` from now on (with ``backfill=N``, first its newest N), as an

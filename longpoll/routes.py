@@ -20,7 +20,7 @@ CherryPy path, where the tool runs).
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import cherrypy
@@ -41,21 +41,28 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
 
-class Route:
-    __slots__ = ("endpoint", "config", "prefix", "methods")
+Handler = Callable[["Continuation", bytes | None], Steps[Answer]]
+"""A request answered on the front itself, not a poll (a publish): given the request and its body (read
+whole, for a POST), its steps end in the answer."""
 
-    def __init__(self, endpoint: Endpoint, config: dict[str, Any], prefix: bool):
+
+class Route:
+    __slots__ = ("endpoint", "handler", "config", "prefix", "methods")
+
+    def __init__(self, endpoint: Endpoint | None, config: dict[str, Any], prefix: bool,
+                 handler: Handler | None = None, methods: Iterable[str] = ()):
         self.endpoint = endpoint
+        self.handler = handler
         self.config = config
         self.prefix = prefix  # the one path segment after the route's path is the handler's argument
-        self.methods = frozenset(endpoint.allowed)
+        self.methods = frozenset(endpoint.allowed if endpoint is not None else methods)
 
 
 class Routes:
-    """The long-poll endpoints a front answers itself, by path."""
+    """The long-poll endpoints (and the handlers) a front answers itself, by path and method."""
 
     def __init__(self) -> None:
-        self._exact: dict[str, Route] = {}
+        self._exact: dict[str, list[Route]] = {}
         self._prefixes: list[tuple[str, Route]] = []
 
     def route(self, path: str, handler: Any, *, config: dict[str, Any] | None = None, prefix: bool = False) -> None:
@@ -70,12 +77,21 @@ class Routes:
         if not getattr(endpoint, "fastpath", False):
             raise ValueError(f"{endpoint.name} needs CherryPy's request (its bind=); "
                              "json_yield(fastpath=True) says it does not")
-        found = config if config is not None else path_config(path, handler)
-        route = Route(endpoint, found, prefix)
-        if prefix:
+        self._add(path, Route(endpoint, config if config is not None else path_config(path, handler), prefix))
+
+    def handle(self, path: str, handler: Handler, *, methods: Iterable[str] = ("POST",),
+               config: dict[str, Any] | None = None, prefix: bool = False) -> None:
+        """Answer ``methods`` at ``path`` with ``handler`` (a publish, say), without CherryPy's request: the
+        same answer the app's own handler gives, which must be the same code (its steps run on a thread
+        there)."""
+        found = config if config is not None else path_config(path, None)
+        self._add(path, Route(None, found, prefix, handler, tuple(m.upper() for m in methods)))
+
+    def _add(self, path: str, route: Route) -> None:
+        if route.prefix:
             self._prefixes.append((path, route))
         else:
-            self._exact[path] = route
+            self._exact.setdefault(path, []).append(route)
 
     def discover(self) -> Routes:
         """Route every eligible ``json_yield`` handler exposed at a fixed path in ``cherrypy.tree``."""
@@ -87,22 +103,22 @@ class Routes:
                 config = merged_config(app, path, chain)
                 endpoint = endpoint_of(handler) if hasattr(handler, "endpoint") else None
                 if endpoint is not None and endpoint.fastpath and eligible(config):
-                    self._exact[path] = Route(endpoint, config, False)
+                    self._exact[path] = [Route(endpoint, config, False)]
         return self
 
-    def match(self, path: str) -> tuple[Route, tuple[str, ...]] | None:
-        """The route of a path, with the path's argument for a prefix route."""
-        route = self._exact.get(path)
-        if route is not None:
-            return route, ()
+    def match(self, path: str, method: str) -> tuple[Route, tuple[str, ...]] | None:
+        """The route of a path for a method, with the path's argument for a prefix route."""
+        for route in self._exact.get(path, ()):
+            if method in route.methods:
+                return route, ()
         for prefix, candidate in self._prefixes:
             rest = path[len(prefix):] if path.startswith(prefix) else ""
-            if rest and "/" not in rest:
+            if rest and "/" not in rest and method in candidate.methods:
                 return candidate, (rest,)  # the path segment, as CherryPy passes it
         return None
 
     def __len__(self) -> int:
-        return len(self._exact) + len(self._prefixes)
+        return sum(map(len, self._exact.values())) + len(self._prefixes)
 
 
 # -- the request ------------------------------------------------------------
@@ -130,6 +146,8 @@ class Continuation(NamedTuple):
     def answer(self, raw: bytes | None = None) -> Steps[Answer] | None:
         """The poll's steps, or None when it does not continue a session after all (the app answers it;
         its body, if read, must be given back to it)."""
+        if self.route.handler is not None:
+            return self.route.handler(self, raw)
         headers = self.headers
         kwargs, body = read_body(headers.get("content-type", ""), raw) if raw is not None else ({}, NO_BODY)
         last_event_id = headers.get("last-event-id")
@@ -137,6 +155,7 @@ class Continuation(NamedTuple):
         if asked is None:
             return None
         route, head = self.route, self.method == "HEAD"
+        assert route.endpoint is not None
         return route.endpoint.steps(
             "GET" if head else self.method, self.args, kwargs, route.config, asked,
             lambda: address(self.peer, headers.get("x-forwarded-for"), route.config),
@@ -148,10 +167,16 @@ def decide(routes: Routes | None, method: str, path: str, query: str, headers: A
     """Whether a request continues a session at a routed endpoint (its :class:`Continuation`), or is the
     app's (None): the one decision both fast fronts make.  A POST is a continuation only with a form or JSON
     body of at most ``largest`` bytes, which the front reads before it asks for the answer."""
-    found = routes.match(path) if routes is not None else None
-    if found is None or method not in found[0].methods:
+    found = routes.match(path, method) if routes is not None else None
+    if found is None:
         return None
     route, args = found
+    if route.handler is not None:  # a publish, say: a body of at most ``largest``, JSON or nothing
+        if method not in ("POST", "PUT", "PATCH"):
+            return Continuation(route, args, method, query, headers, peer, False)
+        length = headers.get("content-length") or ""
+        wanted = length.isdigit() and int(length) <= largest and "transfer-encoding" not in headers
+        return Continuation(route, args, method, query, headers, peer, True) if wanted else None
     if method == "POST":
         wanted = body_wanted(method, headers.get("content-type", ""), headers.get("content-length") or "",
                              "transfer-encoding" in headers, largest)

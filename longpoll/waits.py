@@ -51,14 +51,30 @@ class Wait:
         self.deadline = deadline
 
 
+class Batch(Protocol):
+    """Many calls of one kind as one round trip (a Redis pipeline): what each returned, or the exception it
+    raised, in order."""
+
+    def many(self, calls: list[tuple[Any, ...]]) -> list[Any]: ...
+
+
 class Call:
-    """A round trip to the backend; the steps go on with what ``fn(*args)`` returned (or raised)."""
+    """A round trip to the backend; the steps go on with what ``fn(*args)`` returned (or raised).
 
-    __slots__ = ("fn", "args")
+    On an event loop, calls with a ``batch`` made in one turn of the loop go as one round trip, on a thread
+    of the loop's executor (so a publish that wakes ten thousand polls stores their batches in one pipeline,
+    and a thousand publishes arriving together append in one); a call ``off_loop`` runs alone on such a
+    thread; any other call runs where the steps run (it must be quick: the embedded backend's).  On a
+    thread, every call runs there, at once.
+    """
 
-    def __init__(self, fn: Callable[..., Any], *args: Any):
+    __slots__ = ("fn", "args", "batch", "off_loop")
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, batch: Batch | None = None, off_loop: bool = False):
         self.fn = fn
         self.args = args
+        self.batch = batch
+        self.off_loop = off_loop or batch is not None
 
 
 Step = Wait | Call | bytes
@@ -142,6 +158,7 @@ class Loop:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.waker = LoopWaker(loop)
+        self._batches: dict[Batch, list[tuple[tuple[Any, ...], asyncio.Future[Any]]]] = {}
 
     async def run(self, steps: Steps[T] | Drive) -> T:
         """The steps' answer; a :class:`Drive` goes on from where a :class:`Handoff` stopped it."""
@@ -168,7 +185,14 @@ class Loop:
 
     async def _do(self, step: Wait | Call) -> tuple[Any, BaseException | None]:
         if isinstance(step, Call):
-            return _called(step)
+            if not step.off_loop:
+                return _called(step)
+            try:
+                if step.batch is None:
+                    return await self.loop.run_in_executor(None, step.fn, *step.args), None
+                return await self._batched(step.batch, step.args), None
+            except Exception as exc:
+                return None, exc
         left = step.deadline - time.monotonic()
         if left > 0:
             future: asyncio.Future[None] = self.loop.create_future()
@@ -181,6 +205,34 @@ class Loop:
                     timer.cancel()
                     step.session.disarm(wake)
         return None, None
+
+
+    def _batched(self, batch: Batch, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """This call's result, once the calls of the batch made in this turn of the loop have run."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        pending = self._batches.get(batch)
+        if pending is None:
+            pending = self._batches[batch] = []
+            self.loop.call_soon(self._flush, batch)
+        pending.append((args, future))
+        return future
+
+    def _flush(self, batch: Batch) -> None:
+        calls = self._batches.pop(batch)
+        ran = self.loop.run_in_executor(None, batch.many, [args for args, _ in calls])
+
+        def settle(done: asyncio.Future[list[Any]]) -> None:
+            error = done.exception()
+            results = [error] * len(calls) if error is not None else done.result()
+            for (_, future), result in zip(calls, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+        ran.add_done_callback(settle)
 
 
 class Handoff:

@@ -143,8 +143,9 @@ def test_a_stop_that_reaches_the_worker_first_is_a_stop_not_a_crash():
     before granian's main process acted on its own copy, which granian took for a crash (exit status 1, CI)."""
     with ServerProcess() as server:
         server.wait_ready()
-        worker = int(next(re.search(r"Spawning worker-1 with PID: (\d+)", line).group(1)
-                          for line in server.output if "Spawning worker-1" in line))
+        spawned = lambda: [line for line in server.output if "Spawning worker-1" in line]  # noqa: E731
+        wait_until(spawned, timeout=20, what="granian to say which process is its worker")  # its own stream
+        worker = int(re.search(r"Spawning worker-1 with PID: (\d+)", spawned()[0]).group(1))
         os.kill(worker, signal.SIGTERM)  # the worker's copy of the signal, first
         wait_until(lambda: not os.path.exists(f"/proc/{worker}"), timeout=20, what="the worker to exit")
         server.proc.send_signal(signal.SIGTERM)  # then the main process's

@@ -59,9 +59,13 @@ def retention_of(retention: Retention) -> Callable[[str], int]:
 
 class Log(Protocol):
     name: str
+    appends: Any  # a waits.Batch of append_json calls as one round trip, or None where each is quick
 
     def append(self, topic: str, item: Any) -> str:
         """Append a JSON-able item; return its position."""
+
+    def append_json(self, topic: str, raw: bytes) -> str:
+        """Append an item given as its JSON text (encoded once, by the publisher); return its position."""
 
     def tail(self) -> str:
         """The position of the newest entry: reading after it waits for new ones."""

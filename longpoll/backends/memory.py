@@ -58,11 +58,17 @@ class MemoryLog:
         self._seq = 0
         self._cond = threading.Condition()
 
+    appends = None  # an append is a moment under a lock: nothing to batch
+
     def append(self, topic: str, item: Any) -> str:
         try:
-            raw = exact(orjson.dumps(item))  # kept: at its own size
+            raw = orjson.dumps(item)
         except TypeError as exc:
             raise BadRequest(f"item is not JSON: {exc}") from None
+        return self.append_json(topic, raw)
+
+    def append_json(self, topic: str, raw: bytes) -> str:
+        raw = exact(raw)  # kept: at its own size
         with self._cond:
             self._seq += 1
             kept = (self._seq, topic, raw)

@@ -56,6 +56,8 @@ class Root(Service):
                              ("/statuses/filter.json", streams.statuses.filter_json, False),
                              ("/primes", demo.primes, False),
                              ("/topics/", demo.follow, True)]
+        # What the front answers itself that is not a poll: (path, handler, whether the path is a prefix).
+        self.fast_handlers = [("/topics/", demo.publish, True)]
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["GET", "HEAD"])
@@ -156,6 +158,8 @@ def asgi_application(settings: Settings, build_tree: Any = None) -> Any:
     if settings.fastpath:
         for path, handler, prefix in root.fast_routes:
             routes.route(path, handler, prefix=prefix)
+        for path, publish, prefix in root.fast_handlers:
+            routes.handle(path, publish, prefix=prefix)
     from .granian import announce
 
     async def started() -> None:

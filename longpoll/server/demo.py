@@ -15,13 +15,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import cherrypy
+import orjson
 
+from .. import responses
 from ..broker import Broker
 from ..endpoint import json_handler, json_yield
-from ..errors import BadParameter, BadRequest
-from ..params import NO_BODY, PollLimits, integer, json_request_body
+from ..errors import BadParameter, BadRequest, LongPollError
+from ..params import NO_BODY, PollLimits, integer, json_request_body, parse_json_body
 from ..registry import Registry
-from ..responses import json_body
+from ..responses import Answer
+from ..routes import Continuation
+from ..waits import THREADS, Steps
 
 MAX_BACKFILL = 1000
 
@@ -81,12 +85,36 @@ class Demo:
     @cherrypy.expose
     @json_handler("GET", "POST")
     def topics(self, name: str = "", *rest: str, **params: Any) -> bytes:
-        """GET long-polls the topic; POST publishes its JSON body to it."""
+        """GET long-polls the topic; POST publishes its JSON body to it (as :meth:`publish` does on the
+        event loop: the same steps, run on this thread)."""
         if rest or not TOPIC.fullmatch(name):
             raise BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->")
         if cherrypy.serving.request.method == "GET":
             return self.follow(name, **params)  # the path's topic, as the fast path gives it
-        item = json_request_body()
-        if item is NO_BODY:
-            raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")
-        return json_body(201, {"topic": name, "position": self.broker.publish(name, item)})
+        status, headers, body = THREADS.run(self._published(name, json_request_body()))
+        response = cherrypy.serving.response
+        response.status = status
+        response.headers.update(headers)
+        return body  # type: ignore[return-value]  # bytes: an answer, never a stream
+
+    def publish(self, asked: Continuation, raw: bytes | None) -> Steps[Answer]:
+        """``POST /topics/<name>`` answered by the front itself, its body read there: no CherryPy request."""
+        name = asked.args[0]
+        if not TOPIC.fullmatch(name):
+            return responses.error(BadParameter(
+                "topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->"))
+        kind = asked.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        try:
+            item = parse_json_body(raw or b"") if kind == "application/json" else NO_BODY
+        except LongPollError as exc:
+            return responses.error(exc)
+        return (yield from self._published(name, item))
+
+    def _published(self, name: str, item: Any) -> Steps[Answer]:
+        try:
+            if item is NO_BODY:
+                raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")
+            position = yield from self.broker.publishing(name, item)
+        except LongPollError as exc:
+            return responses.error(exc)
+        return 201, responses.JSON_HEADERS, orjson.dumps({"topic": name, "position": position})
