@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -52,11 +51,6 @@ log = logging.getLogger("longpoll")
 LOCAL_MESSAGE = ("this session is kept by the server process that made it, and this process does not hold it "
                  "(its generator keeps state of its own, so only that process can continue it); route each key to "
                  "the process that made it, or run one process; start a new session")
-
-SETTLING_LOCKS = 64
-"""Locks that keep two commits of one key in one process apart (a key's is chosen by its hash): each
-compares against the batch number the other may just have stored, and the loser of that race would take its
-own process for stale and release the newer poll."""
 
 CLAIMS = 5
 """Times a takeover reads and claims again when the record changed in between (each change is a poll that
@@ -89,7 +83,6 @@ class Lifecycle:
         self.registry = registry
         self.stores = stores if stores is not None else backends.stores
         self._listening: list[SessionStore] = []
-        self._settling = tuple(threading.Lock() for _ in range(SETTLING_LOCKS))
 
     # -- which session ----------------------------------------------------------------
 
@@ -183,11 +176,11 @@ class Lifecycle:
         if admit and not held.admitted:
             held.admitted = True
             self.registry.admit(held.session)
-        settled = self.settle(held, (yield from self._polled(held, poll)), poll)
+        settled = yield from self.settle(held, (yield from self._polled(held, poll)), poll)
         if settled is None and again:
             held.session = yield from self._take_over(held.session.key, held.tag, held.ttl, held.rebuild,
                                                       poll.cursor)
-            settled = self.settle(held, (yield from self._polled(held, poll)), poll)
+            settled = yield from self.settle(held, (yield from self._polled(held, poll)), poll)
         batch = settled or held.session.empty(poll, released=True)
         if self.registry.stopping and (batch.released or not batch.count):
             raise Stopping()  # held polls answer now, and nothing waits here any more: resume elsewhere
@@ -205,10 +198,11 @@ class Lifecycle:
         self.registry.polled(session, batch)
         return batch
 
-    def settle(self, held: Held, batch: Batch, poll: Poll) -> Batch | None:
+    def settle(self, held: Held, batch: Batch, poll: Poll) -> Steps[Batch | None]:
         """Store what a poll answered before it is sent (a new session's key is named first): the batch to
         send, or None when this process lost the session and the poll, being the newer one, must take it over
-        and poll again."""
+        and poll again.  On an event loop, the commits of every poll answered in one moment (one publish
+        releasing thousands) go to the store as one round trip."""
         session = held.session
         if held.new:
             held.new = False
@@ -216,22 +210,22 @@ class Lifecycle:
         store = session.store
         if store is None:
             return batch
-        with self._settling[hash(session.key) % SETTLING_LOCKS]:
-            seq = session.seq  # before the state, which is then at least as new as the number it is stored under
-            state = self.record(session)
-            if session.stored != seq or state.get("local"):  # a batch the store lacks (one whose commit
-                # failed, Redis being away, is sent again now: it must be stored before the client has it)
-                code = store.commit(session.key, session.stored, seq, state, held.ttl)
-            else:
-                code = store.touch(session.key, held.ttl)
-            if code == GONE and store.lost_since(session.born):
-                # Redis lost its data while this process held the session: carry on from here, stored again,
-                # and say that items may be missing (what was in the log and not yet read here is gone).
-                batch.gap = True
-                code = store.commit(session.key, -1, seq, state, held.ttl)
-            if code == DONE:
-                session.stored = seq
-                return batch
+        seq = session.seq  # before the state, which is then at least as new as the number it is stored under
+        state = self.record(session)
+        if session.stored != seq or state.get("local"):  # a batch the store lacks (one whose commit failed,
+            # Redis being away, is sent again now: it must be stored before the client has it)
+            code = yield Call(store.commit, session.key, session.stored, seq, state, held.ttl, session.lease,
+                              batch=store.writes)
+        else:
+            code = yield Call(store.touch, session.key, held.ttl, batch=store.writes)
+        if code == GONE and store.lost_since(session.born):
+            # Redis lost its data while this process held the session: carry on from here, stored again, and
+            # say that items may be missing (what was in the log and not yet read here is gone).
+            batch.gap = True
+            code = yield Call(store.commit, session.key, -1, seq, state, held.ttl, session.lease, batch=store.writes)
+        if code == DONE:
+            session.stored = max(session.stored, seq)
+            return batch
         self.registry.discard(session)
         if code == GONE:
             raise Expired()  # it ended elsewhere, or expired

@@ -52,8 +52,8 @@ class Wait:
 
 
 class Batch(Protocol):
-    """Many calls of one kind as one round trip (a Redis pipeline): what each returned, or the exception it
-    raised, in order."""
+    """Many calls as one round trip (a Redis pipeline), each ``(fn, *args)`` as a Call has them: what each
+    returned, or the exception it raised, in order."""
 
     def many(self, calls: list[tuple[Any, ...]]) -> list[Any]: ...
 
@@ -190,7 +190,7 @@ class Loop:
             try:
                 if step.batch is None:
                     return await self.loop.run_in_executor(None, step.fn, *step.args), None
-                return await self._batched(step.batch, step.args), None
+                return await self._batched(step.batch, (step.fn, *step.args)), None
             except Exception as exc:
                 return None, exc
         left = step.deadline - time.monotonic()

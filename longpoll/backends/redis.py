@@ -85,7 +85,7 @@ class RedisLog:
         """``append_json`` calls as one pipeline (``appends``): what an event loop's publishes of one moment
         cost is one round trip."""
         pipe = self.client.pipeline(transaction=False)
-        for topic, raw in calls:
+        for _append_json, topic, raw in calls:
             self._append(keys=self.keys(topic), args=[*self.args(topic), raw], client=pipe)
         with unavailable_as_503():
             answers = pipe.execute(raise_on_error=False)

@@ -12,8 +12,10 @@ scripts below are the whole protocol's Redis side; each is one round trip:
   and batch number it read: it becomes the holder and, when another process
   was, says so on the release channel, so a poll held there answers at once
   and its copy is let go.
-- ``COMMIT``: a batch is stored, compare-and-set on the holder and the batch
-  number, so a process that lost the session can never overwrite it.  A
+- ``COMMIT``: a batch is stored, compare-and-set on the holder and its lease,
+  so a process that lost the session can never overwrite it; batch numbers
+  only grow, so two polls of one key in one process, committed together (a
+  stream and the poll replacing it), never take each other for a takeover.  A
   session that stopped being a recipe is stored as ``local``: a process that
   loads it learns why it cannot continue it, and takes nothing over.
 - ``TOUCH``: a poll that stored nothing new (it timed out, or sent a batch
@@ -70,13 +72,13 @@ return {lease, epoch}
 """
 
 COMMIT = _EPOCH + """
-local found = redis.call('HMGET', KEYS[1], 'holder', 'seq')
+local found = redis.call('HMGET', KEYS[1], 'holder', 'seq', 'lease')
 if not found[1] then
   if tonumber(ARGV[2]) >= 0 then return {-2, epoch} end
   redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'seq', ARGV[3], 'state', ARGV[4])
-elseif found[1] ~= ARGV[1] then return {-1, epoch}
-elseif tonumber(found[2]) ~= tonumber(ARGV[2]) then return {0, epoch}
-else redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'state', ARGV[4]) end
+elseif found[1] ~= ARGV[1] or tonumber(found[3] or '0') ~= tonumber(ARGV[7]) then return {-1, epoch}
+elseif tonumber(found[2]) < tonumber(ARGV[3]) then redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'state', ARGV[4])
+end  -- else this copy stored this batch, or a newer one, already: two polls of one key here, committed together
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'local', '1') end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {1, epoch}
@@ -106,6 +108,7 @@ class RedisSessionStore:
         self._claim = client.register_script(CLAIM)
         self._commit = client.register_script(COMMIT)
         self._touch = client.register_script(TOUCH)
+        self.writes = self  # commits and touches batched: see many()
         self._delete = client.register_script(DELETE)
         self._releases: list[Release] = []
         self.listener = ChannelListener(client, self.channel, self._released)
@@ -141,22 +144,44 @@ class RedisSessionStore:
         self._saw(epoch)
         return int(code)
 
-    def commit(self, key: str, expected: int, seq: int, state: dict[str, Any], ttl: float) -> int:
-        """Store a batch: DONE, or TAKEN_OVER (another process holds it now), GONE (no record, when one was
-        expected), OUT_OF_STEP (its batch number is not ``expected``).  ``expected`` -1: a new record."""
+    def commit(self, key: str, expected: int, seq: int, state: dict[str, Any], ttl: float, lease: int = 0) -> int:
+        """Store a batch: DONE, or TAKEN_OVER (another process, or a later takeover, holds it now), GONE (no
+        record, when one was expected).  ``expected`` -1: a new record; ``lease``: the holder's, as it claimed
+        the session (0 for the process that made it)."""
         with unavailable_as_503():
-            code, epoch = self._commit(keys=self._key(key), args=[self.me, expected, seq, orjson.dumps(state),
-                                                                   _ms(ttl), "1" if state.get("local") else "0",
-                                                                   secrets.token_hex(8)])
-        self._saw(epoch)
-        return int(code)
+            answer = self._commit(keys=self._key(key), args=self._commit_args(expected, seq, state, ttl, lease))
+        return self._ran(answer)
 
     def touch(self, key: str, ttl: float) -> int:
         """Keep the record alive: DONE, TAKEN_OVER or GONE."""
         with unavailable_as_503():
-            code, epoch = self._touch(keys=self._key(key), args=[self.me, _ms(ttl), secrets.token_hex(8)])
+            answer = self._touch(keys=self._key(key), args=self._touch_args(ttl))
+        return self._ran(answer)
+
+    def many(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        """``commit`` and ``touch`` calls (``(store.commit, key, ...)``, as ``writes`` batches them) as one
+        pipeline: the sessions that one publish releases are stored in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for fn, key, *args in calls:
+            if fn == self.commit:
+                self._commit(keys=self._key(key), args=self._commit_args(*args), client=pipe)
+            else:
+                self._touch(keys=self._key(key), args=self._touch_args(*args), client=pipe)
+        with unavailable_as_503():
+            answers = pipe.execute(raise_on_error=False)
+        return [answer if isinstance(answer, Exception) else self._ran(answer) for answer in answers]
+
+    def _ran(self, answer: Any) -> int:
+        code, epoch = answer
         self._saw(epoch)
         return int(code)
+
+    def _commit_args(self, expected: int, seq: int, state: dict[str, Any], ttl: float, lease: int = 0) -> list[Any]:
+        return [self.me, expected, seq, orjson.dumps(state), _ms(ttl), "1" if state.get("local") else "0", lease,
+                secrets.token_hex(8)]
+
+    def _touch_args(self, ttl: float) -> list[Any]:
+        return [self.me, _ms(ttl), secrets.token_hex(8)]
 
     def delete(self, key: str) -> None:
         """The session ended here (done, failed): its record goes, unless another process holds it now."""
