@@ -18,7 +18,7 @@ from typing import Any
 
 import cherrypy
 
-from . import logs
+from . import logs, sizing
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
 from .params import NO_BODY
 from .responses import status_line
@@ -57,6 +57,7 @@ class FastPolls:
         return len(self.routes)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        sizing.serving(environ)  # the hold gate reads the server from it
         found = self.routes.match(environ.get("PATH_INFO", ""))
         method = environ.get("REQUEST_METHOD", "GET")
         if found is None or method not in found[0].methods:

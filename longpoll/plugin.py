@@ -143,6 +143,8 @@ class Plugin(plugins.SimplePlugin):
             worker.start()
         if self.signals:
             self._chain_signals()
+        if self.bus is cherrypy.engine:
+            sizing.check_server(self.held_polls)
         if self._task is None:
             self._task = plugins.BackgroundTask(self.frequency, self.reap, bus=self.bus)
             self._task.name = "longpoll-reaper"
