@@ -182,8 +182,8 @@ def check_server(held_polls: int) -> servers.Server | None:
     room = _budget(server).held
     if configured is not None and wanted > room:
         log.warning("longpoll: %s, and longpoll.max_held_polls = %d: polls held past %d take the threads the "
-                    "app's other requests need; give it more threads (%s), or lower longpoll.max_held_polls", server, wanted, room,
-                    server.setting)
+                    "app's other requests need; give it more threads (%s), or lower longpoll.max_held_polls",
+                    server, wanted, room, server.setting)
     elif configured is None and room < wanted:
         log.warning("longpoll: %s: this process holds at most %d polls at once, keeping the rest for the app's "
                     "other requests, fewer than the %d %s asks for; polls past that answer at once with retry_ms. "
