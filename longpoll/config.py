@@ -29,6 +29,7 @@ from typing import Any
 import cherrypy
 from cherrypy import _cprequest
 
+from . import keys
 from .clients import networks
 from .params import PollLimits
 
@@ -41,7 +42,7 @@ REGISTRY_KEYS = {"idle_timeout": float, "max_sessions": int, "max_sessions_per_i
                  "unconfirmed_idle_timeout": float}
 """Read when an endpoint's own registry is made."""
 
-OTHER_KEYS = {"max_held_polls", "trusted_proxies"}
+OTHER_KEYS = {"max_held_polls", "trusted_proxies", "route"}
 
 KNOWN = set(POLL_KEYS) | set(REGISTRY_KEYS) | OTHER_KEYS
 
@@ -54,6 +55,8 @@ def _check(key: str, value: Any) -> None:
         raise ValueError(f"longpoll.{key} must be a positive number, not {value!r}")
     if key == "max_held_polls" and value is not None and (not isinstance(value, int) or value < 1):
         raise ValueError(f"longpoll.max_held_polls must be a whole number of at least 1, not {value!r}")
+    if key == "route" and value is not None:
+        keys.check_route(value)
     if key == "trusted_proxies":
         networks((value,) if isinstance(value, str) else tuple(value or ()))
 

@@ -26,7 +26,7 @@ batch, and a process's registry is only a cache of live generators:
 - **Ending.**  A session that is done or failed deletes its record; a copy
   that went stale is only let go, never the session.
 
-Keys say what kind of session they are (``registry.KINDS``), so a process
+Keys say what kind of session they are (``keys.KINDS``), so a process
 asked for a session another process keeps to itself says so.
 """
 
@@ -47,7 +47,7 @@ log = logging.getLogger("longpoll")
 
 LOCAL_MESSAGE = ("this session is kept by the server process that made it, and this process does not hold it "
                  "(its generator keeps state of its own, so only that process can continue it); route each key to "
-                 "the process that made it, or run one process; start a new session")
+                 "the process its route names (longpoll.route), or run one process; start a new session")
 
 SETTLING_LOCKS = 64
 """Locks that keep two commits of one key in one process apart (a key's is chosen by its hash)."""
