@@ -90,7 +90,11 @@ class ASGIFront:
     def __init__(self, app: Any, *, threads: int, max_body_bytes: int, read_timeout: float, headers: Headers | None,
                  routes: Routes | None, engine: bool, on_started: Callable[[], Awaitable[None]] | None,
                  stop_timeout: float):
-        from a2wsgi import WSGIMiddleware  # the asgi extra: pip install 'longpoll[asgi]'
+        try:
+            from a2wsgi import WSGIMiddleware
+        except ImportError as exc:
+            raise ImportError(f"longpoll.asgi needs a2wsgi, which the asgi extra installs: pip install "
+                              f"'longpoll[asgi]' ({exc})", name="a2wsgi") from exc
 
         self.app = app if app is not None else cherrypy.tree
         self.bridge: Any = WSGIMiddleware(self.app, workers=threads)  # it types scopes as TypedDicts; ours are mappings

@@ -44,6 +44,7 @@ FREQUENCY = 1.0
 """Seconds between sweeps: sessions expire at most this late."""
 
 ATTACH = "longpoll.attach"
+DETACH = "longpoll.detach"
 STATS = "longpoll.stats"
 SIGNALS = "longpoll.signals"
 """Published from the main thread by a front whose engine starts elsewhere (``asgi.py``): chain the signals."""
@@ -97,6 +98,14 @@ class Plugin(plugins.SimplePlugin):
             thing.start()
         return True
 
+    def detach(self, thing: Any) -> bool:
+        """Look after ``thing`` no more: its owner stopped it for good (``Broker.close``), and a later start of
+        the engine must not start it again."""
+        with self._lock:
+            self.registries.discard(thing)
+            self.workers.discard(thing)
+        return True
+
     def stats(self) -> tuple[list[Registry], list[Any]]:
         with self._lock:
             return list(self.registries), list(self.workers)
@@ -108,6 +117,7 @@ class Plugin(plugins.SimplePlugin):
         if self.bus is cherrypy.engine:
             logs.to_cherrypy()
         self.bus.subscribe(ATTACH, self.attach)
+        self.bus.subscribe(DETACH, self.detach)
         self.bus.subscribe(STATS, self.stats)
         self.bus.subscribe(SIGNALS, self._chain_signals)
         self.bus.subscribe("start", self.tune_server, priority=70)  # before cherrypy.server (75)
@@ -117,6 +127,7 @@ class Plugin(plugins.SimplePlugin):
     def unsubscribe(self) -> None:
         super().unsubscribe()
         self.bus.unsubscribe(ATTACH, self.attach)
+        self.bus.unsubscribe(DETACH, self.detach)
         self.bus.unsubscribe(STATS, self.stats)
         self.bus.unsubscribe(SIGNALS, self._chain_signals)
         self.bus.unsubscribe("start", self.tune_server)
@@ -225,6 +236,11 @@ def attach(thing: Any, bus: wspbus.Bus | None = None) -> None:
     if bus.state in (wspbus.states.STARTING, wspbus.states.STARTED):
         plugin.start()
     plugin.attach(thing)
+
+
+def detach(thing: Any, bus: wspbus.Bus | None = None) -> None:
+    """Take ``thing`` from the plugins on ``bus`` (default ``cherrypy.engine``), if any has it."""
+    (bus if bus is not None else cherrypy.engine).publish(DETACH, thing)
 
 
 def _subscribe_default(bus: wspbus.Bus) -> Plugin:

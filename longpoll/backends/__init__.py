@@ -41,6 +41,14 @@ def open(url: str | None = None, *, prefix: str = PREFIX) -> Backend:  # noqa: A
         return backend
 
 
+def forget(backend: Backend) -> None:
+    """A closed backend is shared no more: the next :func:`open` of its URL makes a new one."""
+    with _lock:
+        for name, found in list(_open.items()):
+            if found is backend:
+                del _open[name]
+
+
 def durable() -> list[Any]:
     """The Redis backends open in this process."""
     with _lock:
@@ -48,4 +56,4 @@ def durable() -> list[Any]:
 
 
 __all__ = ["Entry", "Log", "MemoryLog", "MemoryBackend", "Retention", "DEFAULT_RETENTION", "DEFAULT_LOG_RETENTION",
-           "PREFIX", "open", "durable", "order"]
+           "PREFIX", "open", "forget", "durable", "order"]
