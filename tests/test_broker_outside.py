@@ -1,7 +1,12 @@
-"""Broker.close and ``with Broker(...)``: its reader stops for good and, when it opened its backend, the Redis
-connections go, so a worker script or a test leaves nothing behind."""
+"""Brokers outside the web app: Broker.close and ``with Broker(...)`` (its reader stops for good and, when it opened
+its backend, the Redis connections go, so a worker script or a test leaves nothing behind), and the docs' worker
+script."""
 
 from __future__ import annotations
+
+import re
+import subprocess
+import sys
 
 import pytest
 import redis
@@ -9,6 +14,7 @@ import redis
 from longpoll import Broker, plugin
 from longpoll.testing import engine
 from tests.conftest_support import wait_until
+from tests.docblocks import block
 from tests.redisproc import RedisProcess
 
 
@@ -80,3 +86,16 @@ def test_an_embedded_broker_closes_too():
     assert position == "1" and broker.closed
     with pytest.raises(RuntimeError):
         broker.feed("news")
+
+
+def test_the_docs_worker_script_publishes_to_the_apps_sessions(redis_proc, tmp_path):
+    script = block("docs/embedding.md", "worker-script", "python")
+    assert "redis://127.0.0.1:6379/0" in script
+    (tmp_path / "worker.py").write_text(script.replace("redis://127.0.0.1:6379/0", redis_proc.url))
+    with engine(), Broker(redis_proc.url) as app_broker, app_broker.subscribe("news") as sub:  # the app's side
+        wait_until(lambda: app_broker.hub._reader.running, what="the app's hub to read")
+        done = subprocess.run([sys.executable, str(tmp_path / "worker.py"), "from a worker"], capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert received(sub, 1) == [{"title": "from a worker"}]
+    assert re.fullmatch(r"published at \d+-\d+\n", done.stdout), done.stdout  # a Redis stream ID
