@@ -1,16 +1,17 @@
 """How many polls may wait at once, read off the server that is actually running.
 
-A held poll costs a thread under cheroot and a future on an event loop.  With
-threads, if every one of them waits, nothing is left to answer a poll that
-has data and the server freezes (cheroot's default pool of 10 does so with
-10 held polls), so the hold gate keeps a tenth of the pool free.  With
-futures the only bound is memory, so the gate is wide.
+A held poll costs a thread under a threaded WSGI server (cheroot, gunicorn,
+waitress, uWSGI, mod_wsgi) and a future on an event loop.  With threads, if
+every one of them waits, nothing is left to answer a poll that has data or
+any other page and the server freezes (cheroot's default pool of 10 does so
+with 10 held polls), so the hold gate keeps a tenth of the threads free.
+With futures the only bound is memory, so the gate is wide.
 
-The pool is found from the thread answering the request (a cheroot worker
-thread knows its server), so the same code sizes itself correctly under
-``cherrypy.quickstart``, a standalone ``cheroot.wsgi.Server``,
-``longpoll.asgi`` or ``longpoll serve``, without the app saying which.
-"""
+The server is found from the request being answered (a cheroot worker
+thread knows its pool; ``servers.py`` reads the others), so the same code
+sizes itself under ``cherrypy.quickstart``, a standalone
+``cheroot.wsgi.Server``, gunicorn, waitress, ``longpoll.asgi`` or
+``longpoll serve``, without the app saying which."""
 
 from __future__ import annotations
 
