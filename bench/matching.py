@@ -95,7 +95,7 @@ def build(world: World, n_track: int) -> tuple[StatusRouter, list[Subscription]]
     extra = max(1, n_track // 8)
     for make, count in ((world.track, n_track), (world.follow, extra), (world.locations, extra)):
         for _ in range(count):
-            sub = Subscription(hub=None, topic="statuses", filter=make(), maxlen=10)  # type: ignore[arg-type]
+            sub = Subscription(None, topic="statuses", filter=make(), maxlen=10)  # type: ignore[arg-type]
             router.add(sub)
             subs.append(sub)
     return router, subs

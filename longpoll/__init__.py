@@ -22,7 +22,7 @@ __all__ = [
     "JSON_ERRORS", "json_error_page", "tune_cheroot", "web_dir", "web_config", "FastPolls", "GAP",
     "LongPollError", "BadRequest", "BadParameter", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
     "Conflict", "Expired", "PayloadTooLarge", "RequestTimeout", "TooManySessions", "TooManyRequests",
-    "BackendUnavailable", "GeneratorFailed",
+    "BackendUnavailable", "GeneratorFailed", "SettingError", "SettingWarning",
 ]
 
 _MODULES = {
@@ -30,7 +30,7 @@ _MODULES = {
     "SessionLimits": "registry", "Registry": "registry", "Signal": "signals", "Subscription": "subscription",
     "JSON_ERRORS": "responses", "json_error_page": "responses", "tune_cheroot": "sizing",
     "web_dir": "webclient", "web_config": "webclient",
-    "FastPolls": "fastpath", "GAP": "signals",
+    "FastPolls": "fastpath", "GAP": "signals", "SettingError": "config_rules", "SettingWarning": "config_rules",
 }
 
 
@@ -50,6 +50,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .asgi_front import asgi
     from .broker import Broker
+    from .config_rules import SettingError, SettingWarning
     from .endpoint import json_yield
     from .errors import (
         BackendUnavailable,

@@ -10,8 +10,8 @@ moves to the loop is the waiting:
   CherryPy's request (``routes.py``), is answered on the loop altogether: its
   batch is taken there, and while it has none it waits there;
 - any other poll runs in a thread as usual; if it would wait (its first
-  batch is empty), the endpoint hands the waiting to the loop (``Deferred``)
-  and the thread goes back to the pool;
+  batch is empty), its steps are handed to the loop (``waits.Handoff``) and
+  the thread goes back to the pool;
 - streams (SSE, JSON lines) send their frames from the loop.
 
 Generators therefore run on the loop's thread for continuation polls, and on
@@ -28,18 +28,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import cherrypy
-import orjson
 
-from . import plugin, transports
-from .endpoint import DEFERRED, HANDOFF, JSON_HEADERS, Deferred
+from . import config as lpconfig
+from . import plugin, responses
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
-from .params import NO_BODY
 from .plugin import SIGNALS
-from .routes import Routes, address, body_wanted, continuation, read_body
+from .responses import JSON_HEADERS, Answer
+from .routes import Routes, decide
+from .waits import HANDOFF, Handoff, on_loop
 
 log = logging.getLogger("longpoll")
 
@@ -93,8 +93,7 @@ class ASGIFront:
         try:
             from a2wsgi import WSGIMiddleware
         except ImportError as exc:
-            raise ImportError(f"longpoll.asgi needs a2wsgi, which the asgi extra installs: pip install "
-                              f"'longpoll[asgi]' ({exc})", name="a2wsgi") from exc
+            raise ImportError("longpoll.asgi needs a2wsgi: pip install 'longpoll[asgi]'") from exc
 
         self.app = app if app is not None else cherrypy.tree
         self.bridge: Any = WSGIMiddleware(self.app, workers=threads)  # it types scopes as TypedDicts; ours are mappings
@@ -126,6 +125,7 @@ class ASGIFront:
             if message["type"] == "lifespan.startup":
                 try:
                     if self.engine:
+                        lpconfig.check_tree()  # a bad setting fails the startup, said, before the engine's start
                         cherrypy.server.unsubscribe()  # the ASGI server serves: no cheroot
                         plugin.ensure(cherrypy.engine)
                         await loop.run_in_executor(None, cherrypy.engine.start)
@@ -154,60 +154,33 @@ class ASGIFront:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("http_version") != "1.1":
             send = _versioned(scope, send)
-        deferred: list[Deferred] = []
-        answer = self._on_loop(scope, deferred)
-        if answer is None:
-            receive, refused = await self._body_first(scope, receive)
-            if refused is not None:
-                await self._send(scope, receive, send, *refused)
+        client = scope.get("client") or ("", 0)
+        found = decide(self.routes, scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"),
+                       _headers(scope), client[0], self.max_body_bytes)
+        raw = None
+        if found is not None and found.body_needed:
+            raw, error = await _read(receive, found.length, self.read_timeout)
+            if error is not None:
+                await self._send(scope, receive, send, *responses.error(error))
                 return
-            answer = await self._through_app(scope, receive, send, deferred)
-            if answer is None:
+            receive = _replaying(raw, receive)  # for the app, if it is not a continuation after all
+        steps = found.answer(raw) if found is not None else None
+        if steps is not None:
+            self.answered += 1
+            answer = await on_loop().run(steps)
+        else:
+            if raw is None:
+                receive, refused = await self._body_first(scope, receive)
+                if refused is not None:
+                    await self._send(scope, receive, send, *refused)
+                    return
+            through = await self._through_app(scope, receive, send)
+            if through is None:
                 return  # the app answered, and a2wsgi sent it
-        elif answer is _BODY_NEEDED:
-            answer = await self._on_loop_with_body(scope, receive, send, deferred)
-            if answer is None:
-                return
-        if deferred:
-            answer = await self._waited(deferred[0])
+            answer = through
         await self._send(scope, receive, send, *answer)
 
-    def _on_loop(self, scope: Scope, deferred: list[Deferred], body: Any = NO_BODY,
-                 kwargs: dict[str, Any] | None = None) -> Any:
-        """A continuation poll answered on the loop: its answer (or DEFERRED, with the waiting in
-        ``deferred``); _BODY_NEEDED when its body must be read first; None for the app."""
-        if self.routes is None:
-            return None
-        found = self.routes.match(scope["path"])
-        method = scope["method"]
-        if found is None or method not in found[0].methods:
-            return None
-        route, args = found
-        request_headers = _headers(scope)
-        query = scope.get("query_string", b"").decode("latin-1")
-        last_event_id = request_headers.get("last-event-id")
-        if method == "POST":
-            if kwargs is None:  # its body first, if it is one this front reads
-                wanted = body_wanted(method, request_headers.get("content-type", ""),
-                                     request_headers.get("content-length", ""),
-                                     "transfer-encoding" in request_headers, self.max_body_bytes)
-                return _BODY_NEEDED if wanted else None
-        elif "key=" not in query and not last_event_id:
-            return None  # a first poll: the generator's own arguments, through the app
-        kwargs = kwargs if kwargs is not None else {}
-        asked = continuation(kwargs, body, query, last_event_id)
-        if asked is None:
-            return None
-        head = method == "HEAD"
-        client = scope.get("client") or ("", 0)
-        self.answered += 1
-        return route.endpoint.answer(
-            "GET" if head else method, args, kwargs, route.config, asked,
-            lambda: address(client[0], request_headers.get("x-forwarded-for"), route.config),
-            accept=None if head else request_headers.get("accept"), last_event_id=last_event_id,
-            handoff=deferred.append)
-
-    async def _body_first(self, scope: Scope, receive: Receive) -> tuple[Receive, Any]:
+    async def _body_first(self, scope: Scope, receive: Receive) -> tuple[Receive, Answer | None]:
         """Read a request's body on the loop, whole, before the app's thread is taken; the app reads it from
         memory then.  A body too large is 413 at once; one that stalls, 408."""
         request_headers = _headers(scope)
@@ -215,40 +188,38 @@ class ASGIFront:
         if scope["method"] in ("GET", "HEAD") and not length and "transfer-encoding" not in request_headers:
             return receive, None
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            return receive, _error(PayloadTooLarge(f"the request body may be at most {self.max_body_bytes} bytes"))
+            return receive, responses.error(PayloadTooLarge(
+                f"the request body may be at most {self.max_body_bytes} bytes"))
         raw, error = await _read(receive, self.max_body_bytes, self.read_timeout)
         if error is not None:
-            return receive, _error(error)
+            return receive, responses.error(error)
         return _replaying(raw, receive), None
 
-    async def _on_loop_with_body(self, scope: Scope, receive: Receive, send: Send,
-                                 deferred: list[Deferred]) -> Any:
-        raw, error = await _read(receive, int(_headers(scope)["content-length"]), self.read_timeout)
-        if error is not None:
-            return _error(error)
-        kwargs, body = read_body(_headers(scope).get("content-type", ""), raw)
-        answer = self._on_loop(scope, deferred, body, kwargs)
-        if answer is None or answer is _BODY_NEEDED:  # not a continuation after all: the app, its body replayed
-            return await self._through_app(scope, _replaying(raw, receive), send, deferred)
-        return answer
-
-    async def _through_app(self, scope: Scope, receive: Receive, send: Send, deferred: list[Deferred]) -> Any:
-        """The app answers in a thread; a poll that would wait there is handed back (``deferred``) and its
-        placeholder answer never sent.  None when the app's answer was sent."""
-        scope[HANDOFF] = deferred.append
+    async def _through_app(self, scope: Scope, receive: Receive, send: Send) -> Answer | None:
+        """The app answers in a thread; a poll that would wait there, or a stream, is handed to the loop
+        (``waits.Handoff``), and CherryPy's answer for it is not sent: what the loop answers is returned.
+        None when the app's answer was sent."""
+        handoff = Handoff()
+        token = HANDOFF.set(handoff)  # a2wsgi runs the request in a copy of this context
 
         async def sending(message: Message) -> None:
-            if not deferred:  # else the placeholder of a poll that waits on the loop now (handed over before
-                await send(message)  # the app's thread made its answer, so before this is sent)
+            if not handoff.handed:  # handed over before the app's thread made its answer, so before this
+                await send(message)
 
         self._in_threads += 1
         try:
             await self.bridge(scope, receive, sending)
         finally:
+            HANDOFF.reset(token)
             self._in_threads -= 1
             if not self._in_threads and self._drained is not None:
                 self._drained.set()
-        return DEFERRED if deferred else None
+        if handoff.drive is not None:
+            answer: Answer = await on_loop().run(handoff.drive)
+            return answer
+        if handoff.stream is not None:
+            return 200, handoff.headers, handoff.stream
+        return None
 
     async def _drain(self) -> None:
         """Let the app's threads finish what they began while the loop they send through still runs."""
@@ -261,24 +232,9 @@ class ASGIFront:
             log.warning("stopping with %d requests still running in the app's threads after %s s",
                         self._in_threads, self.stop_timeout)
 
-    async def _waited(self, handed: Deferred) -> Any:
-        """Wait on the loop for what a poll or stream handed over."""
-        polls, poll = handed.polls, handed.poll
-        if handed.transport is not None:
-            return 200, transports.headers(handed.transport), transports.stream_async(
-                polls, poll, handed.limits, handed.transport)
-        try:
-            batch = await polls.take_async(poll, again=True)
-        except LongPollError as exc:
-            return _error(exc)
-        except Exception:
-            log.exception("unexpected error in long-poll endpoint %s", polls.endpoint.name)
-            return _error(LongPollError("internal error; the server log has the details"))
-        polls.endpoint.check_overrun(handed.started, poll.timeout)
-        return 200, JSON_HEADERS, orjson.dumps(batch.to_json(polls.session.key))
-
     async def _send(self, scope: Scope, receive: Receive, send: Send, status: int, headers: dict[str, str],
-                    body: bytes | Iterator[bytes] | AsyncIterator[bytes]) -> None:
+                    body: Any) -> None:
+        """An answer: bytes, or a stream's steps, whose frames go out from the loop as they are made."""
         out = list(_JSON_OUT) if headers is JSON_HEADERS else _encoded(headers)
         if self.headers is not None:
             out += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers(scope)]
@@ -288,15 +244,8 @@ class ASGIFront:
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
         await send({"type": "http.response.start", "status": status, "headers": out})
-        if isinstance(body, AsyncIterator):
-            await _stream(body, receive, send)
-            return
-        for frame in body:  # frames made already (a stream that ends as it starts)
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await _stream(on_loop().frames(body), receive, send)
 
-
-_BODY_NEEDED = object()
 
 HTTP_VERSIONS = {"1": "1.0", "1.0": "1.0", "2": "2.0", "2.0": "2.0", "3": "3.0", "3.0": "3.0"}
 """What ASGI servers say of a request's HTTP version, as ``major.minor``: granian says ``"1"`` for HTTP/1.0,
@@ -335,10 +284,6 @@ def _headers(scope: Scope) -> dict[str, str]:
         found = scope["longpoll.headers"] = {name.decode("latin-1"): value.decode("latin-1")
                                              for name, value in scope.get("headers", ())}
     return found
-
-
-def _error(exc: LongPollError) -> tuple[int, dict[str, str], bytes]:
-    return exc.status, {**JSON_HEADERS, **exc.headers()}, orjson.dumps(exc.body())
 
 
 async def _read(receive: Receive, largest: int, timeout: float) -> tuple[bytes, LongPollError | None]:

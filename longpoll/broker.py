@@ -126,7 +126,12 @@ class Broker:
     @property
     def redis(self) -> Any:
         """The Redis client, or None on the embedded backend."""
-        return self.backend.redis
+        return self.backend.build(memory=lambda: None, redis=lambda client: client)
+
+    @property
+    def store(self) -> backends.SessionStore | None:
+        """The backend's session store: where the sessions that draw from this broker's feeds are kept."""
+        return self.backend.sessions
 
     @property
     def kind(self) -> str:

@@ -6,17 +6,18 @@ decorated function with the request's own parameters (all but ``key``,
 endpoint's registry; later polls take the next batch from it.  Errors, ours or
 the generator's, answer in the protocol's JSON shape and never as a traceback.
 
-A poll reads one way: the front parses it, :class:`~longpoll.durable.Durable`
-finds its session (this process's, or one built from the session store),
-the session takes a batch (waiting while there is none), the store keeps it
-(``Durable.settle``) and the front frames it: a JSON answer, or a stream's
-events (``transports.py``).
+A poll reads one way: the front parses it, the lifecycle finds its session
+(this process's, or one taken over from the session store), the session
+takes a batch (waiting while there is none), the store keeps it, and the
+answer is framed: a JSON answer (``responses.py``), or a stream's events
+(``transports.py``).
 
 The poll itself (:meth:`Endpoint.answer`) knows nothing of CherryPy's
-request and response objects: it takes the method, the parameters and the
-request's config, and returns status, headers and body, so a faster front
-than CherryPy's request machinery answers continuation polls with exactly
-the same code.
+request and response objects, nor of how it waits: it takes the method, the
+parameters and the request's config, and its steps (``waits.py``) end in the
+status, headers and body, so the faster fronts than CherryPy's request
+machinery (``fastpath.py``, ``asgi_front.py``) answer polls with exactly the
+same code, on a thread or on an event loop.
 """
 
 from __future__ import annotations
@@ -36,15 +37,15 @@ import cherrypy
 import orjson
 
 from . import config as lpconfig
-from . import encoding, plugin, transports
+from . import encoding, plugin, responses, transports
 from .clients import request_address
-from .durable import Durable
-from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound, Stopping
-from .hub import Item
+from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
+from .lifecycle import Lifecycle
 from .params import PollLimits, json_request_body, poll_params, request_params
 from .registry import Registry, SessionLimits, canonical
-from .responses import JSON_ERRORS, error_body
-from .session import Batch, Poll, Session
+from .responses import JSON_ERRORS, Answer, error_body
+from .session import Poll
+from .waits import HANDOFF, THREADS, Steps
 
 log = logging.getLogger("longpoll")
 
@@ -52,9 +53,6 @@ MAX_BODY_BYTES = 64 * 1024
 
 OVERRUN_WARNING = 1.0
 """A poll answering this many seconds after its timeout is logged: its generator blocks."""
-
-Answer = tuple[int, dict[str, str], bytes | Iterator[bytes]]
-
 
 def json_yield(
     idle_timeout: float = 60.0,
@@ -111,6 +109,8 @@ def json_yield(
 
     def decorate(func: Callable[..., Iterable[Any]]) -> Callable[..., Any]:
         _check_function(func)
+        lpconfig.check_arguments(func, idle_timeout=idle_timeout, max_sessions=max_sessions, poll_limits=poll_limits,
+                                 session_limits=session_limits, max_body_bytes=max_body_bytes)
         own = registry is None
         endpoint = Endpoint(func, registry if registry is not None else Registry(
             idle_timeout, session_limits=session_limits or SessionLimits(max_sessions=max_sessions),
@@ -128,18 +128,25 @@ def json_yield(
                 body = json_request_body()
             except LongPollError as exc:
                 body = exc
-            scope = request.wsgi_environ.get("asgi.scope") if request.wsgi_environ else None
-            status, headers, out = own_endpoint.answer(
+            steps = own_endpoint.steps(
                 request.method, args[1:] if method else args, kwargs, request.config, body, request_address,
                 _release_session_lock, accept=request.headers.get("Accept"),
-                last_event_id=request.headers.get("Last-Event-ID"),
-                handoff=scope.get(HANDOFF) if isinstance(scope, dict) else None)
+                last_event_id=request.headers.get("Last-Event-ID"))
+            handoff = HANDOFF.get()
+            answer = handoff.run(steps) if handoff is not None else THREADS.run(steps)
+            if answer is None:
+                return b""  # the event loop answers (see waits.Handoff)
+            status, headers, out = answer
             response = cherrypy.serving.response
             response.status = status
             response.headers.update(headers)
-            if not isinstance(out, bytes):
-                response.stream = True  # a stream's frames go out as they are made
-            return out
+            if isinstance(out, bytes):
+                return out
+            if handoff is not None:
+                handoff.frames(out, headers)
+                return b""
+            response.stream = True  # a stream's frames go out as they are made
+            return THREADS.frames(out)
 
         handler.endpoint = endpoint  # type: ignore[attr-defined]
         handler.registry = endpoint.registry  # type: ignore[attr-defined]
@@ -205,7 +212,7 @@ class Endpoint:
         self.signature = inspect.signature(func)
         self.name = name or f"{module_name(func)}.{func.__qualname__}"  # a key only works where it was made
         self.registry = registry
-        self.durable = Durable(registry)
+        self.lifecycle = Lifecycle(registry)
         self.poll_limits = poll_limits
         self.bind = bind
         self.limit_per_bind = limit_per_bind
@@ -251,11 +258,18 @@ class Endpoint:
                         "yielding a Signal", self.name, late)
 
     def answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], config: dict[str, Any],
-               body: Any, address: Callable[[], str], before_wait: Callable[[], None] | None = None, *,
-               accept: str | None = None, last_event_id: str | None = None,
-               handoff: Callable[[Deferred], None] | None = None) -> Answer:
-        """One poll, or a stream: status, headers and body (bytes, or an iterator of a stream's frames),
-        never an exception.
+               body: Any, address: Callable[[], str], *, accept: str | None = None,
+               last_event_id: str | None = None) -> Answer:
+        """:meth:`steps`, run on this thread (a test's, a script's): a stream's body is its frames."""
+        status, headers, out = THREADS.run(self.steps(method, args, kwargs, config, body, address, accept=accept,
+                                                      last_event_id=last_event_id))
+        return status, headers, out if isinstance(out, bytes) else THREADS.frames(out)  # type: ignore[return-value]
+
+    def steps(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], config: dict[str, Any],
+              body: Any, address: Callable[[], str], before_wait: Callable[[], None] | None = None, *,
+              accept: str | None = None, last_event_id: str | None = None) -> Steps[Answer]:
+        """One poll, or a stream, as steps (``waits.py``) that end in its status, headers and body (bytes, or
+        a stream's steps), never in an exception.
 
         ``kwargs`` are the query and form parameters, ``body`` the parsed JSON
         body (``params.NO_BODY`` for none, or the LongPollError reading it
@@ -263,10 +277,6 @@ class Endpoint:
         address (asked only when a session is made).  ``before_wait()`` runs
         before the poll first waits.  ``accept`` asking for a stream (SSE, JSON
         lines) makes one, which ``last_event_id`` (``<key>.<cursor>``) resumes.
-
-        ``handoff`` (under an event loop, ``asgi.py``): a poll that would wait, and a stream, are handed to
-        it as a :class:`Deferred` instead of waiting on this thread; the answer returned is then a
-        placeholder the loop replaces.
         """
         transport = transports.negotiate(accept) if method == "GET" or method == "POST" else None
         try:
@@ -295,43 +305,26 @@ class Endpoint:
                         registry.gate, before_wait=before_wait, max_bytes=limits.max_batch_bytes)
             started = time.monotonic()
             if asked.key is None:
-                if registry.stopping:
-                    raise Stopping()  # a session made here now would be made in a process about to go
-                owner = str(tag[1]) if self.limit_per_bind else None
-                session = registry.create(lambda: self._start(args, params), tag, owner, address(),
-                                          origin=self._origin(args, params))
+                held = self.lifecycle.create(lambda: self._start(args, params), tag, ttl, self._rebuild,
+                                             owner=str(tag[1]) if self.limit_per_bind else None, address=address(),
+                                             origin=self._origin(args, params))
             else:
                 try:
-                    session = self.durable.find(asked.key, tag, self._rebuild, ttl, asked.cursor)
+                    held = yield from self.lifecycle.find(asked.key, tag, ttl, self._rebuild, asked.cursor)
                 except Expired as exc:
-                    refused = transports.refused_before(transport, exc) if transport is not None else None
-                    if refused is not None:
-                        return refused
+                    if transport == transports.SSE:
+                        return transports.expired(exc)
                     raise
             if transport is not None:
-                polls = Polls(self, session, ttl, tag, new=asked.key is None, stream=True)
-                if handoff is not None:
-                    handoff(Deferred(polls, poll, limits, transport, started))
-                    return DEFERRED
-                return 200, transports.headers(transport), transports.stream(polls, poll, limits, transport)
-            polls = Polls(self, session, ttl, tag, new=asked.key is None)
-            if handoff is not None:
-                registry.admit(session)
-                polls.admit = False  # admitted now, once, whichever thread answers
-                ready = polls.ready_now(poll)
-                if ready is None:
-                    handoff(Deferred(polls, poll, limits, None, started))
-                    return DEFERRED
-                return 200, JSON_HEADERS, orjson.dumps(ready.to_json(polls.session.key))
-            batch = polls.take(poll, again=True)
+                return 200, transports.headers(transport), transports.stream(self.lifecycle, held, poll, limits,
+                                                                             transport)
+            batch = yield from self.lifecycle.take(held, poll)
             self.check_overrun(started, poll.timeout)
-            return 200, JSON_HEADERS, orjson.dumps(batch.to_json(polls.session.key))
+            return responses.batch(held.session.key, batch)
         except LongPollError as exc:
-            return exc.status, {**JSON_HEADERS, **exc.headers()}, orjson.dumps(exc.body())
+            return responses.error(exc)
         except Exception:
-            log.exception("unexpected error in long-poll endpoint %s", self.name)
-            failure = LongPollError("internal error; the server log has the details")
-            return failure.status, JSON_HEADERS, orjson.dumps(failure.body())
+            return responses.internal(self.name)
 
     # -- the recipe ------------------------------------------------------------------
 
@@ -367,118 +360,6 @@ class Endpoint:
         return made
 
 
-class Polls:
-    """The polls of one request on one session: each batch taken, counted and stored before it is sent."""
-
-    __slots__ = ("endpoint", "session", "ttl", "tag", "new", "admit")
-
-    def __init__(self, endpoint: Endpoint, session: Session, ttl: float, tag: tuple[str, Any], new: bool,
-                 stream: bool = False):
-        self.endpoint = endpoint
-        self.session = session
-        self.ttl = ttl
-        self.tag = tag
-        self.new = new
-        self.admit = not stream  # a stream's polls are not admitted against the poll rate
-
-    @property
-    def registry(self) -> Registry:
-        return self.endpoint.registry
-
-    def take(self, poll: Poll, again: bool = False) -> Batch:
-        """The next batch of the session, stored.  With ``again``, a poll that finds this process's copy was
-        old, and is the newer poll, takes the session over and polls once more; without, it answers as
-        released (a stream ends there)."""
-        settled = self.settle(self._poll(poll), poll)
-        if settled is None and again:
-            self._take_over(poll)
-            settled = self.settle(self._poll(poll), poll) or self.released(poll)
-        return self.answerable(settled or self.released(poll))
-
-    async def take_async(self, poll: Poll, again: bool = False) -> Batch:
-        """:meth:`take`, waiting on the running event loop."""
-        settled = self.settle(await self._poll_async(poll), poll)
-        if settled is None and again:
-            self._take_over(poll)
-            settled = self.settle(await self._poll_async(poll), poll) or self.released(poll)
-        return self.answerable(settled or self.released(poll))
-
-    def settle(self, batch: Batch, poll: Poll) -> Batch | None:
-        """Store the batch before it is sent (a new session's key is named first); None: taken over."""
-        durable = self.endpoint.durable
-        if self.new:
-            self.new = False
-            durable.introduce(self.session)
-        return durable.settle(self.session, batch, poll, self.ttl)
-
-    def released(self, poll: Poll) -> Batch:
-        return self.session.empty(poll, released=True)
-
-    def answerable(self, batch: Batch) -> Batch:
-        if self.registry.stopping and (batch.released or not batch.count):
-            raise Stopping()  # held polls answer now, and nothing waits here any more: resume elsewhere
-        return batch
-
-    def _take_over(self, poll: Poll) -> None:
-        self.session = self.endpoint.durable.take_over(self.session.key, self.tag, self.endpoint._rebuild, self.ttl,
-                                                       poll.cursor)
-
-    def _poll(self, poll: Poll) -> Batch:
-        try:
-            return self.registry.poll(self.session, poll, admit=self.admit)
-        except LongPollError:
-            self.endpoint.durable.ended(self.session)
-            raise
-
-    async def _poll_async(self, poll: Poll) -> Batch:
-        try:
-            return await self.registry.poll_async(self.session, poll, admit=self.admit)
-        except LongPollError:
-            self.endpoint.durable.ended(self.session)
-            raise
-
-    def ready_now(self, poll: Poll) -> Batch | None:
-        """Under an event loop, in the thread that runs the app: the batch when one is ready without waiting
-        (stored, to send), or None when the poll would wait, which then moves to the loop (:class:`Deferred`)."""
-        session = self.session
-        probe = poll.at_once()
-        try:
-            batch = session.poll(probe)
-        except LongPollError:
-            self.registry.polled(session, None)
-            self.endpoint.durable.ended(session)
-            raise
-        if batch.count or batch.released or batch.gap or batch.retry_ms is not None or batch.state != "ready" \
-                or poll.timeout <= 0 or self.registry.stopping:
-            self.registry.polled(session, batch)
-            return self.answerable(self.settle(batch, poll) or self.released(poll))
-        self.registry.polled(session, None)  # the poll goes on, on the loop: counted once, there
-        return None
-
-
-class Deferred:
-    """A poll or stream whose waiting moves from the app's thread to the event loop (``asgi.py``)."""
-
-    __slots__ = ("polls", "poll", "limits", "transport", "started")
-
-    def __init__(self, polls: Polls, poll: Poll, limits: PollLimits, transport: str | None, started: float):
-        self.polls = polls
-        self.poll = poll
-        self.limits = limits
-        self.transport = transport
-        self.started = started
-
-
-JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
-
-HANDOFF = "longpoll.handoff"
-"""Where an ASGI front puts, in the ASGI scope a2wsgi passes on as ``environ["asgi.scope"]``, what takes a
-:class:`Deferred` from the app's thread."""
-
-DEFERRED: Answer = (202, {"Content-Type": "application/json"}, b"")
-"""The placeholder answer of a poll handed to the loop (the front sends the loop's answer instead)."""
-
-
 def _release_session_lock() -> None:
     """A held poll must not hold its user's CherryPy session lock (tools.sessions' implicit or early
     locking), or every other page of theirs waits for it: save the session now, which releases it, and
@@ -491,9 +372,8 @@ def _release_session_lock() -> None:
 
 
 def _encode(item: Any, default: Callable[[Any], Any] | None) -> bytes:
-    """An item as JSON, once, when it is taken; an item from the log is sent as the JSON it came as."""
-    if type(item) is Item:
-        return item.raw
+    """An item of the generator's own as JSON, once, when it is taken (one from the log is sent as the JSON
+    it came as: see ``Session``)."""
     return encoding.dumps(item, default)
 
 

@@ -3,24 +3,67 @@
 Code anywhere on the data path raises one of these; only the HTTP layer turns
 it into a response.  That keeps status codes and the JSON error shape of
 PROTOCOL.md in one place, and lets library users catch ``LongPollError``.
+
+Each is also a ``cherrypy.HTTPError``, so that raised where longpoll does not
+answer it itself (``broker.publish()`` in an app's plain handler, a tool that
+refuses a request) CherryPy still answers its status and headers rather than
+an unexpected 500: see :meth:`LongPollError.set_response`.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
+import cherrypy
+import orjson
+from cherrypy import _cperror
 
-class LongPollError(Exception):
-    """Base class: an error with an HTTP status and a stable error code."""
+
+class LongPollError(cherrypy.HTTPError):
+    """Base class: an error with an HTTP status and a stable error code.
+
+    ``status`` is the HTTP status, ``code`` the error's name in the JSON body
+    (a ``cherrypy.HTTPError`` calls its status number ``code``; here that
+    name keeps the meaning it has always had in longpoll).
+    """
 
     status = 500
     code = "internal"
 
     def __init__(self, message: str, *, retry_after: float | None = None, **extra: Any):
-        super().__init__(message)
+        # Not HTTPError.__init__: it would make ``code`` the status number, and ``args`` (status, message).
+        Exception.__init__(self, message)
         self.message = message
         self.retry_after = retry_after
         self.extra = extra
+        self._message = message  # what CherryPy's own HTTPError methods read
+        self.reason = _phrase(self.status)
+
+    def set_response(self) -> None:
+        """Answer as this error says, wherever in a CherryPy request it was raised (CherryPy calls this for
+        every HTTPError, in a handler or a tool).
+
+        Its status and its headers (``Retry-After``, ``Allow``) always, so a client that retries a 503 after
+        ``Retry-After`` does so whether or not the app configured anything.  The body is the error's own JSON
+        where the app's error page for that status answers in JSON (``responses.json_error_page``, which
+        ``JSON_ERRORS`` sets), and otherwise the app's error page (``error_page.<status>`` or
+        ``error_page.default``, CherryPy's template without either) with the error's message: never a
+        traceback, whatever ``request.show_tracebacks`` says, since the error is an answer, not a failure.
+        """
+        request = cherrypy.serving.request
+        response = cherrypy.serving.response
+        _cperror.clean_headers(self.status)  # those of the content the handler was making (an earlier Retry-After)
+        response.headers.pop("Content-Length", None)
+        response.status = self.status
+        response.headers["Cache-Control"] = "no-store"
+        response.headers.update(self.headers())
+        page = request.error_page.get(self.status) or request.error_page.get("default")
+        if getattr(page, "answers_json", False):
+            response.headers["Content-Type"] = "application/json"
+            response.body = orjson.dumps(self.body())
+        else:
+            response.body = _cperror.get_error_page(self.status, message=self.message, traceback=None)
 
     def body(self) -> dict[str, Any]:
         """The JSON error object of PROTOCOL.md, plus any extra fields (``retry_ms`` whenever Retry-After is
@@ -34,6 +77,13 @@ class LongPollError(Exception):
         if self.retry_after is None:
             return {}
         return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a status of an app's own subclass that Python does not name
+        return ""
 
 
 class BadRequest(LongPollError):

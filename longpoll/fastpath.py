@@ -18,11 +18,11 @@ from typing import Any
 
 import cherrypy
 
-from . import logs, sizing
+from . import logs, responses, sizing
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
-from .params import NO_BODY
 from .responses import status_line
-from .routes import Routes, address, body_wanted, continuation, read_body
+from .routes import Routes, decide
+from .waits import THREADS
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = Callable[[dict[str, Any]], list[tuple[str, str]]]
@@ -58,46 +58,39 @@ class FastPolls:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         sizing.serving(environ)  # the hold gate reads the server from it
-        found = self.routes.match(environ.get("PATH_INFO", ""))
         method = environ.get("REQUEST_METHOD", "GET")
-        if found is None or method not in found[0].methods:
+        found = decide(self.routes, method, environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""),
+                       _Headers(environ), environ.get("REMOTE_ADDR", ""), self.max_body_bytes)
+        if found is None:
             return self.app(environ, start_response)
-        route, args = found
-        query = environ.get("QUERY_STRING", "")
-        last_event_id = environ.get("HTTP_LAST_EVENT_ID")
-        kwargs: dict[str, Any] = {}
-        body: Any = NO_BODY
-        if method == "POST":
-            if not body_wanted(method, environ.get("CONTENT_TYPE", ""), environ.get("CONTENT_LENGTH") or "",
-                               "HTTP_TRANSFER_ENCODING" in environ, self.max_body_bytes):
-                return self.app(environ, start_response)
-            kwargs, body = self._read(environ)
-        elif "key=" not in query and not last_event_id:
-            return self.app(environ, start_response)  # a first poll: the generator's own arguments
-        body = continuation(kwargs, body, query, last_event_id)
-        if body is None:
+        raw = None
+        if found.body_needed:
+            raw, error = self._read(environ, found.length)
+            if error is not None:
+                return self._send(environ, start_response, *responses.error(error))
+        steps = found.answer(raw)
+        if steps is None:
             return self.app(environ, start_response)
-        head = method == "HEAD"
-        status, headers, answer = route.endpoint.answer(
-            "GET" if head else method, args, kwargs, route.config, body,
-            lambda: address(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"), route.config),
-            accept=None if head else environ.get("HTTP_ACCEPT"), last_event_id=last_event_id)
+        self.answered += 1
+        return self._send(environ, start_response, *THREADS.run(steps))
+
+    def _send(self, environ: dict[str, Any], start_response: Callable[..., Any], status: int,
+              headers: dict[str, str], answer: Any) -> Iterable[bytes]:
         out = list(headers.items())
         if self.headers is not None:
             out.extend(self.headers(environ))
-        self.answered += 1
         if not isinstance(answer, bytes):  # a stream: its frames as they are made
             start_response(status_line(status), out)
             logs.access(environ, status, None)
-            return answer
+            return THREADS.frames(answer)
         out.append(("Content-Length", str(len(answer))))
         start_response(status_line(status), out)
         logs.access(environ, status, len(answer))
-        return [b"" if head else answer]
+        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else answer]
 
-    def _read(self, environ: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    @staticmethod
+    def _read(environ: dict[str, Any], size: int) -> tuple[bytes, LongPollError | None]:
         """The body read in full (and put back, for the app if it is handed on after all)."""
-        size = int(environ["CONTENT_LENGTH"])
         try:
             raw = environ["wsgi.input"].read(size) if size else b""
         except Exception as exc:  # the server's reader: a short body, a timeout
@@ -105,8 +98,24 @@ class FastPolls:
             error: LongPollError = RequestTimeout("the request body did not arrive in time") if status == 408 \
                 else PayloadTooLarge("the request body is too large") if status == 413 \
                 else BadRequest("the request body could not be read")
-            return {}, error
+            return b"", error
         if len(raw) < size:
-            return {}, BadRequest("the request body is shorter than its Content-Length")
+            return b"", BadRequest("the request body is shorter than its Content-Length")
         environ["wsgi.input"] = io.BytesIO(raw)
-        return read_body(environ.get("CONTENT_TYPE", ""), raw)
+        return raw, None
+
+
+class _Headers:
+    """A WSGI request's headers by lower-case name, as :func:`~longpoll.routes.decide` reads them."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: dict[str, Any]):
+        self.environ = environ
+
+    def get(self, name: str, default: Any = None) -> Any:
+        key = name.upper().replace("-", "_")
+        return self.environ.get(key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key, default)
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None

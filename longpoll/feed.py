@@ -29,17 +29,13 @@ import contextvars
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-import orjson
-
-from .backends.base import order
+from .backends.base import Log, SessionStore, order
 from .errors import BadParameter
+from .hub import Hub
 from .signals import GAP
-
-if TYPE_CHECKING:
-    from .broker import Broker
-    from .subscription import Subscription
+from .subscription import Subscription
 
 PAGE = 1000
 """Entries read from a topic's history at a time."""
@@ -49,6 +45,17 @@ MAX_BACKFILL = 10_000
 
 Where = Callable[[Any], Any]
 S = TypeVar("S", bound="Source")
+
+
+class Topics(Protocol):
+    """What a feed reads (a :class:`~longpoll.broker.Broker`): a log, the hub that reads it here, and the
+    session store of the log's backend, which keeps the sessions that draw from it."""
+
+    hub: Hub
+    log: Log
+
+    @property
+    def store(self) -> SessionStore | None: ...
 
 
 class FeedWait(BaseException):
@@ -126,7 +133,7 @@ class Source:
 
     identity: tuple[Any, ...] = ()
     recorder: Recorder | None = None
-    broker: Broker
+    broker: Topics
     sub: Subscription
     _floor: tuple[int, ...] | None = None  # live items at or below it were replayed already
 
@@ -142,6 +149,11 @@ class Source:
 
     def close(self) -> None:
         self.sub.close()
+
+    @property
+    def store(self) -> SessionStore | None:
+        """Where the sessions that draw from it are kept, if anywhere."""
+        return self.broker.store
 
     @property
     def dropped(self) -> int:
@@ -200,7 +212,7 @@ class Source:
 class Feed(Source):
     """Items published to one topic after a position, oldest first (see the module's docstring)."""
 
-    def __init__(self, broker: Broker, topic: str, *, where: Where | None = None, backfill: int = 0,
+    def __init__(self, broker: Topics, topic: str, *, where: Where | None = None, backfill: int = 0,
                  filter: Any = None, deliver: Callable[[Any], Any] | None = None,
                  checkpoint: dict[str, Any] | None = None):
         self.broker = broker
@@ -236,9 +248,10 @@ class Feed(Source):
         self._queue(history(log, (self.topic,), self.position, start))
 
     def _queue(self, entries: Iterable[Any]) -> None:
+        decoded = self.broker.hub.items.decoded
         for entry in entries:
             try:
-                item = orjson.loads(entry.raw)
+                item = decoded(entry)
                 if self.deliver is not None:
                     item = self.deliver(item)
             except (ValueError, TypeError, KeyError, AttributeError):
@@ -287,7 +300,7 @@ def history(log: Any, topics: tuple[str, ...], after: str, upto: str) -> Iterato
         after = entries[-1].position
 
 
-def identity(broker: Broker, topic: str, filter: Any) -> tuple[Any, ...]:
+def identity(broker: Topics, topic: str, filter: Any) -> tuple[Any, ...]:
     """What the n-th feed a recipe opens must be again when it is called again."""
     return (topic, broker.log.name, filter is not None)
 
@@ -303,7 +316,7 @@ def open_source(identity: tuple[Any, ...], make: Callable[[dict[str, Any] | None
     return source  # type: ignore[return-value]  # the same identity makes the same kind
 
 
-def open_feed(broker: Broker, topic: str, *, where: Where | None = None, backfill: int = 0,
+def open_feed(broker: Topics, topic: str, *, where: Where | None = None, backfill: int = 0,
               filter: Any = None, deliver: Callable[[Any], Any] | None = None) -> Feed:
     """A feed, or the one the running session's generator opened at this place before."""
     if not isinstance(backfill, int) or isinstance(backfill, bool) or not 0 <= backfill <= MAX_BACKFILL:

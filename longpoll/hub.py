@@ -27,6 +27,7 @@ from . import plugin
 from .backends.base import Entry, Log
 from .background import Worker
 from .errors import BackendUnavailable, LongPollError
+from .items import Shared
 from .signals import GAP
 from .subscription import Subscription
 
@@ -37,15 +38,6 @@ BLOCK_SECONDS = 1.0
 
 EPOCH_CHECK = 2.0
 """Seconds between two looks at the backend's epoch when nothing failed."""
-
-
-class Item(dict):
-    """An item as the log holds it, with the JSON it came as: every session that sends it sends those
-    bytes rather than encoding it again (one publish to 10,000 sessions is one encoding, not 10,000).
-    Items from a subscription are shared by every session that gets them: never change one."""
-
-    __slots__ = ("raw",)
-    raw: bytes
 
 
 class Router(Protocol):
@@ -102,6 +94,7 @@ class Hub:
         self._routed: set[str] = set()  # topics given a router by route(): kept when empty
         self._companions: list[Any] = []  # started and stopped with the hub (a PUBLISH bridge)
         self._lock = threading.Lock()
+        self.items = Shared()  # what it routes and what feeds replay: one decoded item each
         self._reader = Worker("longpoll-hub", self._read_once, failed=self._read_failed, recovered=self._read_again)
         self._checked = time.monotonic()
         self._attached = False
@@ -126,7 +119,7 @@ class Hub:
     def subscribe(self, topic: str, filter: Any = None, maxlen: int | None = None) -> Subscription:
         """A new subscription; its ``start`` is the last position it will not get."""
         self._attach()
-        sub = Subscription(self, topic, filter, maxlen or self.buffer)
+        sub = Subscription(self.unsubscribe, topic, filter, maxlen or self.buffer)
         with self._lock:  # the error and the position as of the same moment as the router's
             sub.error = self.error
             sub.start = self.position
@@ -244,11 +237,8 @@ class Hub:
                 self.entries += 1
                 if advance:
                     self.position = entry.position
-                try:
-                    item = orjson.loads(entry.raw)
-                    if type(item) is dict:
-                        item = Item(item)
-                        item.raw = entry.raw
+                try:  # an item injected has no position of its own: decoded for itself
+                    item = self.items.decoded(entry, shared=advance)
                 except orjson.JSONDecodeError:
                     self.malformed += 1
                     log.warning("skipped an entry that is not JSON at %s", entry.position)

@@ -238,8 +238,10 @@ def poll_params(params: dict[str, Any], limits: PollLimits) -> PollParams:
     """Take the protocol's own parameters out of params, leaving the handler's."""
     key = text(params, "key", KEY, "a session key from an earlier response")
     cursor = text(params, "cursor", CURSOR, "the cursor from the last response")
-    timeout = number(params, "timeout", 0, limits.max_timeout, limits.default_timeout)
-    max_items = integer(params, "max", 1, limits.max_max, limits.default_max)
+    # A default above its bound (PollLimits(max_timeout=5), or a path's longpoll.max_timeout under the
+    # decorator's default) is the bound: a poll is never held longer, or given more, than any poll may ask.
+    timeout = number(params, "timeout", 0, limits.max_timeout, min(limits.default_timeout, limits.max_timeout))
+    max_items = integer(params, "max", 1, limits.max_max, min(limits.default_max, limits.max_max))
     if key is not None and cursor is None:
         raise BadParameter("cursor", "required with key: send the cursor of the last response")
     return PollParams(key, cursor if key is not None else None, timeout, max_items)

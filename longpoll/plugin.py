@@ -36,7 +36,6 @@ import cherrypy
 from cherrypy.process import plugins, wspbus
 
 from . import logs, sizing
-from .registry import Registry
 
 log = logging.getLogger("longpoll")
 
@@ -54,6 +53,23 @@ class Worker(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class Registry(Protocol):
+    """What the plugin looks after in a registry of sessions (``registry.py``, which is above this module:
+    everything that must run with the engine is handed here, and this module knows nothing of it)."""
+
+    name: str
+    stopping: bool
+    gate: Any
+
+    def expire(self) -> int: ...
+
+    def stop_holding(self) -> None: ...
+
+    def close_all(self) -> None: ...
+
+    def stats(self) -> dict[str, int]: ...
 
 
 class Plugin(plugins.SimplePlugin):
@@ -77,7 +93,7 @@ class Plugin(plugins.SimplePlugin):
         self.frequency = frequency
         self.signals = signals
         self._chained: dict[int, Any] = {}
-        self.registries: weakref.WeakSet[Registry] = weakref.WeakSet()
+        self.registries: weakref.WeakSet[Any] = weakref.WeakSet()
         self.workers: weakref.WeakSet[Any] = weakref.WeakSet()  # hubs, channel listeners, syndicators
         self._task: plugins.BackgroundTask | None = None
         self._lock = threading.Lock()
@@ -89,7 +105,7 @@ class Plugin(plugins.SimplePlugin):
         """Look after a registry (expiry, the quick stop) or run a worker (``start``/``stop``) while the engine
         runs, starting it now if it does."""
         with self._lock:
-            if isinstance(thing, Registry):
+            if callable(getattr(thing, "expire", None)):  # a registry: looked after, never started
                 self.registries.add(thing)
                 return True
             self.workers.add(thing)

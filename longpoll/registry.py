@@ -11,9 +11,9 @@ Creating a session reserves its slot first and builds the generator outside
 the lock; a refused or failed creation never leaves a generator (or its
 subscriptions) behind.
 
-The registry knows nothing of other processes: ``durable.py`` puts the
-sessions it builds from the session store in here (:meth:`adopt`) and takes
-out copies that went stale (:meth:`discard`).
+The registry knows nothing of polls or of other processes: ``lifecycle.py``
+runs every poll, puts the sessions it builds from the session store in here
+(:meth:`adopt`) and takes out copies that went stale (:meth:`discard`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import orjson
 from . import keys
 from .errors import TooManyRequests, TooManySessions
 from .gate import HELD, HoldGate
-from .keys import DURABLE, KINDS, LOCAL  # noqa: F401 (durable.py's names for the kinds; keys.py owns them)
-from .session import Batch, Poll, Session, Start
+from .keys import DURABLE, KINDS, LOCAL  # noqa: F401 (lifecycle.py's names for the kinds; keys.py owns them)
+from .session import Batch, Session, Start
 
 log = logging.getLogger("longpoll")
 
@@ -191,31 +191,6 @@ class Registry:
             old.drop()
 
     # -- polls -------------------------------------------------------------
-
-    def poll(self, session: Session, poll: Poll, *, admit: bool = True) -> Batch:
-        """A poll of one of its sessions, counted; ``admit``: against the session's poll rate (a stream's
-        polls are not, nor a poll admitted before it moved to the event loop)."""
-        if admit:
-            self.admit(session)
-        try:
-            batch = session.poll(poll)
-        except BaseException:
-            self.polled(session, None)
-            raise
-        self.polled(session, batch)
-        return batch
-
-    async def poll_async(self, session: Session, poll: Poll, *, admit: bool = True) -> Batch:
-        """:meth:`poll`, waiting on the running event loop."""
-        if admit:
-            self.admit(session)
-        try:
-            batch = await session.poll_async(poll)
-        except BaseException:
-            self.polled(session, None)
-            raise
-        self.polled(session, batch)
-        return batch
 
     def admit(self, session: Session) -> None:
         """The session's own bucket of polls, without the registry's lock: two polls of one session racing

@@ -1,15 +1,22 @@
-"""JSON responses, and the JSON error page for everything CherryPy answers itself.
+"""Every answer longpoll makes, built in one place: batches, errors, and the JSON error page for what
+CherryPy answers itself.
 
-An app that wants every error in the JSON shape of PROTOCOL.md (404, 405,
-411, 413 and unexpected 500s included, and a LongPollError raised by any of
-its handlers) mounts with :data:`JSON_ERRORS` in its config; ``json_yield``
-handlers answer their own errors in that shape anyway.
+The fronts (CherryPy's handlers, ``FastPolls``, ``longpoll.asgi``) send what
+:func:`batch` and :func:`error` build, so a poll answers the same bytes
+whichever front took it.  An app that wants every error in the JSON shape of
+the protocol (404, 405, 411, 413 and unexpected 500s included, and a
+LongPollError raised by any of its handlers) mounts with :data:`JSON_ERRORS`
+in its config; ``json_yield`` handlers answer their own errors in that shape
+anyway.  Without it, a LongPollError still answers its own status and
+headers, with the app's error page (``LongPollError.set_response``).
 """
 
 from __future__ import annotations
 
 import functools
 import html
+import logging
+from collections.abc import Generator
 from http import HTTPStatus
 from typing import Any
 
@@ -18,6 +25,39 @@ import orjson
 
 from .errors import LongPollError
 from .params import check_query_string, prepare_body
+from .session import Batch
+
+log = logging.getLogger("longpoll")
+
+JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+Answer = tuple[int, dict[str, str], bytes | Generator[Any, Any, None]]
+"""Status, headers and body: bytes, or a stream's steps (``waits.py``), which the front runs."""
+
+
+def batch(key: str, taken: Batch) -> Answer:
+    """A poll's answer: its JSON made from the items' own bytes, each encoded once."""
+    head = b'{"state":"%s","key":"%s","cursor":%s,"items":[' % (
+        taken.state.encode(), key.encode(), orjson.dumps(taken.cursor))
+    tail = b"]"
+    if taken.dropped:
+        tail += b',"dropped":%d' % taken.dropped
+    if taken.gap:
+        tail += b',"gap":true'
+    if taken.retry_ms is not None:
+        tail += b',"retry_ms":%d' % taken.retry_ms
+    return 200, JSON_HEADERS, head + b",".join(taken.parts) + tail + b"}"
+
+
+def error(exc: LongPollError) -> Answer:
+    """An error's answer (its status, its headers such as Retry-After, the protocol's JSON shape)."""
+    return exc.status, {**JSON_HEADERS, **exc.headers()}, orjson.dumps(exc.body())
+
+
+def internal(where: str) -> Answer:
+    """What a bug answers: a 500 in the protocol's shape, the traceback in the log (never to the client)."""
+    log.exception("unexpected error in long-poll endpoint %s", where)
+    return error(LongPollError("internal error; the server log has the details"))
 
 
 def json_body(status: int, body: Any, headers: dict[str, str] | None = None) -> bytes:
@@ -69,6 +109,9 @@ def json_error_page(status: str = "500", message: str = "", traceback: str = "",
     return orjson.dumps({"error": _code(code), "message": text})
 
 
+json_error_page.answers_json = True  # type: ignore[attr-defined]  # LongPollError.set_response answers in JSON
+
+
 def unpad() -> None:
     """``hooks.before_finalize``: undo CherryPy's padding of short error bodies (an old IE workaround) on JSON."""
     response = cherrypy.serving.response
@@ -82,7 +125,8 @@ def unpad() -> None:
 def answer_longpoll_errors() -> None:
     """``hooks.before_handler``: a LongPollError raised by any handler (``broker.publish`` with Redis away,
     a ``BadParameter`` of your own) answers as its JSON error says (503 with ``retry_ms``, 400 naming the
-    parameter), not as a 500 with a traceback.  Runs last, so it wraps what other tools wrapped (json_out)."""
+    parameter), as the handler's own answer.  Runs last, so it wraps what other tools wrapped (json_out); one
+    raised elsewhere in the request (a tool's) is answered alike by ``LongPollError.set_response``."""
     request = cherrypy.serving.request
     inner = request.handler
     if inner is None:

@@ -3,10 +3,12 @@
 Nearly every request a long-poll server sees continues a live session: it
 carries a ``key`` (or an EventSource's ``Last-Event-ID``).  The fronts that
 answer those without CherryPy's request machinery (:class:`~longpoll.fastpath.
-FastPolls` under WSGI, ``asgi.py`` on an event loop) find the endpoint here,
-with the config CherryPy would have given its path, and read the poll's
-parameters here, the way CherryPy would have; everything else (first polls,
-other paths, other methods, bodies they do not parse) goes to the app.
+FastPolls` under WSGI, ``asgi_front.py`` on an event loop) ask one function,
+:func:`decide`, whether a request continues a poll, needs its body read
+first, or is not theirs at all (first polls, other paths, other methods,
+bodies they do not parse go to the app), and then one more,
+:func:`Continuation.answer`, for the poll's steps, with the config CherryPy
+would have given the path and the parameters read as CherryPy would have.
 
 Only endpoints that need nothing of CherryPy's request are routed: their
 ``bind`` reads only the poll's parameters (``json_yield(fastpath=True)``,
@@ -27,6 +29,8 @@ from .clients import client_address
 from .endpoint import Endpoint, endpoint_of
 from .errors import BadRequest, LongPollError
 from .params import NO_BODY, parse_json_body
+from .responses import Answer
+from .waits import Steps
 
 KNOWN_TOOLS = frozenset({"longpoll_json_errors", "longpoll_cors", "longpoll_cors_preflight", "trailing_slash",
                          "encode", "decode", "log_tracebacks", "log_headers"})
@@ -102,6 +106,64 @@ class Routes:
 
 
 # -- the request ------------------------------------------------------------
+
+class Continuation:
+    """A request that continues a session at a routed endpoint, or may once its body is read.
+
+    ``headers`` are the request's, by lower-case name (a front passes what it has: only ``accept``,
+    ``last-event-id``, ``content-type``, ``content-length``, ``transfer-encoding`` and ``x-forwarded-for``
+    are read).
+    """
+
+    __slots__ = ("route", "args", "method", "query", "headers", "peer", "body_needed")
+
+    def __init__(self, route: Route, args: tuple[str, ...], method: str, query: str, headers: Any, peer: str,
+                 body_needed: bool):
+        self.route = route
+        self.args = args
+        self.method = method
+        self.query = query
+        self.headers = headers
+        self.peer = peer
+        self.body_needed = body_needed  # a POST: read its body (at most its Content-Length), then answer
+
+    @property
+    def length(self) -> int:
+        return int(self.headers.get("content-length") or 0)
+
+    def answer(self, raw: bytes | None = None) -> Steps[Answer] | None:
+        """The poll's steps, or None when it does not continue a session after all (the app answers it;
+        its body, if read, must be given back to it)."""
+        headers = self.headers
+        kwargs, body = read_body(headers.get("content-type", ""), raw) if raw is not None else ({}, NO_BODY)
+        last_event_id = headers.get("last-event-id")
+        asked = continuation(kwargs, body, self.query, last_event_id)
+        if asked is None:
+            return None
+        route, head = self.route, self.method == "HEAD"
+        return route.endpoint.steps(
+            "GET" if head else self.method, self.args, kwargs, route.config, asked,
+            lambda: address(self.peer, headers.get("x-forwarded-for"), route.config),
+            accept=None if head else headers.get("accept"), last_event_id=last_event_id)
+
+
+def decide(routes: Routes | None, method: str, path: str, query: str, headers: Any, peer: str,
+           largest: int) -> Continuation | None:
+    """Whether a request continues a session at a routed endpoint (its :class:`Continuation`), or is the
+    app's (None): the one decision both fast fronts make.  A POST is a continuation only with a form or JSON
+    body of at most ``largest`` bytes, which the front reads before it asks for the answer."""
+    found = routes.match(path) if routes is not None else None
+    if found is None or method not in found[0].methods:
+        return None
+    route, args = found
+    if method == "POST":
+        wanted = body_wanted(method, headers.get("content-type", ""), headers.get("content-length") or "",
+                             "transfer-encoding" in headers, largest)
+        return Continuation(route, args, method, query, headers, peer, True) if wanted else None
+    if "key=" not in query and not headers.get("last-event-id"):
+        return None  # a first poll: the generator's own arguments, through the app
+    return Continuation(route, args, method, query, headers, peer, False)
+
 
 def body_wanted(method: str, content_type: str, length: str, chunked: bool, largest: int) -> bool:
     """Whether a POST's body is one this module reads (a form or JSON of a known, bounded length)."""

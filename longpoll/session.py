@@ -21,16 +21,24 @@ poll's parameters, ``start``) whose items all come from feeds can be built
 again at any time (``feed.py``): when its feeds run dry, and in another
 process from its :meth:`checkpoint`.
 
-Waiting uses a second, tiny lock (``_mutex``) and one waiter per session:
-a producer waking the session never blocks behind a generator that is busy
-computing, and only one poll of a session waits at a time (a newer one
-releases it first).  The waiter is a callable: under threads it releases a
-parked lock, on an event loop it resolves a future.
+A poll is a generator of steps (:meth:`Session.steps`, see ``waits.py``): it
+takes a batch, or yields a ``Wait`` while there is none, and returns the
+batch.  Waiting uses a second, tiny lock (``_mutex``) and one waiter per
+session: a producer waking the session never blocks behind a generator that
+is busy computing, and only one poll of a session waits at a time (a newer
+one releases it first).  The waiter is whatever the strategy running the
+steps armed: a parked thread's lock, or a future on an event loop.
+
+A durable session's cursors are signed (``<batch>.<mac>``, with a secret
+only its record holds), so that a client whose cursor is ahead of the
+stored session can be told from one that makes a cursor up: the first had a
+batch that the store lost, the second is refused, and nothing changes.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
+import hashlib
 import logging
 import threading
 import time
@@ -44,8 +52,9 @@ from . import encoding, signals
 from .errors import BadParameter, Expired, GeneratorFailed, LongPollError
 from .feed import CURRENT, FeedWait, Recorder
 from .gate import HoldGate
+from .items import Item
 from .signals import GAP, Signal
-from .wake import waker
+from .waits import THREADS, Steps, Wait
 
 log = logging.getLogger("longpoll")
 
@@ -70,7 +79,10 @@ MAX_BATCH_BYTES = 256 * 1024
 RETRY_MS_WHEN_FULL = 1000
 """What a poll turned away by the hold gate tells the client to wait."""
 
-NOTHING = b"[]"
+MAX_BATCH = 2**63 - 1
+"""The largest batch number a cursor may name: what a session store (JSON, Lua) holds exactly."""
+
+MAC_BYTES = 6
 
 
 @dataclass(slots=True)
@@ -100,17 +112,17 @@ class Poll:
 
 
 class Batch:
-    """What one poll answers; ``raw`` is the items as one JSON array."""
+    """What one poll answers: ``parts`` are its items' JSON, each encoded once (an item from the log is the
+    bytes every session that sends it shares)."""
 
-    __slots__ = ("state", "cursor", "raw", "count", "dropped", "retry_ms", "fresh", "gap", "released", "ticket",
+    __slots__ = ("state", "cursor", "parts", "dropped", "retry_ms", "fresh", "gap", "released", "ticket",
                  "waited")
 
-    def __init__(self, state: str, cursor: str, raw: bytes = NOTHING, count: int = 0, dropped: int = 0,
+    def __init__(self, state: str, cursor: str, parts: tuple[bytes, ...] = (), dropped: int = 0,
                  retry_ms: int | None = None, fresh: bool = False, gap: bool = False, released: bool = False):
         self.state = state
         self.cursor = cursor
-        self.raw = raw
-        self.count = count
+        self.parts = parts
         self.dropped = dropped
         self.retry_ms = retry_ms
         self.fresh = fresh  # False for a re-sent or empty batch: nothing newly delivered
@@ -118,6 +130,15 @@ class Batch:
         self.released = released  # a newer poll of the session took over
         self.ticket = 0  # the poll's number on its session: a stream's next poll goes on with it
         self.waited = False  # the poll was held before it answered
+
+    @property
+    def count(self) -> int:
+        return len(self.parts)
+
+    @property
+    def raw(self) -> bytes:
+        """The items as one JSON array."""
+        return encoding.join(self.parts)
 
     @property
     def items(self) -> list[Any]:
@@ -135,20 +156,40 @@ class Batch:
         return body
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 class Sent(NamedTuple):
     """A batch sent and not yet acknowledged."""
 
     asked: str  # the cursor it was asked with
     cursor: str
-    raw: bytes
-    size: int  # items in it (not ``count``, which is tuple's method)
+    parts: tuple[bytes, ...]
     state: str
     gap: bool
+    size: int  # bytes of JSON in it
+
+    @classmethod
+    def of(cls, asked: str, batch: Batch) -> Sent:
+        return cls(asked, batch.cursor, batch.parts, batch.state, batch.gap, sum(map(len, batch.parts)))
+
+
+def batch_number(cursor: str | None) -> int | None:
+    """The batch a cursor names (``"12"``, or ``"12.<mac>"`` for a durable session), or None for one this
+    server never issues; a number past what a store holds exactly is a 400 naming the cursor."""
+    if cursor is None:
+        return None
+    number, _, _ = cursor.partition(".")
+    if not number.isdigit() or not number.isascii():
+        return None
+    if len(number) > 19 or int(number) > MAX_BATCH:
+        raise BadParameter("cursor", "names no batch of this session; send the cursor of the last response")
+    return int(number)
+
+
+def sign(nonce: bytes, key: str, seq: int) -> str:
+    """A durable session's cursor for batch ``seq``: only what holds the session's nonce can make it."""
+    if not seq:
+        return "0"
+    mac = hashlib.blake2b(b"%s %d" % (key.encode(), seq), key=nonce, digest_size=MAC_BYTES).digest()
+    return f"{seq}.{base64.urlsafe_b64encode(mac).decode()}"
 
 
 Start = Callable[[], Any]
@@ -160,7 +201,7 @@ class Session:
         "key", "tag", "owner", "quotas", "origin", "born", "last_seen", "served", "_allowance", "_checked",
         "_start", "_rec", "_it", "_lock", "_mutex", "_waiter", "_woken", "_ticket", "_inflight", "_watched",
         "_seq", "_cursor", "_sent", "_let_go", "_gap", "_closed", "_dropped_copy", "_finished", "_failure",
-        "store", "stored", "lease", "__weakref__",
+        "store", "stored", "lease", "nonce", "__weakref__",
     )
 
     def __init__(self, key: str, start: Start | Iterator[Any], tag: Any = None, owner: str | None = None,
@@ -196,9 +237,10 @@ class Session:
         self._dropped_copy = False  # closed as a stale copy: the session lives on elsewhere
         self._finished = False
         self._failure: LongPollError | None = None
-        self.store: Any = None  # the session store that keeps it (durable.py), if any
+        self.store: Any = None  # the session store that keeps it (lifecycle.py), if any
         self.stored = -1  # the batch number the session store holds (-1: not stored)
         self.lease = 0  # the store's count of takeovers when this process took it over
+        self.nonce: bytes | None = None  # a durable session's: signs its cursors (:func:`sign`)
         if self._start is None:
             self._it = iter(start)  # type: ignore[arg-type]
         else:
@@ -254,105 +296,103 @@ class Session:
         """What a session store keeps to build this session again in another process."""
         return {"seq": self._seq, "let_go": self._let_go, "gap": self._gap or self._rec.gap,
                 "finished": self._finished, "feeds": self._rec.checkpoints(),
-                "sent": [[s.asked, s.cursor, orjson.Fragment(s.raw), s.size, s.state, s.gap] for s in self._sent]}
+                "nonce": self.nonce.hex() if self.nonce is not None else None,
+                "sent": [[s.asked, s.cursor, orjson.Fragment(encoding.join(s.parts)), s.state, s.gap]
+                         for s in self._sent]}
 
     @classmethod
     def restore(cls, key: str, start: Start, state: dict[str, Any], *, tag: Any, owner: str | None,
                 quotas: tuple[tuple[str, str], ...], origin: dict[str, Any]) -> Session:
         """A session built again from a checkpoint, at the same batch and cursors."""
         session = cls(key, start, tag, owner, quotas, recorder=Recorder(resume=state["feeds"]), origin=origin)
-        session._seq = session.stored = state["seq"]
-        session._cursor = str(state["seq"])
-        session._sent = [Sent(asked, cursor, encoding.exact(orjson.dumps(items)), count, st, gap)
-                         for asked, cursor, items, count, st, gap in state["sent"]]
-        session._let_go = state["let_go"]
-        session._gap = state["gap"]
-        session._finished = state["finished"]
+        session._restore(state)
         return session
 
-    def adopt(self, cursor: str) -> None:
-        """The client holds a batch newer than any this session knows (its backend lost the last writes):
-        carry on from here, numbering after the client's, and say that items may be missing or repeated."""
+    def _restore(self, state: dict[str, Any]) -> None:
+        self._seq = self.stored = state["seq"]
+        self.nonce = bytes.fromhex(state["nonce"]) if state.get("nonce") else None
+        self._cursor = self._cursor_of(self._seq)
+        self._sent = [Sent(asked, cursor, parts, st, gap, sum(map(len, parts)))
+                      for asked, cursor, parts, st, gap
+                      in ((e[0], e[1], _parts(e[2]), e[-2], e[-1]) for e in state["sent"])]
+        self._let_go = state["let_go"]
+        self._gap = state["gap"]
+        self._finished = state["finished"]
+
+    @staticmethod
+    def check(state: dict[str, Any], key: str, cursor: str | None) -> None:
+        """A stored session's cursor rules, applied to a poll before anything is taken over or built: the
+        same 400 a live session gives, and nothing changes."""
+        probe = Session.__new__(Session)
+        probe.key = key
+        probe._closed = probe._finished = False
+        probe._failure = None
+        probe._dropped_copy = False
+        probe._restore(state)
+        probe._finished = False  # what a done session answers is the live session's to say
+        probe._match(cursor or "0")
+
+    def sign(self, nonce: bytes, batch: Batch) -> None:
+        """The session is durable from its first batch on: its cursors are signed from now, that batch's
+        (not yet sent) too."""
         with self._lock:
-            self._seq = int(cursor)
-            self._cursor = cursor
-            self._sent = []
-            self._gap = True
+            self.nonce = nonce
+            self._cursor = self._cursor_of(self._seq)
+            self._sent = [s._replace(cursor=self._cursor_of(batch_number(s.cursor) or 0)) for s in self._sent]
+            if batch.cursor != "0":
+                batch.cursor = self._cursor_of(batch_number(batch.cursor) or 0)
+
+    def _cursor_of(self, seq: int) -> str:
+        return str(seq) if self.nonce is None else sign(self.nonce, self.key, seq)
+
+    def _adopt(self, cursor: str) -> None:
+        """Under the lock: the client holds a batch newer than any this copy knows, which this session
+        signed (its store lost the last writes): carry on from there, numbering after the client's, and
+        say that items may be missing or repeated."""
+        self._seq = batch_number(cursor) or 0
+        self._cursor = cursor
+        self._sent = []
+        self._gap = True
+
+    def ahead(self, cursor: str | None) -> bool:
+        """Whether a client's cursor names a batch after the newest this copy has sent."""
+        number = batch_number(cursor)
+        return number is not None and number > self._seq
 
     # -- polls ---------------------------------------------------------------------------
 
     def poll(self, poll: Poll) -> Batch:
         """The next batch, waiting on this thread while there is none (up to ``poll.timeout``)."""
-        ticket = self.begin(poll)
-        try:
-            batch = self._poll(ticket, poll)
-            batch.ticket = ticket
-            return batch
-        finally:
-            self.end()
+        return THREADS.run(self.steps(poll))
 
-    def _poll(self, ticket: int, poll: Poll) -> Batch:
-        batch = self.first(ticket, poll)
-        if batch is not None:
-            return batch
-        deadline = time.monotonic() + poll.timeout
-        holding = False
-        try:
-            while True:
-                batch = self.take(ticket, poll)
-                if batch is not None:
-                    batch.waited = holding
-                    return batch
-                if time.monotonic() >= deadline or (poll.gate is not None and poll.gate.closed):
-                    return self.empty(poll, waited=holding)
-                if not holding:
-                    if poll.gate is not None and not poll.placed and not poll.gate.enter():
-                        return self.empty(poll, retry_ms=RETRY_MS_WHEN_FULL)
-                    holding = True
-                    if poll.before_wait is not None:
-                        poll.before_wait()
-                self._park(ticket, deadline)
-        finally:
-            if holding and poll.gate is not None and not poll.placed:
-                poll.gate.leave()
-
-    async def poll_async(self, poll: Poll) -> Batch:
-        """The next batch, waiting on the running event loop while there is none: the waiting poll is a
-        future the session's wake resolves (from the hub's thread), with no thread or task of its own."""
-        loop = asyncio.get_running_loop()
-        wakes = waker(loop)
+    def steps(self, poll: Poll) -> Steps[Batch]:
+        """A poll: the next batch, with a ``Wait`` yielded while there is none (up to ``poll.timeout``)."""
         ticket = self.begin(poll)
+        gate = poll.gate if not poll.placed else None
         holding = False
         try:
             batch = self.first(ticket, poll) or self.take(ticket, poll)
             deadline = time.monotonic() + poll.timeout
             while batch is None:
-                left = deadline - time.monotonic()
-                if left <= 0 or (poll.gate is not None and poll.gate.closed):
+                if time.monotonic() >= deadline or (poll.gate is not None and poll.gate.closed):
                     batch = self.empty(poll, waited=holding)
                     break
                 if not holding:
-                    if poll.gate is not None and not poll.placed and not poll.gate.enter():
+                    if gate is not None and not gate.enter():
                         batch = self.empty(poll, retry_ms=RETRY_MS_WHEN_FULL)
                         break
                     holding = True
-                future: asyncio.Future[None] = loop.create_future()
-                wake = wakes.waking(future)
-                if self.arm(ticket, wake):
-                    timer = loop.call_later(left, _resolve, future)
-                    try:
-                        await future
-                    finally:
-                        timer.cancel()
-                        self.disarm(wake)
+                    if poll.before_wait is not None:
+                        poll.before_wait()
+                yield Wait(self, ticket, deadline)
                 batch = self.take(ticket, poll)
                 if batch is not None:
                     batch.waited = holding
             batch.ticket = ticket
             return batch
         finally:
-            if holding and poll.gate is not None and not poll.placed:
-                poll.gate.leave()
+            if holding and gate is not None:
+                gate.leave()
             self.end()
 
     def begin(self, poll: Poll) -> int:
@@ -423,15 +463,6 @@ class Session:
             if self._waiter is wake:
                 self._waiter = None
 
-    def _park(self, ticket: int, deadline: float) -> None:
-        """Wait on this thread until woken, released by a newer poll, or the deadline."""
-        parked = threading.Lock()
-        parked.acquire()
-        if not self.arm(ticket, parked.release):
-            return
-        parked.acquire(True, max(0.0, deadline - time.monotonic()))
-        self.disarm(parked.release)
-
     def _wake(self) -> None:
         with self._mutex:
             self._woken = True
@@ -455,7 +486,8 @@ class Session:
             if self._dropped_copy:
                 return Batch(READY, cursor, released=True)
             raise Expired()
-        if cursor == self._cursor:
+        found = self._match(cursor)
+        if found is None:  # the newest: what was sent arrived
             if not keep:
                 self._sent = []
             if not self._sent:
@@ -466,22 +498,31 @@ class Session:
                     self._close()
                     raise self._failure
             return None
+        n, gap = found
+        if n < 0:  # ahead
+            self._adopt(cursor)
+            return None
+        sent = self._sent[n]
+        if not keep and not gap:  # a stream sending again keeps them until the client says
+            del self._sent[:n]
+        return Batch(sent.state, sent.cursor, sent.parts, self._dropped(), gap=gap or sent.gap)
+
+    def _match(self, cursor: str) -> tuple[int, bool] | None:
+        """Which rule a cursor falls under, changing nothing: None (the newest), (n, gap) to send the n-th
+        batch kept again, _AHEAD (a batch this session signed that its store lost); else a 400."""
+        if cursor == self._cursor:
+            return None
         for n, sent in enumerate(self._sent):
             if cursor == sent.asked:  # its answer was lost: everything before it arrived
-                if not keep:  # a stream sending again keeps them until the client says
-                    del self._sent[:n]
-                return self._resend(sent)
-        if self._sent and cursor.isdigit() and int(cursor) < self._let_go:
+                return n, False
+        number = batch_number(cursor)
+        if number is not None and self._sent and number < self._let_go:
             # a stream sent past what it could keep, and the client got less: carry on from what is left
-            return self._resend(self._sent[0], gap=True)
+            return 0, True
+        if number is not None and number > self._seq and self.nonce is not None \
+                and cursor == sign(self.nonce, self.key, number):
+            return _AHEAD
         raise BadParameter("cursor", "does not match this session; send the cursor of the last response")
-
-    def ahead(self, cursor: str | None) -> bool:
-        """Whether a client's cursor names a batch after the newest this copy has sent."""
-        return cursor is not None and cursor.isdigit() and int(cursor) > self._seq
-
-    def _resend(self, sent: Sent, gap: bool = False) -> Batch:
-        return Batch(sent.state, sent.cursor, sent.raw, sent.size, self._dropped(), gap=gap or sent.gap)
 
     # -- the generator ---------------------------------------------------------------------------
 
@@ -560,15 +601,15 @@ class Session:
                 raise unavailable
             return None
         self._seq += 1
-        self._cursor = str(self._seq)
+        self._cursor = self._cursor_of(self._seq)
         if not poll.keep:
             self._sent = []
-        raw = encoding.join(parts)
-        self._sent.append(Sent(poll.asked, self._cursor, raw, len(parts), state, gap))
-        while len(self._sent) > 1 and (sum(sent.size for sent in self._sent) > MAX_UNACKNOWLEDGED
-                                       or sum(len(sent.raw) for sent in self._sent) > MAX_UNACKNOWLEDGED_BYTES):
-            self._let_go = int(self._sent.pop(0).cursor)
-        return Batch(state, self._cursor, raw, len(parts), self._dropped(), fresh=True, gap=gap)
+        batch = Batch(state, self._cursor, tuple(parts), self._dropped(), fresh=True, gap=gap)
+        self._sent.append(Sent.of(poll.asked, batch))
+        while len(self._sent) > 1 and (sum(len(sent.parts) for sent in self._sent) > MAX_UNACKNOWLEDGED
+                                       or sum(sent.size for sent in self._sent) > MAX_UNACKNOWLEDGED_BYTES):
+            self._let_go = batch_number(self._sent.pop(0).cursor) or 0
+        return batch
 
     def _unresumable(self) -> str:
         if self._rec.mismatch is not None:
@@ -583,8 +624,12 @@ class Session:
         return str(getattr(self._start, "__qualname__", None) or getattr(self._it, "__name__", repr(self._it)))
 
     def _encoded(self, encode: Encode, value: Any) -> bytes:
+        """An item's JSON as the session keeps it until acknowledged: the log's own bytes for an item from
+        the log (shared by every session that sends it), else bytes of its own length."""
+        if type(value) is Item:
+            return value.raw
         try:
-            return encode(value)
+            return encoding.exact(encode(value))
         except Exception as exc:
             log.warning("session generator %s yielded an item that cannot be sent (%s); ending its session",
                         self._name(), exc)
@@ -636,3 +681,11 @@ class Session:
             except Exception:
                 log.exception("closing session generator raised")
         self._rec.close()
+
+
+_AHEAD = (-1, True)
+
+
+def _parts(items: Any) -> tuple[bytes, ...]:
+    """A stored batch's items as the parts a live one holds (one part per item)."""
+    return tuple(encoding.exact(encoding.dumps(item)) for item in items)

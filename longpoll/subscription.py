@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .signals import Signal
 
-if TYPE_CHECKING:
-    from .hub import Hub
-
 
 class Subscription(Signal):
-    __slots__ = ("topic", "filter", "maxlen", "dropped", "position", "start", "_buf", "_lock", "_hub",
+    __slots__ = ("topic", "filter", "maxlen", "dropped", "position", "start", "_buf", "_lock", "_leave",
                  "__weakref__")
 
-    def __init__(self, hub: Hub, topic: str, filter: Any, maxlen: int):
+    def __init__(self, leave: Callable[[Subscription], None] | None, topic: str, filter: Any, maxlen: int):
+        """``leave(sub)`` takes it out of what fills it (its hub) when it closes."""
         super().__init__()
         self.topic = topic
         self.filter = filter
@@ -36,7 +34,7 @@ class Subscription(Signal):
         # 600 bytes, and most of 10,000 idle subscriptions hold nothing.
         self._buf: deque[tuple[str, Any]] | None = None
         self._lock = threading.Lock()
-        self._hub = hub
+        self._leave = leave
 
     def put(self, position: str, item: Any) -> bool:
         """Buffer an item (the hub notifies afterwards); False if one was dropped."""
@@ -77,7 +75,8 @@ class Subscription(Signal):
         return len(self._buf or ())
 
     def close(self) -> None:
-        self._hub.unsubscribe(self)
+        if self._leave is not None:
+            self._leave(self)
 
     def __enter__(self) -> Subscription:
         return self

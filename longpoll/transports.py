@@ -16,21 +16,18 @@ proxies recycle connections; clients reconnect and resume.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from .errors import BadParameter, Expired, LongPollError, Stopping
+from .lifecycle import Held, Lifecycle
 from .params import CURSOR, KEY, PollLimits
 from .session import DONE, RETRY_MS_WHEN_FULL, Batch, Poll
-
-if TYPE_CHECKING:
-    from .endpoint import Polls
+from .waits import Steps
 
 log = logging.getLogger("longpoll")
 
@@ -107,8 +104,7 @@ class Framing:
 
 
 class StreamRun:
-    """One stream's course, apart from how its polls wait (a thread, or an event loop): which poll comes
-    next, and what each batch makes of it.
+    """One stream's course: which poll comes next, and what each batch makes of it.
 
     A new session's first batch is sent at once even when empty, so the client has its key (the event id)
     before anything arrives.  The first poll acknowledges what the client says it has (its cursor); the
@@ -117,39 +113,22 @@ class StreamRun:
     (and when the client is gone: a write fails and the server closes it).
     """
 
-    def __init__(self, polls: Polls, poll: Poll, limits: PollLimits, transport: str):
-        self.polls = polls
+    def __init__(self, lifecycle: Lifecycle, held: Held, poll: Poll, limits: PollLimits, transport: str):
+        self.lifecycle = lifecycle
+        self.held = held
         self.poll = poll
         self.limits = limits
         self.framing = Framing(transport)
-        self.gate = poll.gate
-        self.new = polls.new
+        self.new = held.new
         self.first = True
         self.owned: int | None = None  # the stream's ticket on its session, from its first poll on
         self.sent = self.began = time.monotonic()
         self.ends = self.began + limits.max_stream_seconds
 
-    def enter(self) -> bool:
-        """Claim the stream's one place at the hold gate; False when it is full (see :meth:`refusal`)."""
-        return self.gate is None or self.gate.enter()
-
-    def leave(self) -> None:
-        if self.gate is not None:
-            self.gate.leave()
-
-    def refusal_poll(self) -> Poll:
-        """The gate is full: answered as a poll that may not wait is (what is ready now, which also starts a
-        new session's generator, so nothing published before the client comes back is missed)."""
-        return replace(self.poll, timeout=0.0, placed=True)  # may not wait: its gate is only looked at
-
-    def refused(self, batch: Batch) -> bytes:
-        """Then "come back later"."""
-        return b"" if batch.released else self.framing.refused(self.polls.session.key, batch)
-
     def next_poll(self) -> Poll | None:
         """The stream's next poll, or None when it ends now."""
         now = time.monotonic()
-        if self.polls.registry.stopping or now >= self.ends:
+        if self.lifecycle.registry.stopping or now >= self.ends:
             return None
         wait = 0.0 if self.first and self.new else max(0.0, min(self.sent + self.limits.heartbeat, self.ends) - now)
         return replace(self.poll, timeout=wait, placed=True, keep=not self.first, follow=self.owned)
@@ -162,7 +141,7 @@ class StreamRun:
         out = b""
         ended = False
         if batch.count or batch.gap or batch.state == DONE or (self.first and self.new):
-            out = self.framing.batch(self.polls.session.key, batch)
+            out = self.framing.batch(self.held.session.key, batch)
             self.poll.cursor = batch.cursor
             self.sent = time.monotonic()
             ended = batch.state == DONE
@@ -173,53 +152,28 @@ class StreamRun:
         return out, ended
 
 
-def stream(polls: Polls, poll: Poll, limits: PollLimits, transport: str) -> Iterator[bytes]:
-    """The body of a stream whose polls wait on this thread (see :class:`StreamRun`)."""
-    run = StreamRun(polls, poll, limits, transport)
-    if not run.enter():
+def stream(lifecycle: Lifecycle, held: Held, poll: Poll, limits: PollLimits, transport: str) -> Steps[None]:
+    """A stream's frames (see :class:`StreamRun`).  It holds one place at the hold gate for its whole life;
+    when the gate is full it answers as a poll that may not wait (what is ready now, which also starts a new
+    session's generator, so nothing published before the client comes back is missed), then "come back
+    later"."""
+    run = StreamRun(lifecycle, held, poll, limits, transport)
+    gate = poll.gate
+    if gate is not None and not gate.enter():
         try:
-            yield run.refused(polls.take(run.refusal_poll()))
+            batch = yield from lifecycle.take(held, replace(poll, timeout=0.0, placed=True), again=False)
+            if not batch.released:
+                yield run.framing.refused(held.session.key, batch)
         except LongPollError as exc:
             yield run.framing.start() + run.framing.error(exc)
         return
     try:
         yield run.framing.start()
         while (asked := run.next_poll()) is not None:
-            # Let every other request run between two frames: a stream of a generator that is always ready
-            # otherwise computes and writes until its socket's buffer is full (megabytes), and 20 such
-            # streams held up a /stats for 30 s.
-            time.sleep(0)
             try:
-                out, ended = run.took(polls.take(asked))
-            except Stopping:
-                return  # clients reconnect, here or elsewhere, and resume
-            except LongPollError as exc:
-                yield run.framing.error(exc)
-                return
-            if out:
-                yield out
-            if ended:
-                return
-    finally:
-        run.leave()
-
-
-async def stream_async(polls: Polls, poll: Poll, limits: PollLimits, transport: str) -> AsyncIterator[bytes]:
-    """The body of a stream whose polls wait on the running event loop (see :class:`StreamRun`)."""
-    run = StreamRun(polls, poll, limits, transport)
-    if not run.enter():
-        try:
-            yield run.refused(await polls.take_async(run.refusal_poll()))
-        except LongPollError as exc:
-            yield run.framing.start() + run.framing.error(exc)
-        return
-    try:
-        yield run.framing.start()
-        while (asked := run.next_poll()) is not None:
-            await asyncio.sleep(0)  # every other request runs between two frames
-            try:
-                out, ended = run.took(await polls.take_async(asked))
-            except Stopping:
+                out, ended = run.took((yield from lifecycle.take(held, asked, again=False, admit=False)))
+            except Stopping as exc:
+                yield run.framing.error(exc)  # clients reconnect, here or elsewhere, and resume
                 return
             except LongPollError as exc:
                 yield run.framing.error(exc)
@@ -229,13 +183,11 @@ async def stream_async(polls: Polls, poll: Poll, limits: PollLimits, transport: 
             if ended:
                 return
     finally:
-        run.leave()
+        if gate is not None:
+            gate.leave()
 
 
-def refused_before(transport: str, exc: LongPollError) -> tuple[int, dict[str, str], Any] | None:
-    """An SSE stream whose key is unknown or expired starts, says ``event: expired`` and ends (PROTOCOL.md);
-    other errors before a stream starts answer as a poll would."""
-    if transport == SSE and isinstance(exc, Expired):
-        framing = Framing(transport)
-        return 200, headers(transport), iter([framing.start(), framing.error(exc)])
-    return None
+def expired(exc: Expired) -> tuple[int, dict[str, str], bytes]:
+    """An SSE stream whose key is unknown or expired starts, says ``event: expired`` and ends (PROTOCOL.md)."""
+    framing = Framing(SSE)
+    return 200, headers(SSE), framing.start() + framing.error(exc)

@@ -20,3 +20,14 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.005)
+
+
+def polled(registry, session, poll):  # noqa: ANN001, ANN201 (a test's shorthand)
+    """One poll of a session, counted by its registry as the lifecycle counts it (no store, no HTTP)."""
+    try:
+        batch = session.poll(poll)
+    except BaseException:
+        registry.polled(session, None)
+        raise
+    registry.polled(session, batch)
+    return batch

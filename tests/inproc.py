@@ -3,7 +3,7 @@
 A :class:`Process` is what one server process holds of an app: its own
 connection to Redis (so its own holder id in the session store, and its own
 release listener), its own broker and hub, and its own endpoints (registry
-and durable sessions).  The app's functions are made per process from a
+and lifecycle).  The app's functions are made per process from a
 recipe, as an app module imported in each process would make them.  Tests
 that need the real thing (processes, a proxy, restarts) use ``procs.py``.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import longpoll
 from longpoll.backends.redis import RedisBackend
-from longpoll.durable import Durable
 from longpoll.endpoint import endpoint_of
+from longpoll.lifecycle import Lifecycle
 from tests.conftest_support import wait_until
 
 
@@ -29,8 +29,8 @@ class Process:
             if not hasattr(handler, "endpoint"):
                 continue  # something else the app made, for the test to use
             endpoint = endpoint_of(handler)
-            endpoint.durable = Durable(endpoint.registry, backends=[self.backend])
-            endpoint.durable._listen(self.backend.sessions)
+            endpoint.lifecycle = Lifecycle(endpoint.registry, stores=lambda: [self.backend.sessions])
+            endpoint.lifecycle._listen(self.backend.sessions)
         self.backend.sessions.listener.start()
         assert self.backend.sessions.listener.subscribed.wait(10)
 

@@ -88,7 +88,8 @@ def poll(cluster: Cluster, session: Session, turn: int, rng: random.Random) -> N
         answer = cluster.request(turn, "POST", "/statuses/filter.json", json=params)
     if answer is None or answer.status_code in (409, 503):
         return  # poll again, with the same cursor
-    assert answer.status_code == 200, (session.name, answer.status_code, answer.text)
+    assert answer.status_code == 200, (session.name, answer.status_code, answer.text,
+                                       "".join(cluster.servers[turn % 2].output[-40:]))  # the server's word on it
     if session.key and rng.random() < 0.15:
         session.lost += 1  # the answer never arrived: the next poll sends the old cursor
         return

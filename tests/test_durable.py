@@ -17,6 +17,7 @@ import redis
 
 from longpoll import Expired
 from longpoll.endpoint import endpoint_of
+from longpoll.lifecycle import Held
 from longpoll.session import Poll
 from longpoll.testing import Client, PollError, settle
 from tests.inproc import Process, chat
@@ -304,7 +305,8 @@ def test_two_polls_of_one_key_in_one_process_store_their_batches_one_after_the_o
         answers: list[Any] = []
 
         def settling() -> None:
-            answers.append(endpoint.durable.settle(session, batch, poll, 60))
+            held = Held(session, session.tag, 60, endpoint._rebuild, new=False)
+            answers.append(endpoint.lifecycle.settle(held, batch, poll))
 
         one.backend.redis.execute_command("CLIENT", "PAUSE", 1000, "WRITE")
         threads = [threading.Thread(target=settling) for _ in range(2)]

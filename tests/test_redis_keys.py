@@ -113,6 +113,10 @@ def drive(store: RedisStore, fans: int) -> None:
     with pytest.raises(Unauthorized):
         store.follow("not a token", "author")
     assert store.authenticate(author["token"]) == author["id"]
+    assert store.stream_salt(author["id"]) is None  # made with the first stream token, not at signup
+    salt = store.stream_salt(author["id"], make=True)
+    assert len(salt) == 16 and store.stream_salt(author["id"], make=True) == store.stream_salt(author["id"]) == salt
+    assert store.stream_salt(10_000, make=True) is None  # no such user: no record is made for its salt
 
     plain = store.post_status(author["token"], "hello", None)
     placed = store.post_status(author["token"], "from here", "Paris", lambda status: {"place": "a café"})
@@ -173,7 +177,7 @@ def test_scripts_touch_only_the_keys_they_are_given(admin, redis_proc):
     limits = SocialLimits(fanout_per_pass=3)  # many passes, some of them continuing the same author's job
     store = open_store(confined(admin, redis_proc.port, PREFIX), PREFIX, limits)
     scripts = [v for v in vars(store).values() if isinstance(v, Script)]
-    assert len(scripts) == 8 and all(script.script.startswith(DECLARED_ONLY) for script in scripts)
+    assert len(scripts) == 9 and all(script.script.startswith(DECLARED_ONLY) for script in scripts)
     drive(store, fans=11)
 
 

@@ -11,6 +11,7 @@ from longpoll.clients import client_address
 from longpoll.registry import Registry
 from longpoll.session import Poll as P
 from longpoll.testing import Client
+from tests.conftest_support import polled
 from tests.inproc import Process, chat
 from tests.procs import ServerProcess
 from tests.streams_helpers import Stream, unique
@@ -34,7 +35,7 @@ def test_a_refused_session_leaves_no_subscription_behind():
         return subscribed(broker, topic)
 
     for _ in range(2):
-        registry.poll(registry.create(start, owner="me"), P(None, 0, 10))
+        polled(registry, registry.create(start, owner="me"), P(None, 0, 10))
     for _ in range(20):
         with pytest.raises(TooManySessions):
             registry.create(start, owner="me")
@@ -69,13 +70,13 @@ def test_sessions_polled_only_with_errors_do_not_stall_expiry(monkeypatch):
     monkeypatch.setattr("longpoll.session.time.monotonic", lambda: now[0])
     registry = Registry(idle_timeout=5, session_limits=SessionLimits(unconfirmed_idle_timeout=5))
     errored = registry.create(iter(range(100)))
-    registry.poll(errored, P(None, 0, 1))
+    polled(registry, errored, P(None, 0, 1))
     quiet = registry.create(iter(range(100)))
-    registry.poll(quiet, P(None, 0, 1))
+    polled(registry, quiet, P(None, 0, 1))
     now[0] += 4
     for _ in range(3):  # it keeps polling, each time with a cursor the session refuses
         with pytest.raises(Exception, match="cursor"):
-            registry.poll(errored, P("99", 0, 1))
+            polled(registry, errored, P("99", 0, 1))
     now[0] += 2  # quiet has been idle 6 s, errored 2 s
     assert registry.expire(now[0]) == 1
     assert quiet.closed and not errored.closed
@@ -85,10 +86,10 @@ def test_sessions_polled_only_with_errors_do_not_stall_expiry(monkeypatch):
 def test_sessions_made_and_never_polled_again_expire_soon():
     registry = Registry(idle_timeout=60, session_limits=SessionLimits(unconfirmed_idle_timeout=2))
     once = registry.create(iter(range(100)))
-    registry.poll(once, P(None, 0, 1))
+    polled(registry, once, P(None, 0, 1))
     twice = registry.create(iter(range(100)))
-    first = registry.poll(twice, P(None, 0, 1))
-    registry.poll(twice, P(first.cursor, 0, 1))
+    first = polled(registry, twice, P(None, 0, 1))
+    polled(registry, twice, P(first.cursor, 0, 1))
     later = max(once.last_seen, twice.last_seen) + 3
     assert registry.expire(later) == 1
     assert once.closed and not twice.closed  # a client that came back keeps the full idle timeout

@@ -11,6 +11,7 @@ from longpoll.gate import HoldGate
 from longpoll.registry import Registry
 from longpoll.session import Poll as P
 from longpoll.session import Session
+from tests.conftest_support import polled
 
 
 def counting(n: int):
@@ -143,8 +144,8 @@ def test_registry_expires_only_idle_sessions_and_counts_them():
 
     a = registry.create(gen("a"))
     b = registry.create(gen("b"))
-    registry.poll(a, P(None, 0, 1))
-    registry.poll(b, P(None, 0, 1))
+    polled(registry, a, P(None, 0, 1))
+    polled(registry, b, P(None, 0, 1))
     now = b.last_seen
     assert registry.expire(now + 1) == 0
     assert registry.expire(now + 6) == 2
@@ -200,7 +201,7 @@ def test_what_a_session_keeps_is_bounded_in_bytes_too():
         cursor = s.poll(P(cursor, 0, 1000, max_bytes=256 * 1024, keep=True)).cursor
     from longpoll.session import MAX_UNACKNOWLEDGED_BYTES
 
-    kept = sum(len(sent.raw) for sent in s._sent)
+    kept = sum(sent.size for sent in s._sent)
     assert kept <= MAX_UNACKNOWLEDGED_BYTES + 256 * 1024 and len(s._sent) > 1
 
 

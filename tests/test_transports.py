@@ -136,7 +136,7 @@ def test_a_stream_and_polls_alternate_on_one_session(client, topics_broker):
     topics_broker.publish(name, "a")
     reader = Reader(client, "GET", f"/topics/{name}", {**SSE, "Last-Event-ID": f"{polled['key']}.{polled['cursor']}"})
     reader.wait_for(lambda r: r.items() == ["a"])
-    last = reader.frames[-1]["id"].split(".")[1]
+    last = reader.frames[-1]["id"].split(".", 1)[1]
     topics_broker.publish(name, "b")
     reader.wait_for(lambda r: r.items() == ["a", "b"])
     # The client's next poll says what it has; a newer poll also takes over from the stream.
@@ -249,7 +249,7 @@ def test_a_stream_turned_away_by_a_full_gate_says_when_to_come_back_and_which_se
             turned_batch = json.loads(fields["data"])
             assert fields["retry"] == "1000" and turned_batch["retry_ms"] == 1000 and turned_batch["items"] == []
             assert fields["id"] == f"{turned_batch['key']}.{turned_batch['cursor']}"
-            key, cursor = fields["id"].split(".")
+            key, cursor = fields["id"].split(".", 1)
             assert client.post(topic, json="later").status_code == 201
             # the first stream's client is gone: its place is free at its next heartbeat
             wait_until(lambda: client.get(url + "/stats").json()["held_polls"] == 0, what="the place to be free")

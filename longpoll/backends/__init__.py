@@ -2,8 +2,8 @@
 are kept.  The one place the backend is chosen is :func:`open`.
 
 Brokers on the same URL and prefix share one backend (one Redis client and
-pool, one session store, one release channel); :func:`durable` lists the
-Redis backends open in this process, which is where a poll whose key this
+pool, one session store, one release channel); :func:`stores` lists the
+session stores open in this process, which is where a poll whose key this
 process does not hold looks for its session.
 """
 
@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any
 
-from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Entry, Log, Retention, order
+from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Backend, Entry, Log, Retention, SessionStore, order
 from .memory import MemoryBackend, MemoryLog
 
 PREFIX = "longpoll:"
 """What every Redis key longpoll writes starts with, unless told otherwise."""
 
-Backend = Any  # MemoryBackend | RedisBackend (the latter imports redis-py only when used)
-
-_open: weakref.WeakValueDictionary[tuple[str, str], Any] = weakref.WeakValueDictionary()
+_open: weakref.WeakValueDictionary[tuple[str, str], Backend] = weakref.WeakValueDictionary()
 _lock = threading.Lock()
 
 
@@ -33,12 +30,12 @@ def open(url: str | None = None, *, prefix: str = PREFIX) -> Backend:  # noqa: A
     if not prefix or not isinstance(prefix, str):
         raise ValueError("prefix must be a non-empty string, such as 'longpoll:'")
     with _lock:
-        backend = _open.get((url, prefix))
-        if backend is None:
-            from .redis import RedisBackend
+        found = _open.get((url, prefix))
+        if found is None:
+            from .redis import RedisBackend  # redis-py is imported when a Redis URL is first given
 
-            backend = _open[(url, prefix)] = RedisBackend(url, prefix)
-        return backend
+            found = _open[(url, prefix)] = RedisBackend(url, prefix)
+        return found
 
 
 def forget(backend: Backend) -> None:
@@ -49,11 +46,11 @@ def forget(backend: Backend) -> None:
                 del _open[name]
 
 
-def durable() -> list[Any]:
-    """The Redis backends open in this process."""
+def stores() -> list[SessionStore]:
+    """The session stores open in this process."""
     with _lock:
-        return list(_open.values())
+        return [backend.sessions for backend in _open.values() if backend.sessions is not None]
 
 
-__all__ = ["Entry", "Log", "MemoryLog", "MemoryBackend", "Retention", "DEFAULT_RETENTION", "DEFAULT_LOG_RETENTION",
-           "PREFIX", "open", "forget", "durable", "order"]
+__all__ = ["Backend", "SessionStore", "Entry", "Log", "MemoryLog", "MemoryBackend", "Retention", "DEFAULT_RETENTION",
+           "DEFAULT_LOG_RETENTION", "PREFIX", "open", "forget", "stores", "order"]

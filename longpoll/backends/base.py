@@ -1,6 +1,8 @@
 """What a backend provides, so that the hub, the feeds and the tests can use either one.
 
-A backend keeps *logs*.  A log holds items appended under topics, each at a
+A backend keeps *logs* and, where sessions can outlive their process, a
+*session store* (:class:`SessionStore`); :class:`Backend` is what the rest of
+longpoll knows of one, whichever it is.  A backend keeps *logs*.  A log holds items appended under topics, each at a
 position; positions are one order across all the log's topics, so that
 every server process reads the same sequence (the hub reads the whole log),
 while each topic also keeps its own history, with its own retention, for
@@ -85,5 +87,85 @@ class Log(Protocol):
 
     def wake(self) -> None:
         """Cut a blocked read short."""
+
+    def close(self) -> None: ...
+
+
+TAKEN_OVER = -1
+GONE = -2
+OUT_OF_STEP = 0
+DONE = 1
+"""What a session store's writes answer (:meth:`SessionStore.commit`, ``touch``)."""
+
+class Record(NamedTuple):
+    """A stored session as a process that does not hold it reads it."""
+
+    state: dict[str, Any]
+    holder: str | None  # the process that serves it now
+    lease: int  # how many times a process took it over: later takeovers count higher
+    seq: int  # the batch number stored
+    local: bool  # kept by the process that made it: nobody else can continue it
+
+
+Release = Callable[[str, int], None]
+"""Called with a session's key and the lease of the process that took it over."""
+
+
+class Worker(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class SessionStore(Protocol):
+    """Where durable sessions live between polls: one record each, read when a process takes one over, and
+    written once per batch, compare-and-set, by the one process that holds it."""
+
+    @property
+    def me(self) -> str:
+        """This process, as the holder of the sessions it serves."""
+
+    @property
+    def listener(self) -> Worker:
+        """What hears that another process took a session over (run with the engine)."""
+
+    def read(self, key: str) -> Record | None: ...
+
+    def claim(self, key: str, ttl: float, read: Record) -> int: ...
+
+    def commit(self, key: str, expected: int, seq: int, state: dict[str, Any], ttl: float) -> int: ...
+
+    def touch(self, key: str, ttl: float) -> int: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def lost_since(self, when: float) -> bool: ...
+
+    def on_release(self, release: Release) -> None: ...
+
+
+class Backend(Protocol):
+    """A backend: its logs, its session store (None where sessions live and die with the process), and the
+    secrets the app signs with, shared by every process of the deployment."""
+
+    @property
+    def kind(self) -> str:
+        """``"memory"``, ``"redis"``: for people and counters; nothing branches on it."""
+
+    @property
+    def prefix(self) -> str: ...
+
+    @property
+    def sessions(self) -> SessionStore | None: ...
+
+    def build(self, *, memory: Callable[[], Any], redis: Callable[[Any], Any]) -> Any:
+        """What the app keeps on this backend, made the backend's way: ``memory()`` in this process, or
+        ``redis(client)`` with the backend's Redis client (for an app's own data beside longpoll's)."""
+
+    def log(self, name: str = "log", *, retention: Retention = DEFAULT_RETENTION,
+            log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None) -> Log: ...
+
+    def secret(self, name: str, make: bool = True) -> bytes | None:
+        """The deployment's secret called ``name`` (made when there is none and ``make``; else None)."""
 
     def close(self) -> None: ...

@@ -10,15 +10,17 @@ so there is no session store.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from ..encoding import exact
 from ..errors import BadRequest
-from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Entry, Retention, order, retention_of
+from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Entry, Retention, SessionStore, order, retention_of
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """What the embedded log keeps at most, whatever its entry count."""
@@ -151,11 +153,20 @@ class MemoryBackend:
     """Logs in this process; no session store (sessions cannot outlive the process anyway)."""
 
     kind = "memory"
-    redis = None
-    sessions = None
+    sessions: SessionStore | None = None
 
     def __init__(self, prefix: str = "longpoll:"):
         self.prefix = prefix
+        self._secrets: dict[str, bytes] = {}
+
+    def build(self, *, memory: Callable[[], Any], redis: Callable[[Any], Any]) -> Any:
+        return memory()
+
+    def secret(self, name: str, make: bool = True) -> bytes | None:
+        """This process's own: what it signs ends with it."""
+        if make:
+            return self._secrets.setdefault(name, secrets.token_bytes(32))
+        return self._secrets.get(name)
 
     def log(self, name: str = "log", *, retention: Retention = DEFAULT_RETENTION,
             log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None) -> MemoryLog:

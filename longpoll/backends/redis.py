@@ -12,29 +12,22 @@ Every key this module (and the code above it) writes starts with the
 backend's prefix, ``longpoll:`` by default, so an app can share its Redis
 database; every script names the keys it touches in ``KEYS``.
 
-redis-py errors never leave this module raw: a connection or timeout error
-becomes :class:`~longpoll.errors.BackendUnavailable` (503 with Retry-After).
+Its client, and what redis-py's errors become, is ``connection.py``'s.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import redis
-from redis.backoff import EqualJitterBackoff
-from redis.retry import Retry
 
-from ..errors import BackendUnavailable, BadRequest
-from . import sentinel
+from ..errors import BadRequest
 from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Entry, Retention, order, retention_of
-
-RETRY = Retry(EqualJitterBackoff(cap=0.1, base=0.01), 1)
-"""One quick retry (a pooled connection gone stale after a Redis restart), then 503:
-redis-py's default of 10 retries would hold a publisher for seconds."""
+from .connection import check_url, connect, unavailable_as_503
+from .store import RedisSessionStore
 
 APPEND_LUA = """
 local function log_append(log, topic_stream, log_len, topic_len, ttl, topic, data)
@@ -49,58 +42,6 @@ the log's stream and the topic's, the same ID in both.  ``RedisLog.keys()`` and 
 script what it passes."""
 
 APPEND = APPEND_LUA + "return log_append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
-
-
-def _quiet_handshake() -> dict[str, Any]:
-    """redis-py 8 pipelines a new connection's handshake and, with a health check interval, reads the first
-    refusal in it as the next PING's answer, failing the command.  A Redis before 7.2 refuses ``CLIENT SETINFO``
-    and one before 8 ``CLIENT MAINT_NOTIFICATIONS`` (Redis Enterprise's maintenance notices, which a
-    self-hosted Redis never sends): ask for neither."""
-    try:
-        from redis.driver_info import DriverInfo  # noqa: F401  (redis-py 7.1 and later name the library so)
-        from redis.maint_notifications import MaintNotificationsConfig
-    except ImportError:  # an older redis-py reads each handshake reply in turn
-        return {"lib_name": None, "lib_version": None}
-    return {"driver_info": None, "maint_notifications_config": MaintNotificationsConfig(enabled=False)}
-
-
-QUIET_HANDSHAKE = _quiet_handshake()
-
-
-def connect(url: str, max_connections: int = 64) -> redis.Redis:
-    """A client whose pool waits (briefly) for a free connection rather than opening thousands.
-
-    ``redis://``, ``rediss://`` and ``unix://`` URLs as redis-py reads them;
-    ``redis+sentinel://host:port[,host:port...]/service[/db]`` for a primary
-    that Sentinel fails over (see :mod:`.sentinel`).
-    """
-    options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 15,
-                               "retry": RETRY, **QUIET_HANDSHAKE}
-    if sentinel.is_url(url):
-        return sentinel.connect(url, max_connections, **options)
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)
-    return redis.Redis(connection_pool=pool)
-
-
-def check_url(url: str) -> str:
-    """The URL if :func:`connect` can use it; ValueError saying why not (before anything connects)."""
-    if sentinel.is_url(url):
-        sentinel.parse(url)
-    else:
-        redis.connection.parse_url(url)
-    return url
-
-
-@contextmanager
-def unavailable_as_503() -> Iterator[None]:
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise BackendUnavailable(f"Redis is unreachable ({type(exc).__name__})") from None
-    except redis.ResponseError as exc:
-        if "LOADING" in str(exc) or "BUSY" in str(exc):  # Redis restarting, or a script stuck
-            raise BackendUnavailable("Redis is not ready yet") from None
-        raise
 
 
 class RedisLog:
@@ -210,8 +151,6 @@ class RedisBackend:
     kind = "redis"
 
     def __init__(self, url: str, prefix: str = "longpoll:"):
-        from .store import RedisSessionStore
-
         self.url = check_url(url)
         self.prefix = prefix
         self.redis = connect(url)
@@ -221,6 +160,23 @@ class RedisBackend:
             log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None) -> RedisLog:
         return RedisLog(self.redis, self.prefix, name, retention=retention, log_retention=log_retention,
                         topic_ttl=topic_ttl)
+
+    def build(self, *, memory: Callable[[], Any], redis: Callable[[Any], Any]) -> Any:
+        return redis(self.redis)
+
+    def secret(self, name: str, make: bool = True) -> bytes | None:
+        """Kept in Redis beside the data it guards (``<prefix><name>-secret``): the first process to need one
+        makes it, and every process reads the same; deleting the key revokes what it signed."""
+        key = f"{self.prefix}{name}-secret"
+        with unavailable_as_503():
+            if not make:
+                found: bytes | None = self.redis.get(key)
+                return found
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(key, secrets.token_bytes(32), nx=True)
+            pipe.get(key)
+            made: bytes = pipe.execute()[1]
+        return made
 
     def close(self) -> None:
         self.redis.close()

@@ -1,13 +1,17 @@
 """Durable sessions' records in Redis, and the channel that says another process took one over.
 
 One hash per session, ``<prefix>session:<key>``: ``state`` (the JSON of
-``durable.py``), ``seq`` (its batch number) and ``holder`` (the process that
-serves it now).  The scripts below are the whole protocol's Redis side; each
-is one round trip:
+``lifecycle.py``), ``seq`` (its batch number), ``holder`` (the process that
+serves it now) and ``lease`` (how many times a process took it over).  The
+scripts below are the whole protocol's Redis side; each is one round trip:
 
-- ``LOAD``: a process takes a session over (it did not serve its last poll):
-  it becomes the holder and, when another process was, says so on the release
-  channel, so a poll held there answers at once and its copy is let go.
+- ``READ``: what a process that did not serve a session's last poll learns of
+  it, changing nothing, so that a poll refused by the session's rules (a
+  cursor it never issued) leaves the session as it was;
+- ``CLAIM``: that process takes the session over, compare-and-set on the lease
+  and batch number it read: it becomes the holder and, when another process
+  was, says so on the release channel, so a poll held there answers at once
+  and its copy is let go.
 - ``COMMIT``: a batch is stored, compare-and-set on the holder and the batch
   number, so a process that lost the session can never overwrite it.  A
   session that stopped being a recipe is stored as ``local``: a process that
@@ -27,19 +31,14 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import redis
 
+from .base import Record, Release
 from .channel import ChannelListener
-from .redis import unavailable_as_503
-
-TAKEN_OVER = -1
-GONE = -2
-OUT_OF_STEP = 0
-DONE = 1
+from .connection import unavailable_as_503
 
 _EPOCH = """
 local epoch = redis.call('GET', KEYS[2])
@@ -49,17 +48,25 @@ if not epoch then
 end
 """
 
-LOAD = _EPOCH + """
-local found = redis.call('HMGET', KEYS[1], 'state', 'holder', 'local')
-if not found[1] then return {false, false, 0, epoch} end
-if found[3] then return {found[1], found[2] or '', 0, epoch} end  -- kept by its process: nobody takes it over
+READ = _EPOCH + """
+local found = redis.call('HMGET', KEYS[1], 'state', 'holder', 'local', 'lease', 'seq')
+return {found[1] or false, found[2] or '', found[3] and 1 or 0, tonumber(found[4] or '0'),
+        tonumber(found[5] or '-1'), epoch}
+"""
+
+CLAIM = _EPOCH + """
+local found = redis.call('HMGET', KEYS[1], 'holder', 'lease', 'seq', 'state')
+if not found[4] then return {-2, epoch} end
+if tonumber(found[2] or '0') ~= tonumber(ARGV[4]) or tonumber(found[3] or '-1') ~= tonumber(ARGV[5]) then
+  return {0, epoch}  -- taken over, or committed to, since it was read
+end
 local lease = redis.call('HINCRBY', KEYS[1], 'lease', 1)
 redis.call('HSET', KEYS[1], 'holder', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if found[2] and found[2] ~= ARGV[1] then
-  redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1] .. ' ' .. lease)
+if found[1] and found[1] ~= ARGV[1] then
+  redis.call('PUBLISH', ARGV[3], ARGV[6] .. ' ' .. ARGV[1] .. ' ' .. lease)
 end
-return {found[1], found[2] or '', lease, epoch}
+return {lease, epoch}
 """
 
 COMMIT = _EPOCH + """
@@ -89,23 +96,14 @@ return 1
 """
 
 
-class Loaded(NamedTuple):
-    state: dict[str, Any] | None  # None: no such session (unknown, expired, or lost)
-    holder: str | None  # the process that held it before this one took it
-    lease: int  # how many times a process took it over, this one included: later takeovers count higher
-
-
-Release = Callable[[str, int], None]
-"""Called with a session's key and the lease of the process that took it over."""
-
-
 class RedisSessionStore:
     def __init__(self, client: redis.Redis, prefix: str = "longpoll:"):
         self.client = client
         self.prefix = prefix
         self.channel = prefix + "release"
         self.epoch_key = prefix + "epoch"
-        self._load = client.register_script(LOAD)
+        self._read = client.register_script(READ)
+        self._claim = client.register_script(CLAIM)
         self._commit = client.register_script(COMMIT)
         self._touch = client.register_script(TOUCH)
         self._delete = client.register_script(DELETE)
@@ -125,14 +123,23 @@ class RedisSessionStore:
     def _key(self, key: str) -> list[str]:
         return [self.prefix + "session:" + key, self.epoch_key]
 
-    def load(self, key: str, ttl: float) -> Loaded:
+    def read(self, key: str) -> Record | None:
+        """The stored session, or None (unknown, expired, or lost)."""
         with unavailable_as_503():
-            raw, holder, lease, epoch = self._load(keys=self._key(key), args=[self.me, _ms(ttl), self.channel,
-                                                                             key, secrets.token_hex(8)])
+            raw, holder, local, lease, seq, epoch = self._read(keys=self._key(key), args=[secrets.token_hex(8)])
         self._saw(epoch)
         if not raw:
-            return Loaded(None, None, 0)
-        return Loaded(orjson.loads(raw), holder.decode() or None, int(lease))
+            return None
+        return Record(orjson.loads(raw), holder.decode() or None, int(lease), int(seq), bool(local))
+
+    def claim(self, key: str, ttl: float, read: Record) -> int:
+        """Become the session's holder if it is still as ``read``: its new lease, or 0 (it changed since:
+        read it again) or GONE."""
+        with unavailable_as_503():
+            code, epoch = self._claim(keys=self._key(key), args=[self.me, _ms(ttl), self.channel, read.lease,
+                                                                 read.seq, key, secrets.token_hex(8)])
+        self._saw(epoch)
+        return int(code)
 
     def commit(self, key: str, expected: int, seq: int, state: dict[str, Any], ttl: float) -> int:
         """Store a batch: DONE, or TAKEN_OVER (another process holds it now), GONE (no record, when one was

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,7 @@ import orjson
 from cherrypy import _cprequest
 
 from ..asgi_front import asgi
-from ..backends import PREFIX
-from ..broker import DEFAULT_BUFFER, Broker
+from ..broker import Broker
 from ..params import PollLimits
 from ..plugin import Plugin
 from ..registry import Registry, SessionLimits
@@ -32,6 +30,7 @@ from ..webclient import web_dir
 from . import cors, openapi
 from .demo import Demo
 from .service import Service
+from .settings import Settings
 from .streams import StatusStreams, open_store
 from .streams.hydrators import Hydrators, author_name
 
@@ -39,38 +38,6 @@ log = logging.getLogger("longpoll")
 
 DEMO_PAGE = Path(__file__).resolve().parent / "demo_page"
 """The demo page at / and its files at /web/demo/ (package data of the product; the client is at /web/)."""
-
-
-@dataclass
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    redis_url: str | None = None
-    idle_timeout: float = 60.0
-    max_sessions: int = 10_000
-    max_sessions_per_identifier: int = 20
-    max_sessions_per_address: int = 1000
-    trusted_proxies: tuple[str, ...] = ()
-    max_polls_per_second: float = 50.0
-    max_timeout: float = 60.0  # longest a poll may be held (PROTOCOL.md: at most 60)
-    max_stream_seconds: float = 300.0  # a stream ends after this long, so proxies recycle connections
-    heartbeat: float = 15.0  # a stream's heartbeat after this long without sending
-    max_held_polls: int | None = None  # default: as many as there are sessions (a held poll is a future)
-    read_timeout: float = 10.0  # a request's whole head, and its body (408); also an idle kept-alive connection
-    max_connections: int = 20_000  # connections a worker holds open (granian's backpressure)
-    max_body_bytes: int = 64 * 1024
-    buffer: int = DEFAULT_BUFFER
-    prefix: str = PREFIX  # every Redis key the server writes starts with it
-    retention: int = 100_000  # statuses (and follow events) kept for hubs behind and sessions resuming
-    topic_retention: int = 10_000  # the demo's anonymous /topics, all together: with max_topic_item_bytes, 80 MiB
-    topic_history: int = 1000  # each /topics topic's own history, for backfill= and sessions resuming
-    topic_ttl: float = 3600.0  # a /topics topic's history goes this long after its last item (Redis)
-    max_topic_item_bytes: int = 8192
-    access_log: bool = False
-    cors_origins: tuple[str, ...] = ()
-    route: str | None = None  # this process's name in its process-local keys, for a proxy to route them by
-    workers: int = 1  # granian worker processes, each with its event loop; above 1 needs redis_url
-    fastpath: bool = True  # continuation polls answered on the event loop, without CherryPy's request
 
 
 class Root(Service):
@@ -111,7 +78,7 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     limits = SessionLimits(max_sessions=settings.max_sessions, max_per_owner=settings.max_sessions_per_identifier,
                            max_per_address=settings.max_sessions_per_address,
                            polls_per_second=settings.max_polls_per_second,
-                           poll_burst=2 * settings.max_polls_per_second)
+                           poll_burst=max(1.0, 2 * settings.max_polls_per_second))  # under one poll: none pass
     registry = Registry(settings.idle_timeout, name="longpoll serve", session_limits=limits)
     poll_limits = PollLimits(max_timeout=settings.max_timeout,
                              default_timeout=min(PollLimits.default_timeout, settings.max_timeout),

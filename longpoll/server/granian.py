@@ -31,12 +31,10 @@ import json
 import os
 import socket
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..sizing import listen_backlog
-
-if TYPE_CHECKING:
-    from .app import Settings
+from .settings import Settings
 
 SETTINGS_ENV = "LONGPOLL_SERVE_SETTINGS"
 TARGET = "longpoll.server.application:app"
@@ -149,8 +147,6 @@ def _stops_reach_workers_first() -> None:
 def settings_from_env() -> Settings:
     """What :func:`serve` handed its workers (each is a fresh import of the target); without it, the
     defaults, with $LONGPOLL_REDIS_URL as the backend if set."""
-    from .app import Settings  # the app imports this module's banner
-
     given = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
     if "redis_url" not in given and os.environ.get("LONGPOLL_REDIS_URL"):
         given["redis_url"] = os.environ["LONGPOLL_REDIS_URL"]

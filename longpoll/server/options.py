@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..keys import check_route
-from .app import Settings
+from .settings import Settings
 
 ENV_PREFIX = "LONGPOLL_"
 

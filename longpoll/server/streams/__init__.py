@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...broker import Broker
 from .app import StatusStreams, StreamLimits
 from .filters import FilterLimits
@@ -13,13 +15,17 @@ from .store import MemoryStore, StreamStore
 def open_store(broker: Broker, social_limits: SocialLimits = SocialLimits()) -> StreamStore:
     """The store on the broker's own backend, under its prefix (on Redis, with the seeds' PUBLISH bridge
     into the broker's hub, as ``store.bridge``)."""
-    if broker.kind == "memory":
-        return MemoryStore(broker.log, social_limits)
+    store: StreamStore = broker.backend.build(memory=lambda: MemoryStore(broker.log, social_limits),  # type: ignore[arg-type]
+                                              redis=lambda client: _on_redis(client, broker, social_limits))
+    return store
+
+
+def _on_redis(client: Any, broker: Broker, social_limits: SocialLimits) -> StreamStore:
     from .bridge import publish_bridge
     from .redis_store import RedisStore
 
-    store = RedisStore(broker.redis, broker.log, social_limits, broker.backend.prefix)
-    store.bridge = publish_bridge(broker.redis, broker.hub)
+    store = RedisStore(client, broker.log, social_limits, broker.backend.prefix)  # type: ignore[arg-type]
+    store.bridge = publish_bridge(client, broker.hub)
     return store
 
 

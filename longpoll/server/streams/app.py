@@ -146,6 +146,6 @@ class StatusStreams:
         self.users.index = self.users.default = UserResources(store, poll_limits, self.users.index)  # type: ignore
         self.syndicator = Syndicator(store)
         self.statuses = Statuses(broker, store, registry, poll_limits, limits, self.hydrators, self.syndicator)
-        tokens = StreamTokens(broker.redis, prefix=broker.backend.prefix)  # on Redis, its secret too
+        tokens = StreamTokens(broker.redis, salts=store, prefix=broker.backend.prefix)  # on Redis, its secret too
         self.statuses.home_json = home_stream(broker, store, registry, poll_limits, tokens)
         self.home = HomeTimeline(store, poll_limits, tokens)

@@ -16,6 +16,7 @@ scripts through ``KEYS``).
 from __future__ import annotations
 
 import hmac
+import secrets
 import time
 from typing import Any
 
@@ -26,7 +27,7 @@ from ...backends.redis import APPEND_LUA, RedisLog, unavailable_as_503
 from ...errors import BackendUnavailable, Conflict, Forbidden, NotFound
 from .social import SocialLimits
 from .social_redis import DEFAULT_PREFIX, RedisSocial, status_of
-from .store import TOPIC, Hydrate, bad_token, digest, draft, new_token
+from .store import STREAM_SALT_BYTES, TOPIC, Hydrate, bad_token, digest, draft, new_token
 
 CREATE_USER = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
@@ -40,6 +41,14 @@ return 1
 # id is taken (INCR user:id:) just before, so that its key can be named: a signup refused for a taken
 # login leaves its id unused (ids are unique, not dense), and the login is claimed in the same step as
 # the user is stored, so no login ever names a missing user.
+
+STREAM_SALT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSETNX', KEYS[1], 'stream_salt', ARGV[1])
+return redis.call('HGET', KEYS[1], 'stream_salt')
+"""
+# KEYS user:<id>; ARGV a new salt.  The salt is made only in a record that exists (one lost meanwhile is not
+# brought back as a hash holding a salt alone), and only once: every process signs with the first.
 
 WITH_POSTED = """
 local function with_posted(status, posted)
@@ -137,6 +146,7 @@ class RedisStore(RedisSocial):
         self._create_user = client.register_script(CREATE_USER)
         self._post = client.register_script(POST_STATUS)
         self._delete = client.register_script(DELETE_STATUS)
+        self._stream_salt = client.register_script(STREAM_SALT)
 
     def create_user(self, login: str, name: str) -> dict[str, Any]:
         token, hashed = new_token()
@@ -148,6 +158,15 @@ class RedisStore(RedisSocial):
         if not created:
             raise Conflict(f"the login {login!r} is taken")
         return {"id": uid, "login": login, "token": token}
+
+    def stream_salt(self, uid: int, make: bool = False) -> bytes | None:
+        key = self.key("user:", uid)
+        with unavailable_as_503():
+            if make:
+                salt: bytes | None = self._stream_salt(keys=[key], args=[secrets.token_bytes(STREAM_SALT_BYTES)])
+            else:
+                salt = self.client.hget(key, "stream_salt")
+        return salt
 
     def _identify(self, token: str) -> tuple[str, str]:
         """The token's user id and login, comparing token digests in constant time."""

@@ -7,7 +7,10 @@ status, and each deletion in the book's format (the status with
 as the write, so a status is never stored without being published.
 
 API tokens are random, shown once, and kept only as SHA-256 digests: a stolen
-copy of the store gives no usable token.
+copy of the store gives no usable token.  A user's stream salt (random, made
+with its first stream token, ``stream_tokens.py``) is kept in its record, so
+that a user id handed out again after a data loss is another user to its
+stream tokens.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from .social_memory import MemorySocial
 
 TOPIC = "statuses"
 
+STREAM_SALT_BYTES = 16
+"""A stream salt needs only to differ between two users of one id, not to be secret: 128 random bits do."""
+
 Hydrate = Callable[[dict[str, Any]], dict[str, Any]]
 """Given a status about to be published (all but its id), the fields to add to it."""
 
@@ -41,6 +47,9 @@ class Store(Protocol):
     def delete_status(self, token: str, status_id: int) -> dict[str, Any]: ...
 
     def get_status(self, status_id: int) -> dict[str, Any]: ...
+
+    def stream_salt(self, uid: int, make: bool = False) -> bytes | None:
+        """The user's stream-token salt, kept in its record (``stream_tokens.Salts``)."""
 
 
 class StreamStore(Store, SocialStore, Protocol):
@@ -96,6 +105,15 @@ class MemoryStore(MemorySocial):
             self._users[uid] = {"id": uid, "login": login, "name": name, "posts": 0,
                                 "signup": time.time(), "token": hashed}
         return {"id": uid, "login": login, "token": token}
+
+    def stream_salt(self, uid: int, make: bool = False) -> bytes | None:
+        with self._lock:
+            user = self._users.get(uid)
+            if user is None:
+                return None
+            if make and "stream_salt" not in user:
+                user["stream_salt"] = secrets.token_bytes(STREAM_SALT_BYTES)
+            return user.get("stream_salt")
 
     def _author(self, token: str) -> dict[str, Any]:
         hashed = digest(token)

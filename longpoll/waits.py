@@ -1,0 +1,277 @@
+"""How a poll waits: the one thing that differs between a thread and an event loop.
+
+The rules of a poll (cursors, batches, the hold gate, the session store) are
+written once, as a generator of *steps* (``session.py``, ``lifecycle.py``,
+``transports.py``).  It yields a :class:`Wait` when it has nothing to answer
+yet, a :class:`Call` when it needs a round trip to the backend, and, for a
+stream, the bytes of each frame; it returns a poll's answer.  A strategy runs
+the steps:
+
+- :data:`THREADS` parks the calling thread (cheroot, gunicorn, any WSGI
+  server): a held poll holds its thread, as it must there;
+- :class:`Loop` awaits a future on the running event loop (``longpoll.asgi``):
+  a held poll is a future, and ten thousand of them need no thread.
+
+So a rule changed in the steps holds on every front at once.  Waking a future
+from the hub's thread goes through one :class:`LoopWaker` per loop: one
+publish that wakes ten thousand polls asks the loop once, not ten thousand
+times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Waitable(Protocol):
+    """What a poll waits on (a session): a waker armed for one poll, let go after."""
+
+    def arm(self, ticket: int, wake: Callable[[], None]) -> bool: ...
+
+    def disarm(self, wake: Callable[[], None]) -> None: ...
+
+
+class Wait:
+    """Wait until the session wakes the poll (``ticket``), or until ``deadline`` (``time.monotonic()``)."""
+
+    __slots__ = ("session", "ticket", "deadline")
+
+    def __init__(self, session: Waitable, ticket: int, deadline: float):
+        self.session = session
+        self.ticket = ticket
+        self.deadline = deadline
+
+
+class Call:
+    """A round trip to the backend; the steps go on with what ``fn(*args)`` returned (or raised)."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable[..., Any], *args: Any):
+        self.fn = fn
+        self.args = args
+
+
+Step = Wait | Call | bytes
+Steps = Generator[Step, Any, T]
+"""A poll's steps, returning its answer (a stream's steps yield frames and return None)."""
+
+
+class Drive:
+    """Steps advanced one at a time, each sent what the step before gave, or thrown what it raised."""
+
+    __slots__ = ("steps", "answer", "pending")
+
+    def __init__(self, steps: Steps[Any]):
+        self.steps = steps
+        self.answer: Any = None
+        self.pending: Step | None = None  # the step they stopped at when they were handed over
+
+    def first(self) -> Step | None:
+        step, self.pending = self.pending, None
+        return step if step is not None else self.advance()
+
+    def advance(self, result: Any = None, error: BaseException | None = None) -> Step | None:
+        """The next step; None once the steps returned (their answer in ``answer``)."""
+        try:
+            return self.steps.throw(error) if error is not None else self.steps.send(result)
+        except StopIteration as done:
+            self.answer = done.value
+            return None
+
+
+class Threads:
+    """Waits by parking the thread that runs the steps."""
+
+    def run(self, steps: Steps[T]) -> T:
+        """The steps' answer (what a poll answers)."""
+        drive = Drive(steps)
+        for _ in self._frames(drive):
+            pass
+        return drive.answer
+
+    def frames(self, steps: Steps[None]) -> Iterator[bytes]:
+        """A stream's frames, waiting on this thread between them; closing it ends the stream's poll."""
+        return self._frames(Drive(steps))
+
+    def _frames(self, drive: Drive) -> Iterator[bytes]:
+        with contextlib.closing(drive.steps):
+            step = drive.first()
+            while step is not None:
+                if isinstance(step, bytes):
+                    yield step
+                    step = drive.advance()
+                else:
+                    step = drive.advance(*self._do(step))
+
+    @staticmethod
+    def _do(step: Wait | Call) -> tuple[Any, BaseException | None]:
+        if isinstance(step, Call):
+            return _called(step)
+        parked = threading.Lock()
+        parked.acquire()
+        release = parked.release  # one bound method: the session's waiter is compared by identity
+        if step.session.arm(step.ticket, release):
+            parked.acquire(True, max(0.0, step.deadline - time.monotonic()))
+            step.session.disarm(release)
+        return None, None
+
+
+THREADS = Threads()
+
+
+def _called(call: Call) -> tuple[Any, BaseException | None]:
+    try:
+        return call.fn(*call.args), None
+    except Exception as exc:
+        return None, exc
+
+
+class Loop:
+    """Waits by awaiting a future on the running event loop, woken from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.waker = LoopWaker(loop)
+
+    async def run(self, steps: Steps[T] | Drive) -> T:
+        """The steps' answer; a :class:`Drive` goes on from where a :class:`Handoff` stopped it."""
+        drive = steps if isinstance(steps, Drive) else Drive(steps)
+        async for _ in self._frames(drive):
+            pass
+        return drive.answer
+
+    def frames(self, steps: Steps[None]) -> AsyncIterator[bytes]:
+        return self._frames(Drive(steps))
+
+    async def _frames(self, drive: Drive) -> AsyncIterator[bytes]:
+        try:
+            step = drive.first()
+            while step is not None:
+                if isinstance(step, bytes):
+                    yield step
+                    await asyncio.sleep(0)  # every other request runs between two frames
+                    step = drive.advance()
+                else:
+                    step = drive.advance(*await self._do(step))
+        finally:
+            drive.steps.close()
+
+    async def _do(self, step: Wait | Call) -> tuple[Any, BaseException | None]:
+        if isinstance(step, Call):
+            return _called(step)
+        left = step.deadline - time.monotonic()
+        if left > 0:
+            future: asyncio.Future[None] = self.loop.create_future()
+            wake = self.waker.waking(future)
+            if step.session.arm(step.ticket, wake):
+                timer = self.loop.call_later(left, _resolve, future)
+                try:
+                    await future
+                finally:
+                    timer.cancel()
+                    step.session.disarm(wake)
+        return None, None
+
+
+class Handoff:
+    """Steps begun on a thread and handed to the event loop at their first wait (``longpoll.asgi``).
+
+    The app's own requests run in a pool of threads there, through CherryPy, so that its tools and sessions
+    work; a poll of it that must wait must not keep its thread.  The front puts a Handoff in
+    :data:`HANDOFF` before the request goes to a thread (a2wsgi runs each request in a copy of the caller's
+    context); the endpoint runs its steps with it: they go on in the thread until they answer, or stop at
+    their first wait, which the front's loop takes over (:attr:`drive`).  The answer CherryPy makes for a
+    request handed over so is never sent: the front sends the loop's.
+    """
+
+    __slots__ = ("drive", "stream", "headers")
+
+    def __init__(self) -> None:
+        self.drive: Drive | None = None  # a poll's steps, stopped at their first wait
+        self.stream: Steps[None] | None = None  # a stream's steps, not begun: its frames all go from the loop
+        self.headers: dict[str, str] = {}  # the stream's
+
+    @property
+    def handed(self) -> bool:
+        return self.drive is not None or self.stream is not None
+
+    def run(self, steps: Steps[T]) -> T | None:
+        """The steps' answer, or None when they were handed over."""
+        drive = Drive(steps)
+        step = drive.advance()
+        while isinstance(step, Call):
+            step = drive.advance(*_called(step))
+        if step is None:
+            return drive.answer
+        drive.pending = step
+        self.drive = drive
+        return None
+
+    def frames(self, steps: Steps[None], headers: dict[str, str]) -> None:
+        self.stream = steps
+        self.headers = headers
+
+
+HANDOFF: contextvars.ContextVar[Handoff | None] = contextvars.ContextVar("longpoll_handoff", default=None)
+"""The handoff of the request this thread answers, under an event loop's front; None elsewhere."""
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class LoopWaker:
+    """Resolves the loop's futures from any thread, asking the loop once for all that are queued."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._queued: deque[asyncio.Future[None]] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def waking(self, future: asyncio.Future[None]) -> Callable[[], None]:
+        """What resolves ``future`` from any thread (a session's waiter)."""
+        def wake() -> None:
+            self._queued.append(future)
+            with self._lock:
+                if self._scheduled:
+                    return
+                self._scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._resolve)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        return wake
+
+    def _resolve(self) -> None:
+        with self._lock:
+            self._scheduled = False
+        queued = self._queued
+        while queued:
+            _resolve(queued.popleft())
+
+
+_loops: dict[asyncio.AbstractEventLoop, Loop] = {}
+
+
+def on_loop() -> Loop:
+    """The running loop's strategy (one per loop: every poll it holds shares its waker)."""
+    loop = asyncio.get_running_loop()
+    found = _loops.get(loop)
+    if found is None:
+        for gone in [old for old in _loops if old.is_closed()]:
+            del _loops[gone]
+        found = _loops[loop] = Loop(loop)
+    return found
