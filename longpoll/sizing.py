@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import cherrypy
 
-from . import servers
+from . import servers, waits
 
 log = logging.getLogger("longpoll")
 
@@ -86,8 +86,8 @@ def hold_budget() -> Budget:
     configured = cherrypy.config.get("longpoll.max_held_polls")
     if configured is not None:
         return Budget(int(configured), "longpoll.max_held_polls")
-    if on_event_loop():
-        return ON_A_LOOP
+    if on_event_loop() or waits.HANDOFF.get() is not None:  # a poll begun on longpoll.asgi's threads waits on its
+        return ON_A_LOOP  # loop: the gate is asked on the thread, before the steps are handed over
     pool = _cheroot_pool(threading.current_thread())
     if pool is not None:
         return _budget(servers.Server("cheroot", pool, "server.thread_pool, longpoll.Plugin(held_polls=)"))

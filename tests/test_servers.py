@@ -266,13 +266,18 @@ async def asgi_crowd(port: int, n: int) -> tuple[list[float], int]:
                 await asyncio.sleep(0.1)
         raise AssertionError("could not connect")
 
-    async def session(connection: raw.HTTPConnection) -> float:
-        status, body = await connection.request(raw.get("/news?timeout=0"))
-        assert status == 200, body
-        answer = orjson.loads(body)
+    async def session(connection: raw.HTTPConnection, index: int) -> float:
+        """Half hold their first poll (it runs in the app's threads, and its waiting moves to the loop), half
+        a poll that continues the session (answered on the loop altogether)."""
+        answer = None
+        if index % 2:
+            status, body = await connection.request(raw.get("/news?timeout=0"))
+            assert status == 200, body
+            answer = orjson.loads(body)
         while True:
-            status, body = await connection.request(raw.get(
-                f"/news?key={answer['key']}&cursor={answer['cursor']}&timeout=50"))
+            status, body = await connection.request(raw.get("/news?timeout=50" if answer is None else
+                                                            f"/news?key={answer['key']}&cursor={answer['cursor']}"
+                                                            "&timeout=50"))
             assert status == 200, body
             answer = orjson.loads(body)
             if answer["items"]:
@@ -292,7 +297,7 @@ async def asgi_crowd(port: int, n: int) -> tuple[list[float], int]:
         return seen
 
     connections = await asyncio.gather(*[connect() for _ in range(n)])
-    polls = [asyncio.ensure_future(session(c)) for c in connections]
+    polls = [asyncio.ensure_future(session(c, i)) for i, c in enumerate(connections)]
     deadline = time.monotonic() + 120
     while True:
         seen = await held()
