@@ -27,18 +27,15 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from .backends.base import Log, SessionStore, order
 from .errors import BadParameter
+from .history import PAGE, Replayed
 from .hub import Hub
 from .signals import GAP
 from .subscription import Subscription
-
-PAGE = 1000
-"""Entries read from a topic's history at a time."""
 
 MAX_BACKFILL = 10_000
 """The most items a feed may start with."""
@@ -221,7 +218,8 @@ class Feed(Source):
         self.deliver = deliver  # what a subscription with ``filter`` gets of an item (None: nothing)
         self.identity = identity(broker, topic, filter)
         self.sub = broker.hub.subscribe(topic, filter)
-        self._catchup: deque[tuple[str, Any]] = deque()
+        self._catchup: Replayed = []  # history to replay first: a slice of what every feed here shares
+        self._next = 0
         self._gap = False
         try:
             start = self.sub.start if self.sub.start is not None else broker.log.tail()
@@ -231,7 +229,7 @@ class Feed(Source):
             else:
                 self.position = start
                 if backfill:
-                    self._queue(broker.log.newest(topic, backfill, start))
+                    self._queue(broker.hub.history.newest(topic, backfill, start))
         except BaseException:
             self.sub.close()
             raise
@@ -245,22 +243,23 @@ class Feed(Source):
         if order(start) < order(self.position):
             self._floor = order(self.position)
             return
-        self._queue(history(log, (self.topic,), self.position, start))
+        self._queue(self.broker.hub.history.range(self.topic, self.position, start))
 
-    def _queue(self, entries: Iterable[Any]) -> None:
-        decoded = self.broker.hub.items.decoded
-        for entry in entries:
-            try:
-                item = decoded(entry)
-                if self.deliver is not None:
-                    item = self.deliver(item)
-            except (ValueError, TypeError, KeyError, AttributeError):
-                continue  # malformed: the live hub counts these; do not count twice
-            if item is not None:
-                self._catchup.append((entry.position, item))
-                if len(self._catchup) > self.sub.maxlen:  # the same bound as the live buffer
-                    self._catchup.popleft()
-                    self.sub.dropped += 1
+    def _queue(self, replayed: Replayed) -> None:
+        if self.deliver is not None:
+            replayed = [(position, got) for position, item in replayed if (got := self._delivered(item)) is not None]
+        extra = len(replayed) - self.sub.maxlen  # the same bound as the live buffer
+        if extra > 0:
+            self.sub.dropped += extra
+            replayed = replayed[extra:]
+        self._catchup, self._next = replayed, 0
+
+    def _delivered(self, item: Any) -> Any:
+        assert self.deliver is not None
+        try:
+            return self.deliver(item)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None  # malformed: the live hub counts these; do not count twice
 
     # -- taking -------------------------------------------------------------------
 
@@ -269,7 +268,14 @@ class Feed(Source):
             self._gap = False
             self._said_gap()
         while True:
-            taken = self._catchup.popleft() if self._catchup else self._live()
+            taken: tuple[str, Any] | None
+            if self._next < len(self._catchup):
+                taken = self._catchup[self._next]
+                self._next += 1
+                if self._next == len(self._catchup):
+                    self._catchup, self._next = [], 0  # replayed: this feed's share of the history goes
+            else:
+                taken = self._live()
             if taken is None:
                 return False, None
             position, item = taken
@@ -279,7 +285,7 @@ class Feed(Source):
             return True, item
 
     def ready(self) -> bool:
-        return bool(self._catchup) or len(self.sub) > 0
+        return self._next < len(self._catchup) or len(self.sub) > 0
 
     def checkpoint(self) -> dict[str, Any]:
         """Where this feed is: what a rebuilt session's feed starts from."""

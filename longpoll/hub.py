@@ -27,6 +27,7 @@ from . import plugin
 from .backends.base import Entry, Log
 from .background import Worker
 from .errors import BackendUnavailable, LongPollError
+from .history import History
 from .items import Shared
 from .signals import GAP
 from .subscription import Subscription
@@ -95,6 +96,7 @@ class Hub:
         self._companions: list[Any] = []  # started and stopped with the hub (a PUBLISH bridge)
         self._lock = threading.Lock()
         self.items = Shared()  # what it routes and what feeds replay: one decoded item each
+        self.history = History(log, self.items)
         self._reader = Worker("longpoll-hub", self._read_once, failed=self._read_failed, recovered=self._read_again)
         self._checked = time.monotonic()
         self._attached = False

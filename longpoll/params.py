@@ -211,26 +211,28 @@ def text(params: dict[str, Any], name: str, pattern: re.Pattern[str], what: str)
 
 
 def number(params: dict[str, Any], name: str, low: float, high: float, default: float) -> float:
-    value = single(params, name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not DECIMAL.fullmatch(str(value)):
-        raise BadParameter(name, f"must be a number from {low:g} to {high:g}")
-    result = float(value)
-    if not math.isfinite(result) or not low <= result <= high:
-        raise BadParameter(name, f"must be a number from {low:g} to {high:g}")
-    return result
+    found = _numeric(params, name, low, high, whole=False)
+    return default if found is None else found
 
 
 def integer(params: dict[str, Any], name: str, low: int, high: int, default: int) -> int:
+    found = _numeric(params, name, low, high, whole=True)
+    return default if found is None else int(found)
+
+
+def _numeric(params: dict[str, Any], name: str, low: float, high: float, whole: bool) -> float | None:
+    """A number parameter as a person types it (WHOLE or DECIMAL), within [low, high]; None when not given."""
     value = single(params, name)
     if value is None:
-        return default
-    if isinstance(value, (bool, float)) or not isinstance(value, int) and not WHOLE.fullmatch(str(value)):
-        raise BadParameter(name, f"must be a whole number from {low} to {high}")
-    result = int(value)
-    if not low <= result <= high:
-        raise BadParameter(name, f"must be a whole number from {low} to {high}")
+        return None
+    wrong = BadParameter(name, f"must be a whole number from {low} to {high}" if whole
+                         else f"must be a number from {low:g} to {high:g}")
+    if isinstance(value, bool) or (whole and isinstance(value, float)) or not isinstance(value, (int, float)) \
+            and not (WHOLE if whole else DECIMAL).fullmatch(str(value)):
+        raise wrong
+    result = int(value) if whole else float(value)
+    if not math.isfinite(result) or not low <= result <= high:
+        raise wrong
     return result
 
 

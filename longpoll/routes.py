@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import cherrypy
 
@@ -107,7 +107,7 @@ class Routes:
 
 # -- the request ------------------------------------------------------------
 
-class Continuation:
+class Continuation(NamedTuple):
     """A request that continues a session at a routed endpoint, or may once its body is read.
 
     ``headers`` are the request's, by lower-case name (a front passes what it has: only ``accept``,
@@ -115,17 +115,13 @@ class Continuation:
     are read).
     """
 
-    __slots__ = ("route", "args", "method", "query", "headers", "peer", "body_needed")
-
-    def __init__(self, route: Route, args: tuple[str, ...], method: str, query: str, headers: Any, peer: str,
-                 body_needed: bool):
-        self.route = route
-        self.args = args
-        self.method = method
-        self.query = query
-        self.headers = headers
-        self.peer = peer
-        self.body_needed = body_needed  # a POST: read its body (at most its Content-Length), then answer
+    route: Route
+    args: tuple[str, ...]
+    method: str
+    query: str
+    headers: Any
+    peer: str
+    body_needed: bool  # a POST: read its body (at most its Content-Length), then answer
 
     @property
     def length(self) -> int:

@@ -199,8 +199,8 @@ Start = Callable[[], Any]
 class Session:
     __slots__ = (
         "key", "tag", "owner", "quotas", "origin", "born", "last_seen", "served", "_allowance", "_checked",
-        "_start", "_rec", "_it", "_lock", "_mutex", "_waiter", "_woken", "_ticket", "_inflight", "_watched",
-        "_seq", "_cursor", "_sent", "_let_go", "_gap", "_closed", "_dropped_copy", "_finished", "_failure",
+        "_start", "feeds", "_it", "_lock", "_mutex", "_waiter", "_woken", "_ticket", "_inflight", "_watched",
+        "_seq", "_cursor", "_sent", "_let_go", "_gap", "_closed", "stale", "_finished", "_failure",
         "store", "stored", "lease", "nonce", "__weakref__",
     )
 
@@ -218,7 +218,7 @@ class Session:
         self.served = 0  # polls that have ended
         self._allowance = -1.0  # poll tokens; filled on the first admit()
         self._checked = self.last_seen
-        self._rec = recorder if recorder is not None else Recorder()
+        self.feeds = recorder if recorder is not None else Recorder()  # the feeds its generator opened
         self._start = start if callable(start) else None
         self._it: Iterator[Any] | None = None
         self._lock = threading.Lock()  # the generator and the batch state
@@ -234,7 +234,7 @@ class Session:
         self._let_go = 0  # the newest batch number let go from _sent unacknowledged (a stream's overflow)
         self._gap = False  # the generator said items were lost: the next batch says so
         self._closed = False
-        self._dropped_copy = False  # closed as a stale copy: the session lives on elsewhere
+        self.stale = False  # closed as a copy that went stale: the session itself lives on elsewhere
         self._finished = False
         self._failure: LongPollError | None = None
         self.store: Any = None  # the session store that keeps it (lifecycle.py), if any
@@ -256,23 +256,14 @@ class Session:
         return self._closed
 
     @property
-    def stale(self) -> bool:
-        """Closed as a copy that went stale: the session itself lives on elsewhere."""
-        return self._dropped_copy
-
-    @property
     def seq(self) -> int:
         """The number of the last batch sent."""
         return self._seq
 
-    @property
-    def feeds(self) -> Recorder:
-        return self._rec
-
     def recipe(self) -> bool:
         """Whether the session can be built again from its origin and its feeds' positions."""
-        return self._start is not None and self.origin is not None and bool(self._rec.feeds) \
-            and not self._rec.own and self._rec.mismatch is None
+        return self._start is not None and self.origin is not None and bool(self.feeds.feeds) \
+            and not self.feeds.own and self.feeds.mismatch is None
 
     def admit(self, rate: float, burst: float) -> float:
         """A token bucket of polls: 0 if this poll may go ahead, else seconds to wait."""
@@ -294,8 +285,8 @@ class Session:
 
     def checkpoint(self) -> dict[str, Any]:
         """What a session store keeps to build this session again in another process."""
-        return {"seq": self._seq, "let_go": self._let_go, "gap": self._gap or self._rec.gap,
-                "finished": self._finished, "feeds": self._rec.checkpoints(),
+        return {"seq": self._seq, "let_go": self._let_go, "gap": self._gap or self.feeds.gap,
+                "finished": self._finished, "feeds": self.feeds.checkpoints(),
                 "nonce": self.nonce.hex() if self.nonce is not None else None,
                 "sent": [[s.asked, s.cursor, orjson.Fragment(encoding.join(s.parts)), s.state, s.gap]
                          for s in self._sent]}
@@ -327,7 +318,7 @@ class Session:
         probe.key = key
         probe._closed = probe._finished = False
         probe._failure = None
-        probe._dropped_copy = False
+        probe.stale = False
         probe._restore(state)
         probe._finished = False  # what a done session answers is the live session's to say
         probe._match(cursor or "0")
@@ -429,7 +420,7 @@ class Session:
         after this is not lost for the wait that follows."""
         with self._lock:
             if self._closed:
-                if self._dropped_copy:
+                if self.stale:
                     return self.empty(poll, released=True, ticket=ticket)
                 raise Expired()
             if ticket != self._ticket:
@@ -483,7 +474,7 @@ class Session:
     def _acknowledge(self, cursor: str, keep: bool = False) -> Batch | None:
         """Apply the cursor rules; return a batch to re-send, or None to go on."""
         if self._closed:
-            if self._dropped_copy:
+            if self.stale:
                 return Batch(READY, cursor, released=True)
             raise Expired()
         found = self._match(cursor)
@@ -529,8 +520,8 @@ class Session:
     def _build(self) -> None:
         """(Re)build the iterator from the recipe, its feeds handed back in order."""
         assert self._start is not None
-        self._rec.restart()
-        token = CURRENT.set(self._rec)
+        self.feeds.restart()
+        token = CURRENT.set(self.feeds)
         try:
             self._it = iter(self._start())
         finally:
@@ -544,7 +535,7 @@ class Session:
         state = READY
         gap, self._gap = self._gap, False  # a gap the generator told of before, not yet sent
         since = signals.now()  # a signal first seen below but notified after this is looked at again
-        token = CURRENT.set(self._rec)
+        token = CURRENT.set(self.feeds)
         try:
             while len(parts) < poll.max_items and size < poll.max_bytes:
                 try:
@@ -553,14 +544,14 @@ class Session:
                     value = next(self._it)  # type: ignore[arg-type]
                 except FeedWait:
                     self._it = None  # the generator ended there: the recipe builds it again once a feed has more
-                    if self._rec.mismatch is not None or self._rec.own or self._start is None:
+                    if self.feeds.mismatch is not None or self.feeds.own or self._start is None:
                         raise GeneratorFailed(self._unresumable()) from None
-                    for feed in self._rec.feeds:
+                    for feed in self.feeds.feeds:
                         if not any(w is feed.signal for w in self._watched):
                             self._watch(feed.signal)
-                    if self._rec.ready():
+                    if self.feeds.ready():
                         continue  # an item came meanwhile
-                    unavailable = next((f.signal.error for f in self._rec.feeds if f.signal.error), None)
+                    unavailable = next((f.signal.error for f in self.feeds.feeds if f.signal.error), None)
                     break
                 if value is GAP:
                     if parts:  # these came before the gap: send them, and the gap with the next batch
@@ -575,7 +566,7 @@ class Session:
                             continue  # notified while the generator ran: its data may be there
                     unavailable = value.error
                     break
-                self._rec.took()
+                self.feeds.took()
                 parts.append(self._encoded(poll.encode, value))
                 size += len(parts[-1])
         except StopIteration:
@@ -589,8 +580,8 @@ class Session:
                 f"the session's generator raised {type(exc).__name__}; the session has ended")
         finally:
             CURRENT.reset(token)
-        if self._rec.gap:
-            self._rec.gap = False
+        if self.feeds.gap:
+            self.feeds.gap = False
             gap = True
         if self._failure is not None and not parts:
             self._close()
@@ -612,8 +603,8 @@ class Session:
         return batch
 
     def _unresumable(self) -> str:
-        if self._rec.mismatch is not None:
-            return f"the session's generator cannot be resumed: {self._rec.mismatch}; the session has ended"
+        if self.feeds.mismatch is not None:
+            return f"the session's generator cannot be resumed: {self.feeds.mismatch}; the session has ended"
         return ("the session's generator waits on a feed inside its own code but also yields items of its own, "
                 "so it cannot be resumed; yield only items drawn from feeds, or use broker.subscribe() for a "
                 "generator with state of its own; the session has ended")
@@ -646,8 +637,8 @@ class Session:
 
     def _dropped(self) -> int:
         """Items lost to full buffers: the feeds', and those of the other signals the generator waits on."""
-        feeds = [feed.signal for feed in self._rec.feeds]
-        return self._rec.dropped() + sum(getattr(w, "dropped", 0) for w in self._watched
+        feeds = [feed.signal for feed in self.feeds.feeds]
+        return self.feeds.dropped() + sum(getattr(w, "dropped", 0) for w in self._watched
                                          if not any(w is s for s in feeds))
 
     # -- the end -----------------------------------------------------------------------------------
@@ -661,7 +652,7 @@ class Session:
     def drop(self) -> None:
         """Let this copy go, the session living on elsewhere: a poll held on it answers as released."""
         with self._lock:
-            self._dropped_copy = True
+            self.stale = True
             self._close()
         self.release()
 
@@ -680,7 +671,7 @@ class Session:
                 close()
             except Exception:
                 log.exception("closing session generator raised")
-        self._rec.close()
+        self.feeds.close()
 
 
 _AHEAD = (-1, True)

@@ -8,7 +8,7 @@ with 10 held polls), so the hold gate keeps a tenth of the threads free.
 With futures the only bound is memory, so the gate is wide.
 
 The server is found from the request being answered (a cheroot worker
-thread knows its pool; ``servers.py`` reads the others), so the same code
+thread knows its pool; ``capacity.py`` reads the others), so the same code
 sizes itself under ``cherrypy.quickstart``, a standalone
 ``cheroot.wsgi.Server``, gunicorn, waitress, ``longpoll.asgi`` or
 ``longpoll serve``, without the app saying which."""
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import cherrypy
 
-from . import servers, waits
+from . import capacity, waits
 
 log = logging.getLogger("longpoll")
 
@@ -90,11 +90,11 @@ def hold_budget() -> Budget:
         return ON_A_LOOP  # loop: the gate is asked on the thread, before the steps are handed over
     pool = _cheroot_pool(threading.current_thread())
     if pool is not None:
-        return _budget(servers.Server("cheroot", pool, "server.thread_pool, longpoll.Plugin(held_polls=)"))
+        return _budget(capacity.Server("cheroot", pool, "server.thread_pool, longpoll.Plugin(held_polls=)"))
     environ = _environ()
-    server = servers.wsgi(environ) or servers.command_line()
+    server = capacity.wsgi(environ) or capacity.command_line()
     if server is None and environ is not None:
-        server = servers.unknown(environ)
+        server = capacity.unknown(environ)
     if server is not None and server.slots is not None and server.per == "thread":
         return _budget(server)
     pool = int(getattr(cherrypy.server, "thread_pool", 10) or 10)  # no server answers: a test, in this process
@@ -105,7 +105,7 @@ ON_A_LOOP = Budget(LOOP_HELD, "an event loop, where a held poll is a future")
 
 
 @functools.lru_cache(maxsize=64)
-def _budget(server: servers.Server) -> Budget:
+def _budget(server: capacity.Server) -> Budget:
     if server.slots is None or server.per != "thread":
         return ON_A_LOOP
     held = max(0, server.slots - reserve(server.slots))
@@ -163,12 +163,12 @@ def tune_cheroot(httpserver: Any, held_polls: int = HELD_POLLS) -> None:
     keep_clients_connected(httpserver, held_polls)
 
 
-def check_server(held_polls: int) -> servers.Server | None:
+def check_server(held_polls: int) -> capacity.Server | None:
     """At engine start: warn when the server this process runs under (as far as it can be read before its
     first request) cannot hold the polls the app means to, naming the server's setting.  A poll past a
     server's limit waits in its queue, where no publish reaches it; the log says so now, not when clients
     find their polls answered late, or at once with ``retry_ms``."""
-    server = servers.wsgi(None) or servers.command_line()
+    server = capacity.wsgi(None) or capacity.command_line()
     if server is None or server.slots is None:
         return server
     configured = cherrypy.config.get("longpoll.max_held_polls")

@@ -92,7 +92,9 @@ class Framing:
         body = orjson.dumps({**exc.body(), "status": exc.status})
         if not self.sse:
             return body + b"\n"
-        name = b"expired" if isinstance(exc, Expired) else b"error"
+        # A stopping server's last event is not an "error": EventSource (and a loop that gives up on the server's
+        # own error events) reconnects by itself, here or elsewhere, with Last-Event-ID, and resumes.
+        name = b"expired" if isinstance(exc, Expired) else b"stopping" if isinstance(exc, Stopping) else b"error"
         return b"event: " + name + b"\ndata: " + body + b"\n\n"
 
     def refused(self, key: str, batch: Batch) -> bytes:
@@ -182,6 +184,8 @@ def stream(lifecycle: Lifecycle, held: Held, poll: Poll, limits: PollLimits, tra
                 yield out
             if ended:
                 return
+        if lifecycle.registry.stopping:
+            yield run.framing.error(Stopping())
     finally:
         if gate is not None:
             gate.leave()

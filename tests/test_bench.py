@@ -35,7 +35,7 @@ def missing_peer_tools(name: str) -> list[str]:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", ["heldpolls", "latency", "matching", "overhead", "memory", "broadcast",
-                                  "readypolls", "streams", "kept"])
+                                  "readypolls", "streams", "kept", "backfill"])
 def test_benchmark_quick_mode_runs_and_prints_its_figures(name):
     missing = missing_peer_tools(name)
     result = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick"], capture_output=True, text=True,

@@ -29,7 +29,7 @@ import pytest
 
 from bench import client as raw
 from bench.common import raise_nofile
-from longpoll import servers
+from longpoll import capacity
 from tests.conftest_support import free_port, wait_until
 from tests.docblocks import block, command, write_readme_app
 from tests.redisproc import RedisProcess
@@ -335,27 +335,27 @@ def test_a_server_limit_below_the_polls_to_hold_is_warned_of_at_start_naming_the
 # -- what is read off a command line, with the servers' own parsers --------------------------------------------
 
 @pytest.mark.parametrize("argv,expected", [
-    (["granian", "--interface", "asgi", "app:app"], servers.Server(
+    (["granian", "--interface", "asgi", "app:app"], capacity.Server(
         "granian", 1024, "--backpressure, by default --backlog / --workers", per="connection")),
-    (["granian", "--interface", "asgi", "--workers", "2", "app:app"], servers.Server(
+    (["granian", "--interface", "asgi", "--workers", "2", "app:app"], capacity.Server(
         "granian", 512, "--backpressure, by default --backlog / --workers", per="connection")),
-    (["granian", "--interface", "asgi", "--backpressure", "20000", "app:app"], servers.Server(
+    (["granian", "--interface", "asgi", "--backpressure", "20000", "app:app"], capacity.Server(
         "granian", 20000, "--backpressure", per="connection")),
-    (["granian", "--interface", "wsgi", "wsgi:application"], servers.Server(
+    (["granian", "--interface", "wsgi", "wsgi:application"], capacity.Server(
         "granian's WSGI interface", 512, "--blocking-threads")),
-    (["uvicorn", "app:app"], servers.Server("uvicorn", None, "--limit-concurrency", per="connection")),
-    (["uvicorn", "app:app", "--limit-concurrency", "300"], servers.Server(
+    (["uvicorn", "app:app"], capacity.Server("uvicorn", None, "--limit-concurrency", per="connection")),
+    (["uvicorn", "app:app", "--limit-concurrency", "300"], capacity.Server(
         "uvicorn", 300, "--limit-concurrency", per="connection")),
     (["pytest", "tests"], None),
 ])
 def test_a_servers_limit_is_read_off_its_command_line(argv, expected):
-    assert servers._from_argv(tuple([f"/venv/bin/{argv[0]}", *argv[1:]])) == expected
+    assert capacity._from_argv(tuple([f"/venv/bin/{argv[0]}", *argv[1:]])) == expected
 
 
 def test_granians_environment_counts_as_it_does_for_granian(monkeypatch):
     monkeypatch.setenv("GRANIAN_BACKPRESSURE", "77")
-    servers._from_argv.cache_clear()
+    capacity._from_argv.cache_clear()
     try:
-        assert servers._from_argv(("/venv/bin/granian", "app:app")).slots == 77
+        assert capacity._from_argv(("/venv/bin/granian", "app:app")).slots == 77
     finally:
-        servers._from_argv.cache_clear()
+        capacity._from_argv.cache_clear()

@@ -71,14 +71,17 @@ async def stream(port: int, key: str, cursor: str, opened: asyncio.Event, counte
     if counter[0] == STREAMS:
         opened.set()
     seen = b""
+    said = ""  # the stream's last event says why it ends (it was a bare end)
     try:
         while chunk := await asyncio.wait_for(reader.read(65536), 120):
-            seen = (seen + chunk)[-16:]
+            seen = (seen + chunk)[-400:]
+            if b"event: stopping" in seen:
+                said = ", said stopping"
             if seen.endswith(b"\r\n0\r\n\r\n"):  # its last chunk: the stream ended (the connection may stay)
-                return "ended"
-        return "closed"
+                return "ended" + said
+        return "closed" + said
     except ConnectionError:
-        return "reset"
+        return "reset" + said
     finally:
         writer.close()
 
@@ -145,6 +148,7 @@ def test_sigterm_with_held_polls_and_open_streams_exits_in_seconds_and_loses_not
           f"503: {counts[503]}, 200: {counts[200]}, closed unanswered: {counts[0]}")
     assert all(body.get("retry_ms") for status, body in answers if status == 503)
     assert len(ends) == STREAMS
+    assert all(end.endswith("said stopping") for end in ends), ends  # each says why it ends, as polls do (503)
     restarted = start()
     try:
         restarted.wait_ready()

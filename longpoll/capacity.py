@@ -1,4 +1,4 @@
-"""Which HTTP server runs this process, and how many requests it runs at once.
+"""Which HTTP server runs this process, and how many requests (or connections) it takes at once.
 
 Under a threaded WSGI server a held poll keeps one of its threads, so the
 hold gate (``gate.py``) must leave some of them for the app's other
