@@ -214,10 +214,11 @@ class Plugin(plugins.SimplePlugin):
         with self._lock:
             self.running = False
             workers = list(self.workers)
+            registries = list(self.registries)
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        for registry in list(self.registries):
+        for registry in registries:
             registry.close_all()  # generators unsubscribe before their hubs stop
         for worker in workers:
             worker.stop()
@@ -225,7 +226,7 @@ class Plugin(plugins.SimplePlugin):
     stop.priority = 70  # type: ignore[attr-defined]  # after the HTTP server has stopped
 
     def reap(self) -> None:
-        for registry in list(self.registries):
+        for registry in self.stats()[0]:  # copied under the lock: attach() may add one meanwhile
             try:
                 registry.expire()
             except Exception:  # the BackgroundTask would die on the first error
