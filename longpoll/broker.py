@@ -25,11 +25,12 @@ Two ways to read a topic in a ``json_yield`` generator:
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import orjson
 
-from . import backends
+from . import backends, plugin
 from .backends.base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Retention, order
 from .errors import BadRequest, PayloadTooLarge
 from .feed import Feed, Where, open_feed
@@ -39,6 +40,9 @@ from .waits import THREADS, Call, Steps
 
 DEFAULT_BUFFER = 1000
 """Items a subscription holds for a client that is not polling fast enough."""
+
+_OPEN: weakref.WeakSet[Broker] = weakref.WeakSet()
+"""Brokers not closed: a shared backend is closed with the last of them."""
 
 
 class Position(str):
@@ -75,6 +79,10 @@ class Broker:
     their own names keep their topics and retention apart.  Brokers on one
     URL and prefix share a backend; ``backend=`` gives one of your own (two
     "processes" in one test, say).
+
+    :meth:`close` (or ``with Broker(...) as broker:``) stops it for good: a
+    worker script, or a test that makes brokers, leaves no reader thread and
+    no Redis connections behind.
     """
 
     def __init__(self, redis_url: str | None = None, *, prefix: str = backends.PREFIX, name: str = "log",
@@ -82,9 +90,39 @@ class Broker:
                  topic_ttl: float | None = None, buffer: int = DEFAULT_BUFFER, max_item_bytes: int | None = None,
                  backend: backends.Backend | None = None):
         self.backend = backend if backend is not None else backends.open(redis_url, prefix=prefix)
+        self._owns_backend = backend is None
+        self.closed = False
+        _OPEN.add(self)
         self.max_item_bytes = max_item_bytes
         self.log = self.backend.log(name, retention=retention, log_retention=log_retention, topic_ttl=topic_ttl)
         self.hub = Hub(self.log, buffer=buffer)
+
+    def close(self) -> None:
+        """Stop this broker's reader (the engine will not start it again), and close the backend's connections if
+        this broker opened the backend and no other open broker shares it.  Closing twice does nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        _OPEN.discard(self)
+        plugin.detach(self.hub)
+        self.hub.stop()
+        if self._owns_backend and not any(other.backend is self.backend for other in list(_OPEN)):
+            backends.forget(self.backend)
+            listener = getattr(self.backend.sessions, "listener", None)  # durable sessions' release channel
+            if listener is not None:
+                plugin.detach(listener)
+                listener.stop()
+            self.backend.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this broker is closed; make a new one")
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def redis(self) -> Any:
@@ -101,7 +139,8 @@ class Broker:
         return str(self.backend.kind)
 
     def publish(self, topic: str, item: Any) -> Position:
-        """Append an item for every reader of the topic, in every process; return its position."""
+        """Append an item for every reader of the topic, in every process; return its position: an opaque
+        string (``"42"`` in the embedded log, ``"1796607824926-0"`` on Redis) that orders as the log does."""
         return THREADS.run(self.publishing(topic, item))
 
     def publishing(self, topic: str, item: Any) -> Steps[Position]:
@@ -122,8 +161,10 @@ class Broker:
         """The items published to ``topic`` from now on (with ``backfill=N``, first its newest N), as an
         iterator that a durable session continues anywhere; ``where(item)`` keeps only the items it is true
         for (as a filter in your generator would)."""
+        self._check_open()
         return open_feed(self, topic, backfill=backfill, where=where)
 
     def subscribe(self, topic: str, filter: Any = None, maxlen: int | None = None) -> Subscription:
         """This process's subscription to a topic, for a generator that keeps state of its own."""
+        self._check_open()
         return self.hub.subscribe(topic, filter, maxlen)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import keys
 from .clients import networks
 
 PROXY_READ_TIMEOUT = 60.0
@@ -99,10 +100,10 @@ RULES: dict[str, Rule] = {
     "max_held_polls": COUNT,
 }
 
-PROCESS_WIDE = {"max_held_polls"}
+PROCESS_WIDE = {"max_held_polls", "route"}
 """Read from the global config alone: anywhere else they would be silently ignored."""
 
-KNOWN = set(RULES) | {"trusted_proxies"}
+KNOWN = set(RULES) | {"trusted_proxies", "route"}
 
 PAIRS = (("default_timeout", "max_timeout", "a poll that gives no timeout would be held longer than any poll may ask"),
          ("default_max", "max_items", "a poll that gives no max would take more items than any poll may ask"))
@@ -169,6 +170,12 @@ def _problem(key: str, given: Any, process_wide: bool) -> str | None:
     if key in PROCESS_WIDE and not process_wide:
         return ("is process-wide and read from the global config alone, where it belongs "
                 "(cherrypy.config.update, or the [global] section); here it would be ignored")
+    if key == "route":  # this process's name in its keys (keys.py)
+        try:
+            keys.check_route(given)
+        except ValueError as exc:
+            return str(exc)
+        return None
     if key == "trusted_proxies":
         if not isinstance(given, (str, list, tuple)) or not all(isinstance(entry, str) for entry in
                                                                  ((given,) if isinstance(given, str) else given)):

@@ -18,7 +18,7 @@ from typing import Any
 
 import cherrypy
 
-from . import logs, responses
+from . import logs, responses, sizing
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
 from .responses import status_line
 from .routes import Routes, decide
@@ -57,6 +57,7 @@ class FastPolls:
         return len(self.routes)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        sizing.serving(environ)  # the hold gate reads the server from it
         method = environ.get("REQUEST_METHOD", "GET")
         found = decide(self.routes, method, environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""),
                        _Headers(environ), environ.get("REMOTE_ADDR", ""), self.max_body_bytes)

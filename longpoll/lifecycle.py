@@ -28,7 +28,7 @@ Durable sessions are those whose generator draws only from feeds of a
 backend with a session store (Redis): the record is their recipe (endpoint,
 the first poll's parameters, each feed's position) and what they sent that
 the client has not acknowledged.  Keys say what kind of session they are
-(``registry.KINDS``), so a process asked for a session another process keeps
+(``keys.KINDS``), so a process asked for a session another process keeps
 to itself says so.
 """
 
@@ -50,7 +50,7 @@ log = logging.getLogger("longpoll")
 
 LOCAL_MESSAGE = ("this session is kept by the server process that made it, and this process does not hold it "
                  "(its generator keeps state of its own, so only that process can continue it); route each key to "
-                 "the process that made it, or run one process; start a new session")
+                 "the process its route names (longpoll.route), or run one process; start a new session")
 
 CLAIMS = 5
 """Times a takeover reads and claims again when the record changed in between (each change is a poll that

@@ -43,6 +43,7 @@ FREQUENCY = 1.0
 """Seconds between sweeps: sessions expire at most this late."""
 
 ATTACH = "longpoll.attach"
+DETACH = "longpoll.detach"
 STATS = "longpoll.stats"
 SIGNALS = "longpoll.signals"
 """Published from the main thread by a front whose engine starts elsewhere (``asgi.py``): chain the signals."""
@@ -113,6 +114,14 @@ class Plugin(plugins.SimplePlugin):
             thing.start()
         return True
 
+    def detach(self, thing: Any) -> bool:
+        """Look after ``thing`` no more: its owner stopped it for good (``Broker.close``), and a later start of
+        the engine must not start it again."""
+        with self._lock:
+            self.registries.discard(thing)
+            self.workers.discard(thing)
+        return True
+
     def stats(self) -> tuple[list[Registry], list[Any]]:
         with self._lock:
             return list(self.registries), list(self.workers)
@@ -124,6 +133,7 @@ class Plugin(plugins.SimplePlugin):
         if self.bus is cherrypy.engine:
             logs.to_cherrypy()
         self.bus.subscribe(ATTACH, self.attach)
+        self.bus.subscribe(DETACH, self.detach)
         self.bus.subscribe(STATS, self.stats)
         self.bus.subscribe(SIGNALS, self._chain_signals)
         self.bus.subscribe("start", self.tune_server, priority=70)  # before cherrypy.server (75)
@@ -133,6 +143,7 @@ class Plugin(plugins.SimplePlugin):
     def unsubscribe(self) -> None:
         super().unsubscribe()
         self.bus.unsubscribe(ATTACH, self.attach)
+        self.bus.unsubscribe(DETACH, self.detach)
         self.bus.unsubscribe(STATS, self.stats)
         self.bus.unsubscribe(SIGNALS, self._chain_signals)
         self.bus.unsubscribe("start", self.tune_server)
@@ -159,6 +170,8 @@ class Plugin(plugins.SimplePlugin):
             worker.start()
         if self.signals:
             self._chain_signals()
+        if self.bus is cherrypy.engine:
+            sizing.check_server(self.held_polls)
         if self._task is None:
             self._task = plugins.BackgroundTask(self.frequency, self.reap, bus=self.bus)
             self._task.name = "longpoll-reaper"
@@ -201,10 +214,11 @@ class Plugin(plugins.SimplePlugin):
         with self._lock:
             self.running = False
             workers = list(self.workers)
+            registries = list(self.registries)
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        for registry in list(self.registries):
+        for registry in registries:
             registry.close_all()  # generators unsubscribe before their hubs stop
         for worker in workers:
             worker.stop()
@@ -212,7 +226,7 @@ class Plugin(plugins.SimplePlugin):
     stop.priority = 70  # type: ignore[attr-defined]  # after the HTTP server has stopped
 
     def reap(self) -> None:
-        for registry in list(self.registries):
+        for registry in self.stats()[0]:  # copied under the lock: attach() may add one meanwhile
             try:
                 registry.expire()
             except Exception:  # the BackgroundTask would die on the first error
@@ -239,6 +253,11 @@ def attach(thing: Any, bus: wspbus.Bus | None = None) -> None:
     if bus.state in (wspbus.states.STARTING, wspbus.states.STARTED):
         plugin.start()
     plugin.attach(thing)
+
+
+def detach(thing: Any, bus: wspbus.Bus | None = None) -> None:
+    """Take ``thing`` from the plugins on ``bus`` (default ``cherrypy.engine``), if any has it."""
+    (bus if bus is not None else cherrypy.engine).publish(DETACH, thing)
 
 
 def _subscribe_default(bus: wspbus.Bus) -> Plugin:

@@ -19,7 +19,6 @@ runs every poll, puts the sessions it builds from the session store in here
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -29,21 +28,13 @@ from typing import Any
 
 import orjson
 
+from . import keys
 from .errors import TooManyRequests, TooManySessions
 from .gate import HELD, HoldGate
+from .keys import DURABLE, KINDS, LOCAL  # noqa: F401 (lifecycle.py's names for the kinds; keys.py owns them)
 from .session import Batch, Session, Start
 
 log = logging.getLogger("longpoll")
-
-KEY_BYTES = 18
-"""144 random bits per key, 24 URL-safe characters; the first says what kind of session it is (KINDS)."""
-
-LOCAL = "L"
-DURABLE = "D"
-KINDS = (LOCAL, DURABLE)
-"""A key's first character: a session any process can continue from the session store (D), or one kept by
-the process that made it (L).  Set when the key is first handed out (:meth:`Registry.mark`); the other 23
-characters (138 bits) stay as random as before."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +128,7 @@ class Registry:
             _close(start)
             raise
         try:
-            session = Session(secrets.token_urlsafe(KEY_BYTES), start, canonical(tag), owner, quotas, origin=origin)
+            session = Session(keys.new(), start, canonical(tag), owner, quotas, origin=origin)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
@@ -158,10 +149,10 @@ class Registry:
             for order in (self._new, self._settled):
                 if order.get(session.key) is session:
                     del order[session.key]
-                    session.key = kind + session.key[1:]
+                    session.key = keys.marked(session.key, kind)
                     order[session.key] = session
                     return
-            session.key = kind + session.key[1:]
+            session.key = keys.marked(session.key, kind)
 
     def _check_room(self, quotas: tuple[tuple[str, str], ...]) -> None:
         """Under the lock."""

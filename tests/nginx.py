@@ -70,15 +70,21 @@ http {{
 class Nginx:
     """nginx proxying round-robin (no sticky sessions) to the given upstream addresses."""
 
-    def __init__(self, upstreams: list[str], *, default_proxy: bool = False):
-        """``default_proxy``: one upstream, and nothing but ``proxy_pass`` (:data:`DEFAULT_PROXY`)."""
+    def __init__(self, upstreams: list[str], *, default_proxy: bool = False, proxy: str | None = None):
+        """``default_proxy``: one upstream, and nothing but ``proxy_pass`` (:data:`DEFAULT_PROXY`); ``proxy``:
+        an ``http``-level config of the test's own (upstreams, maps, a server), with ``{port}`` where it
+        listens and ``{upstream0}``, ``{upstream1}``... for the given addresses."""
         if not Path(NGINX).exists():
             if os.environ.get("CI"):
                 pytest.fail("nginx is not installed (CI must install it: see .ci/run)")
             pytest.skip("nginx is not installed (apt-get install -y nginx)")
         self.dir = tempfile.mkdtemp(prefix="longpoll-nginx-")
         self.port = free_port()
-        if default_proxy:
+        if proxy is not None:
+            proxy = proxy.replace("{port}", str(self.port))
+            for index, upstream in enumerate(upstreams):
+                proxy = proxy.replace(f"{{upstream{index}}}", upstream)
+        elif default_proxy:
             (upstream,) = upstreams
             proxy = DEFAULT_PROXY.format(port=self.port, servers=upstream)
         else:

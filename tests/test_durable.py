@@ -18,9 +18,9 @@ import redis
 from longpoll import Expired
 from longpoll.endpoint import endpoint_of
 from longpoll.lifecycle import Held
-from longpoll.waits import THREADS
 from longpoll.session import Poll
 from longpoll.testing import Client, PollError, settle
+from longpoll.waits import THREADS
 from tests.inproc import Process, chat
 from tests.procs import ServerProcess
 from tests.redisproc import RedisProcess

@@ -52,7 +52,7 @@ def test_many_feeds_with_backfill_read_the_log_once_and_share_each_item(broker):
         replays = [drained(feed) for feed in feeds]
         assert [item["n"] for item in replays[0]] == list(range(100, 300))
         assert all(replay == replays[0] for replay in replays)
-        assert all(all(a is b for a, b in zip(replay, replays[0], strict=True)) for replay in replays)  # one object each
+        assert all(all(a is b for a, b in zip(replay, replays[0], strict=True)) for replay in replays)  # one each
     finally:
         for feed in feeds:
             feed.close()

@@ -311,3 +311,16 @@ def test_a_script_names_its_endpoints_as_an_import_of_it_would(tmp_path):
     runs = [subprocess.run([sys.executable, *how], cwd=tmp_path, capture_output=True, text=True, timeout=60)
             for how in (["myapp.py"], ["-m", "myapp"], ["-c", "import myapp"])]
     assert [run.stdout.strip() for run in runs] == ["myapp.feed"] * 3, [run.stderr for run in runs]
+
+
+def test_longpoll_asgi_without_its_extra_names_the_extra_to_install():
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.modules['a2wsgi'] = None  # as if the asgi extra were not installed\n"
+             "import longpoll\n"
+             "try:\n    longpoll.asgi()\n"
+             "except ImportError as exc:\n    print(type(exc).__name__, exc.name, exc)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.startswith("ImportError ") and "pip install 'longpoll[asgi]'" in result.stdout, \
+        result.stdout + result.stderr

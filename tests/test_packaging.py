@@ -120,6 +120,7 @@ def test_the_sdist_and_wheel_build_and_pass_twine_check(tmp_path):
                     f"{release}.dist-info/licenses/LICENSE"):
         assert shipped in names, shipped
     assert not [n for n in names if "/src/" in n or n.startswith(("web/", "tests/")) or ".data/" in n]
+    assert "setup.py" not in names  # the shim builds the package; it is not a module of it
     metadata = zipfile.ZipFile(wheel).read(f"{release}.dist-info/METADATA").decode()
     assert "License-Expression: MIT" in metadata
     prometheus = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: prometheus_client")]
@@ -149,3 +150,12 @@ def test_the_console_script_is_the_cli():
     result = subprocess.run([sys.executable, "-m", "longpoll.server", "--version"], capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.startswith("longpoll ")
+
+
+def test_setup_py_is_a_shim_that_reads_the_one_version():
+    """``python setup.py --version``, as old tools ask it, says what pyproject.toml (and the package) say."""
+    result = subprocess.run([sys.executable, "setup.py", "--version"], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == longpoll.__version__
+    assert "setup(" in (ROOT / "setup.py").read_text() and "version=" not in (ROOT / "setup.py").read_text()

@@ -38,6 +38,14 @@ def open(url: str | None = None, *, prefix: str = PREFIX) -> Backend:  # noqa: A
         return found
 
 
+def forget(backend: Backend) -> None:
+    """A closed backend is shared no more: the next :func:`open` of its URL makes a new one."""
+    with _lock:
+        for name, found in list(_open.items()):
+            if found is backend:
+                del _open[name]
+
+
 def stores() -> list[SessionStore]:
     """The session stores open in this process."""
     with _lock:
@@ -45,4 +53,4 @@ def stores() -> list[SessionStore]:
 
 
 __all__ = ["Backend", "SessionStore", "Entry", "Log", "MemoryLog", "MemoryBackend", "Retention", "DEFAULT_RETENTION",
-           "DEFAULT_LOG_RETENTION", "PREFIX", "open", "stores", "order"]
+           "DEFAULT_LOG_RETENTION", "PREFIX", "open", "forget", "stores", "order"]

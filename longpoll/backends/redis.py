@@ -201,3 +201,4 @@ class RedisBackend:
 
     def close(self) -> None:
         self.redis.close()
+        self.redis.connection_pool.disconnect()  # a pool given to the client is not closed with it

@@ -116,6 +116,7 @@ def configure(settings: Settings) -> None:
         "log.screen": False,
         "longpoll.max_held_polls": settings.max_held_polls or settings.max_sessions,
         "longpoll.trusted_proxies": tuple(settings.trusted_proxies),
+        "longpoll.route": settings.route,
         **JSON_ERRORS,
     })
     cherrypy.server.unsubscribe()

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..keys import check_route
 from .settings import Settings
 
 ENV_PREFIX = "LONGPOLL_"
@@ -49,6 +50,13 @@ class Option:
     @property
     def key(self) -> str:
         return {"host": "server.socket_host", "port": "server.socket_port"}.get(self.field, f"longpoll.{self.field}")
+
+
+def route_name(text: str) -> str:
+    try:
+        return check_route(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive(kind: type) -> Callable[[str], Any]:
@@ -172,6 +180,8 @@ OPTIONS = [
            positive(int), "N"),
     Option("cors_origins", "--cors-origin", "let pages from this origin poll and post (repeatable; '*' for any; "
            "default: none)", str, "ORIGIN", repeat=True),
+    Option("route", "--route", "this server's name in the keys of sessions only it can continue (letters and "
+           "digits), for a proxy to send each key back to it (docs/deploying.md)", route_name, "NAME"),
     Option("access_log", "--access-log", "log every request to stderr", boolean, switch=True),
     Option("fastpath", "--no-fast-path", "answer continuation polls through CherryPy's machinery too (slower; "
            "for comparing)", boolean, switch=True),

@@ -36,5 +36,6 @@ class Settings:
     max_topic_item_bytes: int = 8192
     access_log: bool = False
     cors_origins: tuple[str, ...] = ()
+    route: str | None = None  # this process's name in its process-local keys, for a proxy to route them by
     workers: int = 1  # granian worker processes, each with its event loop; above 1 needs redis_url
     fastpath: bool = True  # continuation polls answered on the event loop, without CherryPy's request
