@@ -148,6 +148,7 @@ class Broker:
         one round trip to Redis."""
         if not isinstance(topic, str) or not topic:
             raise ValueError("a topic is a non-empty string")
+        self._check_open()
         try:
             raw = orjson.dumps(item)
         except TypeError as exc:
