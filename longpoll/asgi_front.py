@@ -33,8 +33,8 @@ from typing import Any
 
 import cherrypy
 
+from . import compat, plugin, responses
 from . import config as lpconfig
-from . import plugin, responses
 from .errors import BadRequest, LongPollError, PayloadTooLarge, RequestTimeout
 from .plugin import SIGNALS
 from .responses import JSON_HEADERS, Answer
@@ -124,6 +124,7 @@ class ASGIFront:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    await compat.check_a2wsgi()  # how a poll that must wait reaches the loop
                     if self.engine:
                         lpconfig.check_tree()  # a bad setting fails the startup, said, before the engine's start
                         cherrypy.server.unsubscribe()  # the ASGI server serves: no cheroot

@@ -36,8 +36,8 @@ from typing import Any
 import cherrypy
 import orjson
 
+from . import compat, encoding, plugin, responses, transports
 from . import config as lpconfig
-from . import encoding, plugin, responses, transports
 from .clients import request_address
 from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
 from .lifecycle import Lifecycle
@@ -368,7 +368,7 @@ def _release_session_lock() -> None:
     session = getattr(cherrypy.serving, "session", None)
     if session is not None and getattr(session, "locked", False):
         session.save()
-        cherrypy.serving.request._sessionsaved = True
+        compat.session_saved(cherrypy.serving.request)
 
 
 def _encode(item: Any, default: Callable[[Any], Any] | None) -> bytes:

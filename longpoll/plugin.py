@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import cherrypy
 from cherrypy.process import plugins, wspbus
 
-from . import logs, sizing
+from . import compat, logs, sizing
 
 log = logging.getLogger("longpoll")
 
@@ -159,6 +159,7 @@ class Plugin(plugins.SimplePlugin):
             sizing.keep_clients_connected(getattr(cherrypy.server, "httpserver", None), self.held_polls)
 
     def start(self) -> None:
+        compat.check()  # a dependency that changed under longpoll stops the start, saying which
         with self._lock:
             self.running = True
             workers = list(self.workers)

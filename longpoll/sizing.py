@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import cherrypy
 
-from . import capacity, waits
+from . import capacity, compat, waits
 
 log = logging.getLogger("longpoll")
 
@@ -88,7 +88,7 @@ def hold_budget() -> Budget:
         return Budget(int(configured), "longpoll.max_held_polls")
     if on_event_loop() or waits.HANDOFF.get() is not None:  # a poll begun on longpoll.asgi's threads waits on its
         return ON_A_LOOP  # loop: the gate is asked on the thread, before the steps are handed over
-    pool = _cheroot_pool(threading.current_thread())
+    pool = compat.cheroot_pool(threading.current_thread())
     if pool is not None:
         return _budget(capacity.Server("cheroot", pool, "server.thread_pool, longpoll.Plugin(held_polls=)"))
     environ = _environ()
@@ -116,13 +116,6 @@ def _environ() -> Mapping[str, Any] | None:
     request = getattr(cherrypy.serving, "request", None)
     environ = getattr(request, "wsgi_environ", None)  # CherryPy's own request (None outside one)
     return environ if environ else getattr(_serving, "environ", None)
-
-
-def _cheroot_pool(thread: threading.Thread) -> int | None:
-    server = getattr(thread, "server", None)  # cheroot.workers.threadpool.WorkerThread
-    requests = getattr(server, "requests", None)
-    threads = getattr(requests, "_threads", None)
-    return len(threads) if threads else getattr(requests, "min", None)
 
 
 def listen_backlog(wanted: int = LISTEN_QUEUE) -> int:

@@ -31,9 +31,9 @@ import json
 import os
 import socket
 import sys
-from typing import Any
 
 from ..sizing import listen_backlog
+from . import compat
 from .settings import Settings
 
 SETTINGS_ENV = "LONGPOLL_SERVE_SETTINGS"
@@ -61,8 +61,9 @@ def serve(settings: Settings) -> None:
     from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
     from granian.http import HTTP1Settings
 
-    _stop_once()
-    _stops_reach_workers_first()
+    compat.check()
+    compat.stop_once()
+    compat.stops_reach_workers_first()
     if settings.port == 0:  # granian would say it listens on port 0: choose one, and say it
         settings = dataclasses.replace(settings, port=free_port(settings.host))
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
@@ -75,73 +76,6 @@ def serve(settings: Settings) -> None:
                                          max_buffer_size=HEAD_BUFFER),
             websockets=False, log_access=settings.access_log, respawn_failed_workers=True,
             workers_kill_timeout=KILL_AFTER).serve()
-
-
-def _stop_once() -> None:
-    """A granian 2.8 worker hangs on a second stop signal: its handler sends to a channel that holds one
-    message, and nothing reads a second.  A worker gets two whenever something signals the whole process
-    group (systemd's default, a ``kill`` of the group) besides granian's own main process, and then waits
-    out --workers-kill-timeout.  Workers (forked, they see this) set the stop once."""
-    from granian import _signals
-
-    original = _signals.set_loop_signals
-    if getattr(original, "longpoll_once", False):
-        return
-
-    def set_loop_signals(loop: asyncio.AbstractEventLoop) -> object:
-        event = original(loop)
-        first = event.set
-        done: list[bool] = []
-
-        class Once:
-            def __getattr__(self, name: str) -> object:
-                return getattr(event, name)
-
-            def set(self) -> None:
-                if not done:
-                    done.append(True)
-                    first()
-
-        once = Once()
-        for number in _signals._get_signals():
-            loop.remove_signal_handler(number)
-            loop.add_signal_handler(number, once.set)
-        return event
-
-    set_loop_signals.longpoll_once = True  # type: ignore[attr-defined]
-    _signals.set_loop_signals = set_loop_signals
-
-
-GROUP_STOP_GRACE = 2.0
-"""Seconds granian's main process has, after a worker stopped cleanly, to take its own stop signal."""
-
-
-def _stops_reach_workers_first() -> None:
-    """A stop signal to the whole process group (systemd's default KillMode, ``kill -- -PGID``, Ctrl-C in a
-    terminal) reaches granian 2.8's workers as well as its main process, and on a busy machine a worker can
-    be done before the main process has acted on its own copy: granian then reports a crash, and exits 1
-    or starts the worker again.  A worker that exited cleanly was told to stop, so its watcher gives the main
-    process a moment to take the same signal first.  Watchers block the stop signals, so that the kernel
-    hands them to the main thread, the one that acts on them."""
-    import signal
-
-    from granian.server.common import AbstractWorker
-
-    original = AbstractWorker._watcher
-    if getattr(original, "longpoll_patient", False):
-        return
-
-    def _watcher(self: Any) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-        self.inner.join()
-        if self.inner.exitcode == 0 and not self.interrupt_by_parent:
-            self.parent.main_loop_interrupt.wait(GROUP_STOP_GRACE)  # the main's handler sets interrupt_signal, then it
-            if self.parent.interrupt_signal:
-                return  # the server stops: not a crash
-        original(self)
-
-    _watcher.longpoll_patient = True  # type: ignore[attr-defined]
-    AbstractWorker._watcher = _watcher  # type: ignore[method-assign]
 
 
 def settings_from_env() -> Settings:
