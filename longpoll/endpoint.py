@@ -45,7 +45,7 @@ from .params import PollLimits, json_request_body, poll_params, request_params
 from .registry import Registry, SessionLimits, canonical
 from .responses import JSON_ERRORS, Answer, error_body
 from .session import Poll
-from .waits import HANDOFF, THREADS, Steps
+from .waits import HANDOFF, THREADS, Call, Steps
 
 log = logging.getLogger("longpoll")
 
@@ -305,9 +305,11 @@ class Endpoint:
                         registry.gate, before_wait=before_wait, max_bytes=limits.max_batch_bytes)
             started = time.monotonic()
             if asked.key is None:
-                held = self.lifecycle.create(lambda: self._start(args, params), tag, ttl, self._rebuild,
-                                             owner=str(tag[1]) if self.limit_per_bind else None, address=address(),
-                                             origin=self._origin(args, params))
+                # The function is called off an event loop's thread: its first call may do what a generator's
+                # steps must not (read a backfill, open a query).
+                held = yield Call(self.lifecycle.create, lambda: self._start(args, params), tag, ttl, self._rebuild,
+                                  str(tag[1]) if self.limit_per_bind else None, address(), self._origin(args, params),
+                                  off_loop=True)
             else:
                 try:
                     held = yield from self.lifecycle.find(asked.key, tag, ttl, self._rebuild, asked.cursor)

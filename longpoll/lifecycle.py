@@ -86,7 +86,7 @@ class Lifecycle:
 
     # -- which session ----------------------------------------------------------------
 
-    def create(self, start: Start, tag: tuple[str, Any], ttl: float, rebuild: Rebuild, *, owner: str | None,
+    def create(self, start: Start, tag: tuple[str, Any], ttl: float, rebuild: Rebuild, owner: str | None,
                address: str, origin: dict[str, Any] | None) -> Held:
         """A new session (its key is handed out with its first batch, once :meth:`settle` knows its kind)."""
         if self.registry.stopping:

@@ -47,11 +47,12 @@ whole, for a POST), its steps end in the answer."""
 
 
 class Route:
-    __slots__ = ("endpoint", "handler", "config", "prefix", "methods")
+    __slots__ = ("endpoint", "handler", "config", "prefix", "methods", "first_polls")
 
     def __init__(self, endpoint: Endpoint | None, config: dict[str, Any], prefix: bool,
-                 handler: Handler | None = None, methods: Iterable[str] = ()):
+                 handler: Handler | None = None, methods: Iterable[str] = (), first_polls: bool = False):
         self.endpoint = endpoint
+        self.first_polls = first_polls  # first polls too: the function needs nothing of CherryPy's request
         self.handler = handler
         self.config = config
         self.prefix = prefix  # the one path segment after the route's path is the handler's argument
@@ -65,8 +66,11 @@ class Routes:
         self._exact: dict[str, list[Route]] = {}
         self._prefixes: list[tuple[str, Route]] = []
 
-    def route(self, path: str, handler: Any, *, config: dict[str, Any] | None = None, prefix: bool = False) -> None:
-        """Answer continuation polls of ``handler`` (a ``json_yield`` handler) at ``path``.
+    def route(self, path: str, handler: Any, *, config: dict[str, Any] | None = None, prefix: bool = False,
+              first_polls: bool = False) -> None:
+        """Answer continuation polls of ``handler`` (a ``json_yield`` handler) at ``path``; with
+        ``first_polls``, its first polls too: its function is then called without CherryPy's request (it
+        reads only its parameters), off the event loop's thread.
 
         With ``prefix``, ``path`` ends with ``/`` and the one path segment after
         it is the handler's argument (``/topics/`` for ``/topics/<name>``).
@@ -77,7 +81,8 @@ class Routes:
         if not getattr(endpoint, "fastpath", False):
             raise ValueError(f"{endpoint.name} needs CherryPy's request (its bind=); "
                              "json_yield(fastpath=True) says it does not")
-        self._add(path, Route(endpoint, config if config is not None else path_config(path, handler), prefix))
+        self._add(path, Route(endpoint, config if config is not None else path_config(path, handler), prefix,
+                              first_polls=first_polls))
 
     def handle(self, path: str, handler: Handler, *, methods: Iterable[str] = ("POST",),
                config: dict[str, Any] | None = None, prefix: bool = False) -> None:
@@ -153,7 +158,9 @@ class Continuation(NamedTuple):
         last_event_id = headers.get("last-event-id")
         asked = continuation(kwargs, body, self.query, last_event_id)
         if asked is None:
-            return None
+            if not self.route.first_polls:
+                return None
+            asked = body  # a first poll, answered here too
         route, head = self.route, self.method == "HEAD"
         assert route.endpoint is not None
         return route.endpoint.steps(
@@ -181,7 +188,7 @@ def decide(routes: Routes | None, method: str, path: str, query: str, headers: A
         wanted = body_wanted(method, headers.get("content-type", ""), headers.get("content-length") or "",
                              "transfer-encoding" in headers, largest)
         return Continuation(route, args, method, query, headers, peer, True) if wanted else None
-    if "key=" not in query and not headers.get("last-event-id"):
+    if not route.first_polls and "key=" not in query and not headers.get("last-event-id"):
         return None  # a first poll: the generator's own arguments, through the app
     return Continuation(route, args, method, query, headers, peer, False)
 

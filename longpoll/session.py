@@ -50,7 +50,7 @@ import orjson
 
 from . import encoding, signals
 from .errors import BadParameter, Expired, GeneratorFailed, LongPollError
-from .feed import CURRENT, FeedWait, Recorder
+from .feed import CURRENT, FeedWait, Recorder, Source
 from .gate import HoldGate
 from .items import Item
 from .signals import GAP, Signal
@@ -543,7 +543,8 @@ class Session:
                         self._build()
                     value = next(self._it)  # type: ignore[arg-type]
                 except FeedWait:
-                    self._it = None  # the generator ended there: the recipe builds it again once a feed has more
+                    if not isinstance(self._it, Source):  # a feed the function returned waits, and goes on after:
+                        self._it = None  # a generator ended there, and the recipe builds it again once a feed has more
                     if self.feeds.mismatch is not None or self.feeds.own or self._start is None:
                         raise GeneratorFailed(self._unresumable()) from None
                     for feed in self.feeds.feeds:

@@ -121,15 +121,13 @@ def configure(settings: Settings) -> None:
     })
     cherrypy.server.unsubscribe()
     answer_json_before_any_app()
-    if settings.access_log:
-        vars(cherrypy.log).pop("access", None)
-    else:
-        # CherryPy formats an access line for every request even when no handler
-        # listens: a tenth of the server's time under load (bench.latency --profile).
-        cherrypy.log.access = _no_access_log
+    # granian writes the access log (--access-log), one line for every request, whoever answers it (most are
+    # answered on the event loop, without CherryPy); CherryPy would format a second line for the rest, and
+    # formats one even when no handler listens: a tenth of the server's time under load (bench.latency).
+    cherrypy.log.access = _no_access_log
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    for name in ("longpoll", "cherrypy.error") + (("cherrypy.access",) if settings.access_log else ()):
+    for name in ("longpoll", "cherrypy.error"):
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -157,8 +155,8 @@ def asgi_application(settings: Settings, build_tree: Any = None) -> Any:
     cherrypy.tree.mount(root, "/", config)
     routes = Routes()
     if settings.fastpath:
-        for path, handler, prefix in root.fast_routes:
-            routes.route(path, handler, prefix=prefix)
+        for path, handler, prefix in root.fast_routes:  # the product's functions read only their parameters
+            routes.route(path, handler, prefix=prefix, first_polls=True)
         for path, publish, prefix in root.fast_handlers:
             routes.handle(path, publish, prefix=prefix)
     from .granian import announce

@@ -79,6 +79,8 @@ class Demo:
 
     def _topic_items(self, topic: str, backfill: Any = "0") -> Iterator[Any]:
         """A topic's items, from now on (or its newest ``backfill`` first): durable on Redis."""
+        if not TOPIC.fullmatch(topic):
+            raise BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->")
         count = integer({"backfill": backfill}, "backfill", 0, MAX_BACKFILL, 0)
         return self.broker.feed(topic, backfill=count)
 
