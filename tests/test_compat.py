@@ -43,7 +43,8 @@ def test_an_a2wsgi_that_loses_the_callers_context_fails_the_check(monkeypatch):
     import a2wsgi.wsgi
 
     monkeypatch.setattr(a2wsgi.wsgi.contextvars, "copy_context", contextvars.Context)  # a fresh, empty context
-    with pytest.raises(compat.Incompatible, match=rf"a request run in a copy .* which a2wsgi {version('a2wsgi')} does not have"):
+    wanted = rf"a request run in a copy .* which a2wsgi {version('a2wsgi')} does not have"
+    with pytest.raises(compat.Incompatible, match=wanted):
         asyncio.run(compat.check_a2wsgi())
 
 
