@@ -56,8 +56,12 @@ def headers(origins: tuple[str, ...] = ()) -> None:
         cherrypy.serving.response.headers.update(answer_headers(allowed))
 
 
-def asgi_headers(origins: tuple[str, ...]) -> Callable[[MutableMapping[str, Any]], list[tuple[str, str]]]:
-    """The same headers for answers made on the event loop (``longpoll.asgi``), from the ASGI scope."""
+def asgi_headers(origins: tuple[str, ...]) -> Callable[[MutableMapping[str, Any]], list[tuple[str, str]]] | None:
+    """The same headers for answers made on the event loop (``longpoll.asgi``), from the ASGI scope; None when
+    no origin is allowed (nothing to look for in each request's headers)."""
+    if not origins:
+        return None
+
     def headers(scope: MutableMapping[str, Any]) -> list[tuple[str, str]]:
         origin = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"origin"), "")
         allowed = _allowed(origins, origin)
