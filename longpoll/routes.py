@@ -41,7 +41,7 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
 
-Handler = Callable[["Continuation", bytes | None], Steps[Answer]]
+Handler = Callable[["Continuation", bytes | None], "Steps[Answer] | None"]  # None: the app answers it
 """A request answered on the front itself, not a poll (a publish): given the request and its body (read
 whole, for a POST), its steps end in the answer."""
 

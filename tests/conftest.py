@@ -62,7 +62,8 @@ def server() -> Iterator[dict[str, object]]:
     fast = FastPolls(cherrypy.tree).discover()
     for prefix, root in roots.items():
         fast.route(f"/{prefix}/topics/", root.topics.__self__.follow, prefix=True)
-        fast.routes.handle(f"/{prefix}/topics/", root.topics.__self__.publish, prefix=True)  # as longpoll serve
+        for path, handler, is_prefix in root.fast_handlers:  # as longpoll serve: publishes on the front
+            fast.routes.handle(f"/{prefix}{path}", handler, prefix=is_prefix)
     fast_port = free_port()
     fast_server = wsgi.Server(("127.0.0.1", fast_port), fast, numthreads=THREADS, request_queue_size=1024)
     fast_server.keep_alive_conn_limit = THREADS

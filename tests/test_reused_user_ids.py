@@ -53,6 +53,7 @@ def assert_old_tokens_refused(client: httpx.Client, old: dict[str, Any], old_str
     assert refused(home_poll(client, bearer=old["token"]))
     assert refused(client.get("/home", headers=auth(old["token"])))
     assert refused(client.post("/home/stream-tokens", headers=auth(old["token"])))
+    assert refused(client.post("/statuses", data={"message": "as whom?"}, headers=auth(old["token"])))
 
 
 @pytest.fixture
@@ -74,6 +75,8 @@ def test_a_redis_that_lost_everything_refuses_the_tokens_of_the_old_user_of_an_i
         old = sign_up(client)
         old_stream = stream_token(client, old["token"])
         assert home_poll(client, stream=old_stream).status_code == 200
+        posted = client.post("/statuses", data={"message": "before"}, headers=auth(old["token"]))
+        assert posted.status_code == 201, posted.text  # the process now knows whose the token is
         restart(redis_proc, client)  # started empty: users, tokens, the stream-token secret are gone
         new = sign_up(client)
         assert new["id"] == old["id"] == 1  # the id is used again

@@ -92,6 +92,54 @@ def test_bad_status_is_400(client, data, param):
     assert response.status_code == 400 and response.json()["param"] == param
 
 
+@pytest.mark.parametrize("how", ["form", "json", "query", "multipart"])
+def test_a_status_posts_alike_in_every_body_shape_on_every_front(client, server, front, how):
+    """POST /statuses is answered by the front itself (FastPolls, longpoll.asgi) with the same answer as
+    CherryPy's handler: a form, a JSON object, the query string; a multipart body is left to CherryPy."""
+    login, token = signup(client)
+    auth = {"Authorization": f"Bearer {token}"}
+    fields = {"message": f"via {how}", "location": "1.5,2.5"}
+    before = server["fast"].answered
+    if how == "form":
+        response = client.post("/statuses", data=fields, headers=auth)
+    elif how == "json":
+        response = client.post("/statuses", json=fields, headers=auth)
+    elif how == "query":
+        response = client.post("/statuses", params=fields, headers=auth)
+    else:
+        response = client.post("/statuses", files={name: (None, value) for name, value in fields.items()},
+                               headers=auth)
+    assert response.status_code == 201, response.text
+    status = response.json()
+    assert status["login"] == login and status["message"] == f"via {how}" and status["location"] == "1.5,2.5"
+    assert client.get(f"/statuses/{status['id']}").json() == status
+    on_front = front == "fastpath" and how != "multipart"
+    assert server["fast"].answered == before + on_front
+    both = client.post("/statuses", params={"message": "a"}, json={"message": "b"}, headers=auth)
+    assert both.status_code == 400 and both.json()["param"] == "message"  # given twice: refused, not merged
+
+
+def test_a_burst_of_posts_by_many_users_takes_distinct_ids_each_its_author(client, base):
+    """On an event loop the posts of one moment go to the store together (one pipeline on Redis), ids
+    taken in one step: each answer is its own post's, with an id no other took."""
+    users = [signup(client) for _ in range(8)]
+
+    def attempt(n: int) -> tuple[str, str, httpx.Response]:
+        login, token = users[n % len(users)]
+        with httpx.Client(base_url=base, timeout=30) as c:
+            return login, f"burst {n}", c.post("/statuses", data={"message": f"burst {n}"},
+                                               headers={"Authorization": f"Bearer {token}"})
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(attempt, range(160)))
+    assert all(r.status_code == 201 for _, _, r in answers), [r.text for _, _, r in answers if r.status_code != 201]
+    ids = [r.json()["id"] for _, _, r in answers]
+    assert len(set(ids)) == len(ids)
+    for login, message, r in answers:
+        assert r.json()["login"] == login and r.json()["message"] == message
+        assert client.get(f"/statuses/{r.json()['id']}").json() == r.json()
+
+
 @pytest.mark.parametrize("path", ["/statuses/abc", "/statuses/1.5", "/statuses/99999999999", "/statuses/1/2"])
 def test_unknown_status_is_404(client, path):
     response = client.get(path)

@@ -57,7 +57,7 @@ class Root(Service):
                              ("/primes", demo.primes, False),
                              ("/topics/", demo.follow, True)]
         # What the front answers itself that is not a poll: (path, handler, whether the path is a prefix).
-        self.fast_handlers = [("/topics/", demo.publish, True)]
+        self.fast_handlers = [("/topics/", demo.publish, True), ("/statuses", streams.statuses.post, False)]
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["GET", "HEAD"])

@@ -14,14 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import cherrypy
+import orjson
 
+from ... import responses
 from ...broker import Broker
 from ...endpoint import json_handler, json_yield
-from ...errors import BadParameter, NotFound
+from ...errors import BadParameter, LongPollError, NotFound
 from ...feed import Feed
-from ...params import PollLimits, request_params
+from ...params import NO_BODY, PollLimits, request_params
 from ...registry import Registry
-from ...responses import json_body
+from ...responses import Answer, json_body
+from ...routes import FORM, JSON, Continuation, merge, read_body
+from ...waits import THREADS, Call, Steps
 from .feed import status_feed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
 from .home import GraphRouter, HomeIndex, SocialRouter
@@ -99,18 +103,52 @@ class Statuses:
     @cherrypy.expose
     @json_handler("POST")
     def index(self, **kwargs: Any) -> bytes:
-        """POST /statuses: post a status as the token's user."""
+        """POST /statuses: post a status as the token's user (as :meth:`post` does on the event loop: the
+        same steps, run on this thread)."""
         token = bearer_token()
         params = request_params(kwargs, self.poll_limits.max_param_chars)
-        message = required_text(params, "message", self.limits.max_message_chars)
-        location = optional_text(params, "location", 64)
-        if location is not None:
-            if parse_location(location) is None:
-                raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
-            location = location.replace(" ", "")
-        no_more(params)
-        self._syndicate()
-        return json_body(201, self.store.post_status(token, message, location, self.hydrators or None))
+        status, headers, body = THREADS.run(self._posted(token, params))
+        response = cherrypy.serving.response
+        response.status = status
+        response.headers.update(headers)
+        return body  # type: ignore[return-value]  # bytes: an answer, never a stream
+
+    def post(self, asked: Continuation, raw: bytes | None) -> Steps[Answer] | None:
+        """``POST /statuses`` answered by the front itself, its body read there; a body CherryPy would read
+        otherwise (multipart, say) is left to :meth:`index`."""
+        kind = asked.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if raw and kind not in (FORM, JSON):
+            return None
+        return self._posting(asked, raw or b"")
+
+    def _posting(self, asked: Continuation, raw: bytes) -> Steps[Answer]:
+        try:
+            token = bearer_token(asked.headers.get("authorization", ""))
+            kwargs, body = read_body(asked.headers.get("content-type", ""), raw) if raw else ({}, NO_BODY)
+            if isinstance(body, LongPollError):
+                raise body
+            merge(kwargs, asked.query)  # CherryPy's kwargs: the query's parameters and the form's
+            params = request_params(kwargs, self.poll_limits.max_param_chars, body=body)
+        except LongPollError as exc:
+            return responses.error(exc)
+        return (yield from self._posted(token, params))
+
+    def _posted(self, token: str, params: dict[str, Any]) -> Steps[Answer]:
+        try:
+            message = required_text(params, "message", self.limits.max_message_chars)
+            location = optional_text(params, "location", 64)
+            if location is not None:
+                if parse_location(location) is None:
+                    raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
+                location = location.replace(" ", "")
+            no_more(params)
+            self._syndicate()
+            # Off the loop's thread: the store's round trips (and a hydrator's) may be slow.
+            status = yield Call(self.store.post_status, token, message, location, self.hydrators or None,
+                                batch=self.store.posts, off_loop=True)
+        except LongPollError as exc:
+            return responses.error(exc)
+        return 201, responses.JSON_HEADERS, orjson.dumps(status)
 
     @cherrypy.expose
     @json_handler("GET", "DELETE")

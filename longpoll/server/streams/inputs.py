@@ -16,8 +16,10 @@ def bound_identifier(params: dict[str, Any]) -> str:
     return identifier({"identifier": params.get("identifier")})
 
 
-def bearer_token() -> str:
-    header = cherrypy.serving.request.headers.get("Authorization", "")
+def bearer_token(header: str | None = None) -> str:
+    """The token of an ``Authorization: Bearer`` header (by default the CherryPy request's)."""
+    if header is None:
+        header = cherrypy.serving.request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise bad_token()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
 import time
 from typing import Any
 
@@ -25,6 +26,7 @@ import redis
 
 from ...backends.redis import APPEND_LUA, RedisLog, unavailable_as_503
 from ...errors import BackendUnavailable, Conflict, Forbidden, NotFound
+from ...waits import Batch
 from .social import SocialLimits
 from .social_redis import DEFAULT_PREFIX, RedisSocial, status_of
 from .store import STREAM_SALT_BYTES, TOPIC, Hydrate, bad_token, digest, draft, new_token
@@ -61,8 +63,8 @@ end
 # into the JSON as written, a float on every path.
 
 POST_STATUS = APPEND_LUA + WITH_POSTED + """
-local login = redis.call('HGET', KEYS[4], 'login')
-if not login then return 0 end
+local login, token = unpack(redis.call('HMGET', KEYS[4], 'login', 'token'))
+if not login or token ~= ARGV[12] then return 0 end
 local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
 if newest + 1 ~= tonumber(ARGV[1]) then return {'moved', newest} end
 local id = redis.call('INCR', KEYS[1])
@@ -93,11 +95,12 @@ return {id, login}
 """
 # KEYS status:id:, the log, the queue, user:<uid>, status:<id>, profile:<uid>, home:<uid>,
 # followers:<uid>, the topic's stream; ARGV id, message, posted, location, the log's retention, topic,
-# hydrated fields, timeline size, uid, the topic's retention and TTL.  The id must be known to name its
-# key, yet be taken in the step that appends the status to the log (ids increase in log order: the home
-# stream relies on it).  So the caller names the id
-# it expects, and the script takes it only if it is still the next one (a compare-and-set); if
-# another post took it meanwhile, nothing is written and the answer says which id is the newest.
+# hydrated fields, timeline size, uid, the topic's retention and TTL, the token's digest (checked here, so
+# that a process may remember whose a token is: a user Redis lost, whose id another took, is not posted as).
+# The id must be known to name its key, yet be taken in the step that appends the status to the log (ids
+# increase in log order: the home stream relies on it).  So the caller names the id it expects, and the
+# script takes it only if it is still the next one (a compare-and-set); if another post took it meanwhile,
+# nothing is written and the answer says which id is the newest.
 
 DELETE_STATUS = APPEND_LUA + WITH_POSTED + """
 local owner = redis.call('HGET', KEYS[3], 'uid')
@@ -130,6 +133,9 @@ return 1
 POST_ATTEMPTS = 100
 """Tries at taking the next status id before a 503: each one lost is a status another post published."""
 
+POSTER_CACHE = 10_000
+"""Token digests whose user this process remembers (all are forgotten when it is full)."""
+
 
 class RedisStore(RedisSocial):
     """``prefix`` starts the name of every key the store touches, so that apps sharing a database, or
@@ -142,6 +148,9 @@ class RedisStore(RedisSocial):
         self.prefix = prefix
         self.bridge: Any = None  # the seeds' PUBLISH path into the hub, when open_store made one
         self._next_status = 1  # the id this process expects its next post to take: see POST_STATUS
+        self._poster_cache: dict[str, tuple[str, str]] = {}
+        self._posting = threading.Lock()
+        self.posts: Batch | None = self  # posts batched: see many()
         self._init_social(social_limits)
         self._create_user = client.register_script(CREATE_USER)
         self._post = client.register_script(POST_STATUS)
@@ -185,28 +194,96 @@ class RedisStore(RedisSocial):
 
     def post_status(self, token: str, message: str, location: str | None,
                     hydrate: Hydrate | None = None) -> dict[str, Any]:
-        uid, login = self._identify(token)
-        status = draft(int(uid), login, message, location)
-        extra = hydrate(status) if hydrate is not None else {}
-        key = self.key
+        answer = self._post_all([(token, message, location, hydrate)])[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def many(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        """``post_status`` calls (``posts``) as one pipeline: the posts of one moment on an event loop cost one
+        round trip, and take consecutive ids."""
+        return self._post_all([call[1:] for call in calls])
+
+    def _post_all(self, posts: list[tuple[Any, ...]]) -> list[Any]:
+        results: list[Any] = [None] * len(posts)
+        hashed = [digest(token) for token, *_ in posts]
+        try:
+            authors = self._posters(hashed)
+        except BackendUnavailable as exc:
+            return [exc] * len(posts)
         log_len, topic_len, ttl, topic = self.log.args(TOPIC)
-        args = [message, repr(status["posted"]), location or "", log_len, topic,
-                orjson.dumps(extra) if extra else "", self.social_limits.timeline_size, uid, topic_len, ttl]
-        for _ in range(POST_ATTEMPTS):
-            expected = self._next_status
-            with unavailable_as_503():
-                answer = self._post(keys=[key("status:id:"), self.log.stream, key("syndicate"), key("user:", uid),
-                                          key("status:", expected), key("profile:", uid), key("home:", uid),
-                                          key("followers:", uid), self.log.topic_stream(TOPIC)],
-                                    args=[expected, *args])
-            if not answer:
-                raise bad_token()
-            if answer[0] == b"moved":
-                self._next_status = int(answer[1]) + 1
+        drafts: dict[int, tuple[str, dict[str, Any], dict[str, Any], list[Any]]] = {}
+        for i, (_token, message, location, hydrate) in enumerate(posts):
+            author = authors.get(hashed[i])
+            if author is None:
+                results[i] = bad_token()
                 continue
-            self._next_status = int(answer[0]) + 1
-            return {"id": int(answer[0]), **status, **extra}
-        raise BackendUnavailable("statuses are being posted too fast to number this one; retry", retry_after=1)
+            uid, login = author
+            status = draft(int(uid), login, message, location)
+            extra = hydrate(status) if hydrate is not None else {}
+            drafts[i] = (uid, status, extra, [message, repr(status["posted"]), location or "", log_len, topic,
+                                              orjson.dumps(extra) if extra else "", self.social_limits.timeline_size,
+                                              uid, topic_len, ttl, hashed[i]])
+        pending = list(drafts)
+        key = self.key
+        for _ in range(POST_ATTEMPTS):
+            if not pending:
+                return results
+            pipe = self.client.pipeline(transaction=False)
+            with self._posting:  # one batch at a time takes ids: two would expect the same ones
+                expected = self._next_status  # a post that loses it to another process's retries with the next
+                for n, i in enumerate(pending):
+                    uid, _status, _extra, args = drafts[i]
+                    self._post(keys=[key("status:id:"), self.log.stream, key("syndicate"), key("user:", uid),
+                                     key("status:", expected + n), key("profile:", uid), key("home:", uid),
+                                     key("followers:", uid), self.log.topic_stream(TOPIC)],
+                               args=[expected + n, *args], client=pipe)
+                try:
+                    with unavailable_as_503():
+                        answers = pipe.execute(raise_on_error=False)
+                except BackendUnavailable as exc:
+                    for i in pending:
+                        results[i] = exc
+                    return results
+                moved = []
+                for i, answer in zip(pending, answers, strict=True):
+                    if isinstance(answer, Exception):
+                        results[i] = BackendUnavailable(f"the status store failed: {answer}", retry_after=1)
+                    elif not answer:
+                        self._poster_cache.pop(hashed[i], None)
+                        results[i] = bad_token()
+                    elif answer[0] == b"moved":
+                        self._next_status = max(self._next_status, int(answer[1]) + 1)
+                        moved.append(i)
+                    else:
+                        self._next_status = max(self._next_status, int(answer[0]) + 1)
+                        _uid, status, extra, _args = drafts[i]
+                        results[i] = {"id": int(answer[0]), **status, **extra}
+            pending = moved
+        for i in pending:
+            results[i] = BackendUnavailable("statuses are being posted too fast to number this one; retry",
+                                            retry_after=1)
+        return results
+
+    def _posters(self, hashed: list[str]) -> dict[str, tuple[str, str]]:
+        """(user id, login) by token digest, from this process's memory where it can: POST_STATUS checks the
+        digest against the user's record again, in the step that posts."""
+        cache = self._poster_cache
+        unknown = list({h for h in hashed if h not in cache})
+        if unknown:
+            with unavailable_as_503():
+                uids = self.client.hmget(self.key("tokens:"), unknown)
+                found = [(h, uid.decode()) for h, uid in zip(unknown, uids, strict=True) if uid is not None]
+                pipe = self.client.pipeline(transaction=False)
+                for _h, uid in found:
+                    pipe.hmget(self.key("user:", uid), "token", "login")
+                records = pipe.execute()
+            if len(cache) + len(found) > POSTER_CACHE:
+                cache.clear()
+            for (h, uid), (stored, login) in zip(found, records, strict=True):
+                if stored is not None and login is not None and hmac.compare_digest(stored, h.encode()):
+                    cache[h] = (uid, login.decode())
+        return {h: cache[h] for h in hashed if h in cache}
 
     def delete_status(self, token: str, status_id: int) -> dict[str, Any]:
         uid = self._author(token)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from ...backends.memory import MemoryLog
 from ...errors import Conflict, Forbidden, NotFound, Unauthorized
+from ...waits import Batch
 from .social import SocialLimits, SocialStore
 from .social_memory import MemorySocial
 
@@ -40,6 +41,9 @@ Hydrate = Callable[[dict[str, Any]], dict[str, Any]]
 class Store(Protocol):
     def create_user(self, login: str, name: str) -> dict[str, Any]:
         """Returns the user with its ``token``; Conflict if the login exists (case-insensitive)."""
+
+    posts: Batch | None
+    """Where ``post_status`` calls made together go as one (``waits.Call(batch=)``), if anywhere."""
 
     def post_status(self, token: str, message: str, location: str | None,
                     hydrate: Hydrate | None = None) -> dict[str, Any]: ...
@@ -81,6 +85,8 @@ def draft(uid: int, login: str, message: str, location: str | None) -> dict[str,
 
 class MemoryStore(MemorySocial):
     """The embedded store: dicts under one lock, publishing to the in-process log."""
+
+    posts: Batch | None = None  # a post is a moment under a lock: nothing to batch
 
     def __init__(self, log: MemoryLog, social_limits: SocialLimits = SocialLimits()):
         self.log = log
