@@ -178,6 +178,9 @@ OPTIONS = [
            positive(float), "SECONDS"),
     Option("max_topic_item_bytes", "--max-topic-item-bytes", "largest item published to /topics, in bytes of JSON",
            positive(int), "N"),
+    Option("idempotency_window", "--idempotency-window", "how long a /topics publish's Idempotency-Key is "
+           "remembered: a retry within it stores nothing and answers the first position", positive(float),
+           "SECONDS"),
     Option("cors_origins", "--cors-origin", "let pages from this origin poll and post (repeatable; '*' for any; "
            "default: none)", str, "ORIGIN", repeat=True),
     Option("route", "--route", "this server's name in the keys of sessions only it can continue (letters and "
