@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
@@ -140,6 +141,17 @@ def test_the_same_header_twice_stores_one_item_on_every_front(base):
     assert backfilled(base, topic) == [{"n": 1}]
     assert httpx.post(f"{base}/topics/{topic}", json={"n": 1}, timeout=30).status_code == 201  # no key: again
     assert backfilled(base, topic) == [{"n": 1}, {"n": 1}]
+
+
+def test_retries_arriving_together_store_one_item(base):
+    """On the event loop, publishes of one moment go as one pipeline: a key's first and its retries among them."""
+    topic, headers = unique("idem"), {"Idempotency-Key": unique("together")}
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.post(f"{base}/topics/{topic}", json="x", headers=headers),
+                                range(16)))
+    assert {answer.status_code for answer in answers} == {201}
+    assert len({answer.content for answer in answers}) == 1
+    assert backfilled(base, topic) == ["x"]
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256])
