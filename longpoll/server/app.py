@@ -89,7 +89,8 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     topics = Broker(settings.redis_url, prefix=settings.prefix, name="topics", buffer=settings.buffer,
                     retention=settings.topic_history, log_retention=settings.topic_retention,
                     topic_ttl=settings.topic_ttl, max_item_bytes=settings.max_topic_item_bytes,
-                    idempotency_window=settings.idempotency_window)
+                    idempotency_window=settings.idempotency_window,
+                    idempotency_keys=settings.topic_retention)  # as many keys as items: a key per item kept
     demo = Demo(topics, registry, poll_limits)
     store = open_store(broker)
     hydrators = Hydrators()

@@ -170,8 +170,8 @@ OPTIONS = [
     Option("prefix", "--prefix", "what every Redis key the server writes starts with", key_prefix, "PREFIX"),
     Option("retention", "--retention", "statuses (and follow events) kept for hubs that fall behind and sessions "
            "that resume (Redis: XADD MAXLEN ~N)", positive(int), "N"),
-    Option("topic_retention", "--topic-retention", "items the demo's anonymous /topics keep, all topics together",
-           positive(int), "N"),
+    Option("topic_retention", "--topic-retention", "items the demo's anonymous /topics keep, all topics together "
+           "(and the Idempotency-Keys they remember)", positive(int), "N"),
     Option("topic_history", "--topic-history", "items each /topics topic keeps for backfill= and sessions that "
            "resume", positive(int), "N"),
     Option("topic_ttl", "--topic-ttl", "a /topics topic's history goes this long after its last item (Redis)",
