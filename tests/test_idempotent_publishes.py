@@ -68,18 +68,17 @@ def test_another_key_no_key_or_another_topic_stores_again(make_broker):
     assert stored(broker, "news") == ["a"] * 4 and stored(broker, "sport") == ["a"]
 
 
-def test_a_key_is_decided_by_redis_for_every_process(make_broker, request):
-    if request.node.callspec.params["make_broker"] != "redis":
-        pytest.skip("two brokers of the embedded backend are two logs: nothing to share")
-    one = make_broker()
-    two = Broker(backend=RedisBackend(one.backend.url, prefix=one.backend.prefix))
+def test_a_key_is_decided_by_redis_for_every_process(redis_proc):
+    prefix = f"{unique('idem')}:"
+    one, two = (Broker(backend=RedisBackend(redis_proc.url, prefix=prefix)) for _ in range(2))
     try:
         first = one.publish("news", "x", key="k")
         assert two.publish("news", "x", key="k") == first
-        assert stored(one, "news") == ["x"]
+        assert stored(one, "news") == stored(two, "news") == ["x"]
     finally:
-        two.close()
-        two.backend.close()
+        for broker in (one, two):
+            broker.close()
+            broker.backend.close()
 
 
 def test_the_oldest_keys_go_past_the_count(make_broker):
