@@ -31,8 +31,16 @@ from typing import Any
 import orjson
 
 from . import backends, plugin
-from .backends.base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Retention, order
-from .errors import BadRequest, PayloadTooLarge
+from .backends.base import (
+    DEFAULT_IDEMPOTENCY_KEYS,
+    DEFAULT_IDEMPOTENCY_WINDOW,
+    DEFAULT_LOG_RETENTION,
+    DEFAULT_RETENTION,
+    MAX_IDEMPOTENCY_KEY,
+    Retention,
+    order,
+)
+from .errors import BadParameter, BadRequest, PayloadTooLarge
 from .feed import Feed, Where, open_feed
 from .hub import Hub
 from .subscription import Subscription
@@ -66,6 +74,16 @@ class Position(str):
     __hash__ = str.__hash__
 
 
+def idempotency_key(key: str, name: str) -> str:
+    """``key`` if it can be a publish's idempotency key; a 400 naming ``name`` (the parameter or header it came
+    in) if not: the backend holds every key for its window, so each is bounded."""
+    if not isinstance(key, str) or not key:
+        raise BadParameter(name, "an idempotency key is a non-empty string")
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise BadParameter(name, f"an idempotency key is at most {MAX_IDEMPOTENCY_KEY} characters, not {len(key)}")
+    return key
+
+
 class Broker:
     """A log and the hub that reads it.
 
@@ -80,6 +98,12 @@ class Broker:
     URL and prefix share a backend; ``backend=`` gives one of your own (two
     "processes" in one test, say).
 
+    A publish with an idempotency ``key`` is stored once: the same key on the
+    same topic within ``idempotency_window`` seconds appends nothing and
+    answers the first publish's position, in every process (Redis decides).
+    Each log remembers at most ``idempotency_keys`` keys (the oldest go
+    first); publishes without a key are at-least-once.
+
     :meth:`close` (or ``with Broker(...) as broker:``) stops it for good: a
     worker script, or a test that makes brokers, leaves no reader thread and
     no Redis connections behind.
@@ -88,13 +112,18 @@ class Broker:
     def __init__(self, redis_url: str | None = None, *, prefix: str = backends.PREFIX, name: str = "log",
                  retention: Retention = DEFAULT_RETENTION, log_retention: int = DEFAULT_LOG_RETENTION,
                  topic_ttl: float | None = None, buffer: int = DEFAULT_BUFFER, max_item_bytes: int | None = None,
-                 backend: backends.Backend | None = None):
+                 backend: backends.Backend | None = None,
+                 idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+                 idempotency_keys: int = DEFAULT_IDEMPOTENCY_KEYS):
+        if not idempotency_window > 0 or not isinstance(idempotency_keys, int) or idempotency_keys < 1:
+            raise ValueError("idempotency_window must be above 0 seconds, idempotency_keys at least 1")
         self.backend = backend if backend is not None else backends.open(redis_url, prefix=prefix)
         self._owns_backend = backend is None
         self.closed = False
         _OPEN.add(self)
         self.max_item_bytes = max_item_bytes
-        self.log = self.backend.log(name, retention=retention, log_retention=log_retention, topic_ttl=topic_ttl)
+        self.log = self.backend.log(name, retention=retention, log_retention=log_retention, topic_ttl=topic_ttl,
+                                    idempotency_window=idempotency_window, idempotency_keys=idempotency_keys)
         self.hub = Hub(self.log, buffer=buffer)
 
     def close(self) -> None:
@@ -138,16 +167,22 @@ class Broker:
     def kind(self) -> str:
         return str(self.backend.kind)
 
-    def publish(self, topic: str, item: Any) -> Position:
+    def publish(self, topic: str, item: Any, *, key: str | None = None) -> Position:
         """Append an item for every reader of the topic, in every process; return its position: an opaque
-        string (``"42"`` in the embedded log, ``"1796607824926-0"`` on Redis) that orders as the log does."""
-        return THREADS.run(self.publishing(topic, item))
+        string (``"42"`` in the embedded log, ``"1796607824926-0"`` on Redis) that orders as the log does.
 
-    def publishing(self, topic: str, item: Any) -> Steps[Position]:
+        With an idempotency ``key`` (at most :data:`MAX_IDEMPOTENCY_KEY` characters), a publish that retries
+        one whose answer was lost stores nothing and returns the first one's position; without one, a retry
+        stores the item again (at-least-once)."""
+        return THREADS.run(self.publishing(topic, item, key=key))
+
+    def publishing(self, topic: str, item: Any, *, key: str | None = None) -> Steps[Position]:
         """:meth:`publish` as steps (``waits.py``): on an event loop, the publishes of one moment append in
-        one round trip to Redis."""
+        one round trip to Redis, keyed or not."""
         if not isinstance(topic, str) or not topic:
             raise ValueError("a topic is a non-empty string")
+        if key is not None:
+            idempotency_key(key, "key")
         self._check_open()
         try:
             raw = orjson.dumps(item)
@@ -155,7 +190,8 @@ class Broker:
             raise BadRequest(f"item is not JSON: {exc}") from None
         if self.max_item_bytes is not None and len(raw) > self.max_item_bytes:
             raise PayloadTooLarge(f"an item may be at most {self.max_item_bytes} bytes of JSON, not {len(raw)}")
-        position = yield Call(self.log.append_json, topic, raw, batch=self.log.appends)
+        call = (topic, raw) if key is None else (topic, raw, key)
+        position = yield Call(self.log.append_json, *call, batch=self.log.appends)
         return Position(position)
 
     def feed(self, topic: str, *, backfill: int = 0, where: Where | None = None) -> Feed:

@@ -132,8 +132,8 @@ class Continuation(NamedTuple):
     """A request that continues a session at a routed endpoint, or may once its body is read.
 
     ``headers`` are the request's, by lower-case name (a front passes what it has: only ``accept``,
-    ``last-event-id``, ``content-type``, ``content-length``, ``transfer-encoding`` and ``x-forwarded-for``
-    are read).
+    ``last-event-id``, ``content-type``, ``content-length``, ``transfer-encoding``, ``x-forwarded-for`` and,
+    by a publish, ``idempotency-key`` are read).
     """
 
     route: Route

@@ -25,6 +25,17 @@ DEFAULT_RETENTION = 10_000
 DEFAULT_LOG_RETENTION = 100_000
 """Entries the whole log keeps for hubs that fall behind or reconnect."""
 
+DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
+"""Seconds a publish's idempotency key is remembered: a retry within it stores nothing and answers the first
+publish's position."""
+
+DEFAULT_IDEMPOTENCY_KEYS = 100_000
+"""Idempotency keys each log remembers at most: past it, the oldest are forgotten before their window ends, so
+that whoever may publish cannot make the backend hold more."""
+
+MAX_IDEMPOTENCY_KEY = 255
+"""The longest idempotency key, in characters: what the backend holds per key stays small and bounded."""
+
 Retention = int | Mapping[str, int] | Callable[[str], int]
 """Entries a topic keeps: one number for every topic, a mapping by name (others get the default), or a function
 of the topic's name."""
@@ -64,8 +75,10 @@ class Log(Protocol):
     def append(self, topic: str, item: Any) -> str:
         """Append a JSON-able item; return its position."""
 
-    def append_json(self, topic: str, raw: bytes) -> str:
-        """Append an item given as its JSON text (encoded once, by the publisher); return its position."""
+    def append_json(self, topic: str, raw: bytes, key: str | None = None) -> str:
+        """Append an item given as its JSON text (encoded once, by the publisher); return its position.  With
+        an idempotency ``key`` the backend already holds for the topic (within its window), append nothing and
+        return the position the key's first append returned: the backend decides, for every process."""
 
     def tail(self) -> str:
         """The position of the newest entry: reading after it waits for new ones."""
@@ -171,7 +184,9 @@ class Backend(Protocol):
         ``redis(client)`` with the backend's Redis client (for an app's own data beside longpoll's)."""
 
     def log(self, name: str = "log", *, retention: Retention = DEFAULT_RETENTION,
-            log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None) -> Log: ...
+            log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None,
+            idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+            idempotency_keys: int = DEFAULT_IDEMPOTENCY_KEYS) -> Log: ...
 
     def secret(self, name: str, make: bool = True) -> bytes | None:
         """The deployment's secret called ``name`` (made when there is none and ``make``; else None)."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -20,12 +21,63 @@ import orjson
 
 from ..encoding import exact
 from ..errors import BadRequest
-from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Entry, Retention, SessionStore, order, retention_of
+from .base import (
+    DEFAULT_IDEMPOTENCY_KEYS,
+    DEFAULT_IDEMPOTENCY_WINDOW,
+    DEFAULT_LOG_RETENTION,
+    DEFAULT_RETENTION,
+    Entry,
+    Retention,
+    SessionStore,
+    order,
+    retention_of,
+)
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """What the embedded log keeps at most, whatever its entry count."""
 
+IDEMPOTENCY_BYTES = 16 * 1024 * 1024
+"""What the embedded log's idempotency keys hold at most, counted as :data:`KEY_OVERHEAD` plus the characters
+of each one's topic, key and position."""
+
+KEY_OVERHEAD = 320
+"""Bytes one remembered key costs beyond its strings' characters (its ordered-dict node, tuples, the float and
+the strings' headers), as tracemalloc measures it on CPython, rounded up."""
+
 _Kept = tuple[int, str, bytes]  # (sequence number, topic, JSON)
+
+
+class _Keys:
+    """The idempotency keys a log remembers, oldest first: each until its window ends, or until the bounds (a
+    count and bytes) push it out first.  Used under the log's lock."""
+
+    def __init__(self, window: float, most: int, max_bytes: int):
+        self.window = window
+        self.most = most
+        self.max_bytes = max_bytes
+        self._kept: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()  # -> (forgotten at, position)
+        self._bytes = 0
+
+    def find(self, topic: str, key: str, now: float) -> str | None:
+        kept = self._kept
+        while kept:  # every key has the same window: the oldest are the first to end
+            (old_topic, old_key), (until, position) = next(iter(kept.items()))
+            if until > now:
+                break
+            self._forget(old_topic, old_key, position)
+        found = kept.get((topic, key))
+        return found[1] if found is not None else None
+
+    def remember(self, topic: str, key: str, position: str, now: float) -> None:
+        self._kept[topic, key] = (now + self.window, position)
+        self._bytes += KEY_OVERHEAD + len(topic) + len(key) + len(position)
+        while len(self._kept) > self.most or self._bytes > self.max_bytes:
+            (old_topic, old_key), (_until, old_position) = next(iter(self._kept.items()))
+            self._forget(old_topic, old_key, old_position)
+
+    def _forget(self, topic: str, key: str, position: str) -> None:
+        del self._kept[topic, key]
+        self._bytes -= KEY_OVERHEAD + len(topic) + len(key) + len(position)
 
 
 class _Topic:
@@ -42,11 +94,14 @@ class MemoryLog:
     The log keeps at most ``log_retention`` entries and ``max_bytes`` of
     them, so that whoever may publish cannot make the process keep more than
     that; each topic's history is a view of it, cut further to the topic's
-    own retention.
+    own retention.  The idempotency keys of publishes are remembered beside it, bounded in count and in
+    ``idempotency_bytes``.
     """
 
     def __init__(self, name: str = "log", *, retention: Retention = DEFAULT_RETENTION,
-                 log_retention: int = DEFAULT_LOG_RETENTION, max_bytes: int = DEFAULT_MAX_BYTES):
+                 log_retention: int = DEFAULT_LOG_RETENTION, max_bytes: int = DEFAULT_MAX_BYTES,
+                 idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+                 idempotency_keys: int = DEFAULT_IDEMPOTENCY_KEYS, idempotency_bytes: int = IDEMPOTENCY_BYTES):
         self.name = name
         self.retention = retention_of(retention)
         self.log_retention = log_retention
@@ -56,6 +111,7 @@ class MemoryLog:
         self._trimmed_upto = 0  # the newest sequence number the log let go
         self._bytes = 0
         self._seq = 0
+        self._keys = _Keys(idempotency_window, idempotency_keys, idempotency_bytes)
         self._cond = threading.Condition()
 
     appends = None  # an append is a moment under a lock: nothing to batch
@@ -67,9 +123,15 @@ class MemoryLog:
             raise BadRequest(f"item is not JSON: {exc}") from None
         return self.append_json(topic, raw)
 
-    def append_json(self, topic: str, raw: bytes) -> str:
+    def append_json(self, topic: str, raw: bytes, key: str | None = None) -> str:
         raw = exact(raw)  # kept: at its own size
         with self._cond:
+            if key is not None:
+                now = time.monotonic()
+                found = self._keys.find(topic, key, now)
+                if found is not None:
+                    return found
+                self._keys.remember(topic, key, str(self._seq + 1), now)
             self._seq += 1
             kept = (self._seq, topic, raw)
             self._entries.append(kept)
@@ -175,8 +237,11 @@ class MemoryBackend:
         return self._secrets.get(name)
 
     def log(self, name: str = "log", *, retention: Retention = DEFAULT_RETENTION,
-            log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None) -> MemoryLog:
-        return MemoryLog(name, retention=retention, log_retention=log_retention)
+            log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None,
+            idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+            idempotency_keys: int = DEFAULT_IDEMPOTENCY_KEYS) -> MemoryLog:
+        return MemoryLog(name, retention=retention, log_retention=log_retention,
+                         idempotency_window=idempotency_window, idempotency_keys=idempotency_keys)
 
     def close(self) -> None:
         pass

@@ -25,7 +25,16 @@ import orjson
 import redis
 
 from ..errors import BackendUnavailable, BadRequest
-from .base import DEFAULT_LOG_RETENTION, DEFAULT_RETENTION, Entry, Retention, order, retention_of
+from .base import (
+    DEFAULT_IDEMPOTENCY_KEYS,
+    DEFAULT_IDEMPOTENCY_WINDOW,
+    DEFAULT_LOG_RETENTION,
+    DEFAULT_RETENTION,
+    Entry,
+    Retention,
+    order,
+    retention_of,
+)
 from .connection import check_url, connect, unavailable_as_503
 from .store import RedisSessionStore
 
@@ -43,11 +52,44 @@ script what it passes."""
 
 APPEND = APPEND_LUA + "return log_append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
 
+APPEND_ONCE = APPEND_LUA + """
+local member, window, most = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local ends = redis.call('ZSCORE', KEYS[4], member)
+if ends and tonumber(ends) > now then
+  local found = redis.call('HGET', KEYS[3], member)
+  if found then return found end
+end
+local ended = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100)
+if #ended > 0 then
+  redis.call('ZREM', KEYS[4], unpack(ended))
+  redis.call('HDEL', KEYS[3], unpack(ended))
+end
+local id = log_append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[3], member, id)
+redis.call('ZADD', KEYS[4], now + window, member)
+local over = redis.call('ZCARD', KEYS[4]) - most
+if over > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[4], over)
+  for i = 1, #popped, 2 do redis.call('HDEL', KEYS[3], popped[i]) end
+end
+redis.call('PEXPIRE', KEYS[3], window)
+redis.call('PEXPIRE', KEYS[4], window)
+return id
+"""
+"""An append with an idempotency key, decided in Redis for every process: a key the log remembers (its hash,
+``<log>-idempotency``, key -> position) answers the position it first got and appends nothing; otherwise the
+append is made and the key remembered until its window ends (the sorted set ``<log>-idempotency-ends``, by
+when), or until more than the log's count of keys pushes the oldest out.  A keyed publish costs this one script
+call, as an unkeyed one costs APPEND's."""
+
 
 class RedisLog:
     def __init__(self, client: redis.Redis, prefix: str, name: str = "log", *,
                  retention: Retention = DEFAULT_RETENTION, log_retention: int = DEFAULT_LOG_RETENTION,
-                 topic_ttl: float | None = None):
+                 topic_ttl: float | None = None, idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+                 idempotency_keys: int = DEFAULT_IDEMPOTENCY_KEYS):
         self.client = client
         self.name = name
         self.stream = prefix + name
@@ -55,7 +97,10 @@ class RedisLog:
         self.retention = retention_of(retention)
         self.log_retention = log_retention
         self.topic_ttl_ms = int(topic_ttl * 1000) if topic_ttl else 0
+        self.idempotency = [self.stream + "-idempotency", self.stream + "-idempotency-ends"]
+        self.idempotency_args = [max(1, int(idempotency_window * 1000)), idempotency_keys]
         self._append = client.register_script(APPEND)
+        self._append_once = client.register_script(APPEND_ONCE)
         self.appends = self  # publishes batched: see many()
 
     def topic_stream(self, topic: str) -> str:
@@ -76,17 +121,24 @@ class RedisLog:
             raise BadRequest(f"item is not JSON: {exc}") from None
         return self.append_json(topic, raw)
 
-    def append_json(self, topic: str, raw: bytes) -> str:
+    def append_json(self, topic: str, raw: bytes, key: str | None = None) -> str:
         with unavailable_as_503():
-            position = self._append(keys=self.keys(topic), args=[*self.args(topic), raw])
-        return position.decode()
+            position = self._appending(topic, raw, key, self.client)
+        return _text(position)
+
+    def _appending(self, topic: str, raw: bytes, key: str | None, client: Any) -> Any:
+        if key is None:
+            return self._append(keys=self.keys(topic), args=[*self.args(topic), raw], client=client)
+        member = f"{len(topic)}:{topic}{key}"  # the topic's length first: no two (topic, key) pairs make one
+        return self._append_once(keys=[*self.keys(topic), *self.idempotency],
+                                 args=[*self.args(topic), raw, member, *self.idempotency_args], client=client)
 
     def many(self, calls: list[tuple[Any, ...]]) -> list[Any]:
         """``append_json`` calls as one pipeline (``appends``): what an event loop's publishes of one moment
-        cost is one round trip."""
+        cost is one round trip, keyed or not."""
         pipe = self.client.pipeline(transaction=False)
-        for _append_json, topic, raw in calls:
-            self._append(keys=self.keys(topic), args=[*self.args(topic), raw], client=pipe)
+        for _append_json, topic, raw, *key in calls:
+            self._appending(topic, raw, key[0] if key else None, pipe)
         with unavailable_as_503():
             answers = pipe.execute(raise_on_error=False)
         return [_answered(answer) for answer in answers]
@@ -178,9 +230,12 @@ class RedisBackend:
         self.sessions = RedisSessionStore(self.redis, prefix)
 
     def log(self, name: str = "log", *, retention: Retention = DEFAULT_RETENTION,
-            log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None) -> RedisLog:
+            log_retention: int = DEFAULT_LOG_RETENTION, topic_ttl: float | None = None,
+            idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+            idempotency_keys: int = DEFAULT_IDEMPOTENCY_KEYS) -> RedisLog:
         return RedisLog(self.redis, self.prefix, name, retention=retention, log_retention=log_retention,
-                        topic_ttl=topic_ttl)
+                        topic_ttl=topic_ttl, idempotency_window=idempotency_window,
+                        idempotency_keys=idempotency_keys)
 
     def build(self, *, memory: Callable[[], Any], redis: Callable[[Any], Any]) -> Any:
         return redis(self.redis)

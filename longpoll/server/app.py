@@ -88,7 +88,9 @@ def build(settings: Settings) -> tuple[Root, dict[str, Any], Broker]:
     # Anyone may publish to the demo's topics: a log of their own, bounded in bytes, not the statuses'.
     topics = Broker(settings.redis_url, prefix=settings.prefix, name="topics", buffer=settings.buffer,
                     retention=settings.topic_history, log_retention=settings.topic_retention,
-                    topic_ttl=settings.topic_ttl, max_item_bytes=settings.max_topic_item_bytes)
+                    topic_ttl=settings.topic_ttl, max_item_bytes=settings.max_topic_item_bytes,
+                    idempotency_window=settings.idempotency_window,
+                    idempotency_keys=settings.topic_retention)  # as many keys as items: a key per item kept
     demo = Demo(topics, registry, poll_limits)
     store = open_store(broker)
     hydrators = Hydrators()

@@ -4,7 +4,8 @@
 ``/topics/<name>`` is the broker over HTTP: GET long-polls a topic (a feed:
 its sessions are durable on Redis; ``backfill=N`` starts with the newest N
 items), POST publishes a JSON item to it, and every poller of the topic gets
-it.
+it.  A POST with an ``Idempotency-Key`` header is stored once however often
+it is retried (within the broker's window); one without is at-least-once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import cherrypy
 import orjson
 
 from .. import responses
-from ..broker import Broker
+from ..broker import Broker, idempotency_key
 from ..endpoint import json_handler, json_yield
 from ..errors import BadParameter, BadRequest, LongPollError
 from ..params import NO_BODY, PollLimits, integer, json_request_body, parse_json_body
@@ -28,6 +29,9 @@ from ..routes import Continuation
 from ..waits import THREADS, Steps
 
 MAX_BACKFILL = 1000
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+"""The header whose value makes a publish's retries store nothing more (``broker.publish(key=...)``)."""
 
 TOPIC = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 PRIMES_LIMIT = 10_000_000
@@ -93,7 +97,8 @@ class Demo:
             raise BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->")
         if cherrypy.serving.request.method == "GET":
             return self.follow(name, **params)  # the path's topic, as the fast path gives it
-        status, headers, body = THREADS.run(self._published(name, json_request_body()))
+        status, headers, body = THREADS.run(self._published(
+            name, json_request_body(), cherrypy.serving.request.headers.get(IDEMPOTENCY_KEY)))
         response = cherrypy.serving.response
         response.status = status
         response.headers.update(headers)
@@ -110,13 +115,16 @@ class Demo:
             item = parse_json_body(raw or b"") if kind == "application/json" else NO_BODY
         except LongPollError as exc:
             return responses.error(exc)
-        return (yield from self._published(name, item))
+        return (yield from self._published(name, item, asked.headers.get(IDEMPOTENCY_KEY.lower())))
 
-    def _published(self, name: str, item: Any) -> Steps[Answer]:
+    def _published(self, name: str, item: Any, key: str | None) -> Steps[Answer]:
+        """The answer to a publish; a retry with the first one's key answers the first one's position."""
         try:
+            if key is not None:
+                idempotency_key(key, IDEMPOTENCY_KEY)
             if item is NO_BODY:
                 raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")
-            position = yield from self.broker.publishing(name, item)
+            position = yield from self.broker.publishing(name, item, key=key)
         except LongPollError as exc:
             return responses.error(exc)
         return 201, responses.JSON_HEADERS, orjson.dumps({"topic": name, "position": position})

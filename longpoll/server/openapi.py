@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import params
+from ..backends.base import MAX_IDEMPOTENCY_KEY
 from ..params import PollLimits
 from .streams import filters
 from .streams.app import StreamLimits
@@ -175,6 +176,13 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
                 "get": {"summary": "long-poll a topic", "parameters": poll,
                         "responses": {**POLLED, **_errors(400, 403, 410, 429, 503)}},
                 "post": {"summary": "publish a JSON item to a topic",
+                         "description": "At-least-once without an Idempotency-Key: a retry stores the item "
+                                        "again. With one, the item is stored once: a retry within the server's "
+                                        "--idempotency-window answers the first publish's position.",
+                         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                         "description": "the same for every retry of one publish",
+                                         "schema": {"type": "string", "minLength": 1,
+                                                    "maxLength": MAX_IDEMPOTENCY_KEY}}],
                          "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
                          "responses": {"201": {"description": "published", **_json({
                              "type": "object", "required": ["topic", "position"],

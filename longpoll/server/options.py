@@ -170,14 +170,17 @@ OPTIONS = [
     Option("prefix", "--prefix", "what every Redis key the server writes starts with", key_prefix, "PREFIX"),
     Option("retention", "--retention", "statuses (and follow events) kept for hubs that fall behind and sessions "
            "that resume (Redis: XADD MAXLEN ~N)", positive(int), "N"),
-    Option("topic_retention", "--topic-retention", "items the demo's anonymous /topics keep, all topics together",
-           positive(int), "N"),
+    Option("topic_retention", "--topic-retention", "items the demo's anonymous /topics keep, all topics together "
+           "(and the Idempotency-Keys they remember)", positive(int), "N"),
     Option("topic_history", "--topic-history", "items each /topics topic keeps for backfill= and sessions that "
            "resume", positive(int), "N"),
     Option("topic_ttl", "--topic-ttl", "a /topics topic's history goes this long after its last item (Redis)",
            positive(float), "SECONDS"),
     Option("max_topic_item_bytes", "--max-topic-item-bytes", "largest item published to /topics, in bytes of JSON",
            positive(int), "N"),
+    Option("idempotency_window", "--idempotency-window", "how long a /topics publish's Idempotency-Key is "
+           "remembered: a retry within it stores nothing and answers the first position", positive(float),
+           "SECONDS"),
     Option("cors_origins", "--cors-origin", "let pages from this origin poll and post (repeatable; '*' for any; "
            "default: none)", str, "ORIGIN", repeat=True),
     Option("route", "--route", "this server's name in the keys of sessions only it can continue (letters and "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backends import PREFIX
+from ..backends.base import DEFAULT_IDEMPOTENCY_WINDOW
 from ..broker import DEFAULT_BUFFER
 
 
@@ -34,6 +35,7 @@ class Settings:
     topic_history: int = 1000  # each /topics topic's own history, for backfill= and sessions resuming
     topic_ttl: float = 3600.0  # a /topics topic's history goes this long after its last item (Redis)
     max_topic_item_bytes: int = 8192
+    idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW  # a /topics publish's Idempotency-Key is remembered so long
     access_log: bool = False
     cors_origins: tuple[str, ...] = ()
     route: str | None = None  # this process's name in its process-local keys, for a proxy to route them by
