@@ -70,6 +70,7 @@ class Hold:
         self.timeout = path.rsplit("timeout=", 1)[-1] if "timeout=" in path else ""
         self.conns: list[client.HTTPConnection] = []
         self.answers: list[tuple[float, int, bool] | None] = []
+        self.odd: list[str] = []  # the first few answers without the item, as they were: what they said
         self.failed: Counter = Counter()
         self.answered = 0
         self.last = (0.0, 0.0)  # (monotonic, CPU) when the last answer arrived
@@ -131,6 +132,8 @@ class Hold:
             else:
                 status, body = future.result()
                 self.answers[index] = (at, status, self.marker in body)
+                if self.marker not in body and len(self.odd) < 3:
+                    self.odd.append(f"{status} {body[:300].decode('utf-8', 'replace')}")
         finally:
             self.answered += 1
             if self.answered == len(self.conns):
@@ -163,7 +166,7 @@ async def _holder_main(pipe: Any) -> None:
         _, deadline = await loop.run_in_executor(None, pipe.recv)  # ("report", monotonic deadline)
         await hold.wait(deadline)
         last = hold.last if hold.last[0] else (time.monotonic(), time.process_time())
-        pipe.send({"answers": hold.answers, "failed": dict(hold.failed), "connected": len(hold.conns),
+        pipe.send({"answers": hold.answers, "failed": dict(hold.failed), "connected": len(hold.conns), "odd": hold.odd,
                    "cpu_share": (last[1] - marked[1]) / max(1e-6, last[0] - marked[0])})
         hold.close()
 
@@ -265,6 +268,8 @@ def one_run(row: Row, run: int, pipes: list[Any], args: argparse.Namespace, prog
             outcomes[f"failed: {kind}"] += n
     result["with_item"] = outcomes.pop("200 with the item", 0)
     result["other"] = dict(outcomes)
+    for said in [odd for report in reports for odd in report["odd"]][:3]:
+        progress(f"{row.name} run {run}: an answer without the item: {said}", force=True)
     result["p50"], result["p99"] = percentile(times, 50), percentile(times, 99)
     result["max"] = times[-1] if times else math.nan
     result["holder_cpu"] = max(r["cpu_share"] for r in reports)
