@@ -8,9 +8,14 @@
 --
 -- done() prints one line, "WRK {json}", that bench.readypolls reads.  With
 -- CONTINUE=0 in the environment the script only adds that line: plain wrk
--- on the URL (bench.readypolls's Nchan row).
+-- on the URL (bench.readypolls's Nchan row); with BODY too, each request POSTs that body.
 
 local carry = os.getenv("CONTINUE") ~= "0"
+if os.getenv("BODY") then  -- bench.publishes: every request POSTs this JSON body (plain wrk, CONTINUE=0)
+  wrk.method = "POST"
+  wrk.body = os.getenv("BODY")
+  wrk.headers["Content-Type"] = "application/json"
+end
 local threads = {}
 local base, sep
 local key, cursor

@@ -56,12 +56,15 @@ def wrk_version() -> str | None:
     return out.split(" [")[0].strip() or "wrk"
 
 
-def run_wrk(url: str, connections: int, seconds: int, carry: bool) -> dict[str, Any]:
-    """``wrk -tC -cC -d<seconds>`` with bench/continue.lua; its summary, and its own CPU seconds."""
-    command = ["wrk", f"-t{connections}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+def run_wrk(url: str, connections: int, seconds: int, carry: bool, *, threads: int | None = None,
+            body: bytes | None = None) -> dict[str, Any]:
+    """``wrk -tC -cC -d<seconds>`` with bench/continue.lua; its summary, and its own CPU seconds.  With
+    ``body``, every request POSTs it (``bench.publishes``)."""
+    command = ["wrk", f"-t{threads or connections}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
                "-s", str(SCRIPT), url]
+    env = {**os.environ, "CONTINUE": "1" if carry else "0", **({"BODY": body.decode()} if body else {})}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "CONTINUE": "1" if carry else "0"}, start_new_session=True)
+                            env=env, start_new_session=True)
     try:
         assert proc.stdout is not None
         out = proc.stdout.read()  # until wrk exits

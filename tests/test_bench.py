@@ -17,8 +17,10 @@ from tests.redisproc import redis_server_path
 pytestmark = pytest.mark.slow  # servers, browsers or many connections: not in the quick loop
 
 # The benchmarks with a peer row: Nchan (nginx + its module) and the wrk load generator.
-PEER_TOOLS = {"heldpolls": ("nchan",), "broadcast": ("nchan",), "readypolls": ("nchan", "wrk")}
-PEER_RATIO = {"heldpolls": "x Nchan's", "broadcast": "/ nchan, release time", "readypolls": "x Nchan's"}
+PEER_TOOLS = {"heldpolls": ("nchan",), "broadcast": ("nchan",), "readypolls": ("nchan", "wrk"),
+              "publishes": ("nchan", "wrk")}
+PEER_RATIO = {"heldpolls": "x Nchan's", "broadcast": "/ nchan, release time", "readypolls": "x Nchan's",
+              "publishes": "x nchan's"}
 
 
 def missing_peer_tools(name: str) -> list[str]:
@@ -35,7 +37,7 @@ def missing_peer_tools(name: str) -> list[str]:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", ["heldpolls", "latency", "matching", "overhead", "memory", "broadcast",
-                                  "readypolls", "streams", "kept", "backfill"])
+                                  "readypolls", "streams", "kept", "backfill", "publishes"])
 def test_benchmark_quick_mode_runs_and_prints_its_figures(name):
     missing = missing_peer_tools(name)
     result = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick"], capture_output=True, text=True,
