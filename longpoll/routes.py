@@ -28,7 +28,7 @@ import cherrypy
 from .clients import client_address
 from .endpoint import Endpoint, endpoint_of
 from .errors import BadRequest, LongPollError
-from .params import NO_BODY, parse_json_body
+from .params import NO_BODY, parse_json_body, request_params
 from .responses import Answer
 from .waits import Steps
 
@@ -147,6 +147,19 @@ class Continuation(NamedTuple):
     @property
     def length(self) -> int:
         return int(self.headers.get("content-length") or 0)
+
+    def params(self, raw: bytes | None, max_chars: int) -> dict[str, Any] | None:
+        """The request's parameters as a CherryPy handler gets them (the query's, and a form's or a JSON
+        object's body), checked as ``request_params`` checks them (a LongPollError when they are bad); None
+        for a body of another kind (multipart, say), which only CherryPy reads."""
+        kind = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if raw and kind not in (FORM, JSON):
+            return None
+        kwargs, body = read_body(kind, raw) if raw else ({}, NO_BODY)
+        if isinstance(body, LongPollError):
+            raise body
+        merge(kwargs, self.query)
+        return request_params(kwargs, max_chars, body=body)
 
     def answer(self, raw: bytes | None = None) -> Steps[Answer] | None:
         """The poll's steps, or None when it does not continue a session after all (the app answers it;

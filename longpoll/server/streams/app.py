@@ -21,10 +21,10 @@ from ...broker import Broker
 from ...endpoint import json_handler, json_yield
 from ...errors import BadParameter, LongPollError, NotFound
 from ...feed import Feed
-from ...params import NO_BODY, PollLimits, request_params
+from ...params import PollLimits, request_params
 from ...registry import Registry
 from ...responses import Answer, json_body
-from ...routes import FORM, JSON, Continuation, merge, read_body
+from ...routes import Continuation
 from ...waits import THREADS, Call, Steps
 from .feed import status_feed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
@@ -116,19 +116,17 @@ class Statuses:
     def post(self, asked: Continuation, raw: bytes | None) -> Steps[Answer] | None:
         """``POST /statuses`` answered by the front itself, its body read there; a body CherryPy would read
         otherwise (multipart, say) is left to :meth:`index`."""
-        kind = asked.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if raw and kind not in (FORM, JSON):
-            return None
-        return self._posting(asked, raw or b"")
-
-    def _posting(self, asked: Continuation, raw: bytes) -> Steps[Answer]:
         try:
-            token = bearer_token(asked.headers.get("authorization", ""))
-            kwargs, body = read_body(asked.headers.get("content-type", ""), raw) if raw else ({}, NO_BODY)
-            if isinstance(body, LongPollError):
-                raise body
-            merge(kwargs, asked.query)  # CherryPy's kwargs: the query's parameters and the form's
-            params = request_params(kwargs, self.poll_limits.max_param_chars, body=body)
+            params: dict[str, Any] | LongPollError | None = asked.params(raw, self.poll_limits.max_param_chars)
+        except LongPollError as exc:
+            params = exc
+        return None if params is None else self._posting(asked.headers.get("authorization", ""), params)
+
+    def _posting(self, authorization: str, params: dict[str, Any] | LongPollError) -> Steps[Answer]:
+        try:
+            token = bearer_token(authorization)  # first, as CherryPy's handler checks it
+            if isinstance(params, LongPollError):
+                raise params
         except LongPollError as exc:
             return responses.error(exc)
         return (yield from self._posted(token, params))
