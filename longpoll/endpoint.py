@@ -290,6 +290,7 @@ class Endpoint:
                 self._attached = True
                 plugin.attach(self.registry)  # expiry, and the quick stop
             limits = lpconfig.poll_limits(config, self.poll_limits)
+            del config  # CherryPy's merged config of this request: not kept while the poll is held
             params = request_params(kwargs, limits.max_param_chars, body)
             resumed = transports.last_event_id(last_event_id) if transport is not None else None
             if resumed is not None:  # EventSource's reconnect: the newest event it has says where it is

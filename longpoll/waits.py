@@ -163,8 +163,14 @@ class Loop:
     async def run(self, steps: Steps[T] | Drive) -> T:
         """The steps' answer; a :class:`Drive` goes on from where a :class:`Handoff` stopped it."""
         drive = steps if isinstance(steps, Drive) else Drive(steps)
-        async for _ in self._frames(drive):
-            pass
+        try:  # a poll's steps yield no frames: no async generator to keep while it is held
+            step = drive.first()
+            while step is not None:
+                if isinstance(step, bytes):
+                    raise TypeError("a poll's steps yield no frames (a stream's go through frames())")
+                step = drive.advance(*await self._do(step))
+        finally:
+            drive.steps.close()
         return drive.answer
 
     def frames(self, steps: Steps[None]) -> AsyncIterator[bytes]:
