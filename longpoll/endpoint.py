@@ -380,8 +380,9 @@ def _encode(item: Any, default: Callable[[Any], Any] | None) -> bytes:
 
 
 def json_handler(*methods: str) -> Callable[[Callable[..., bytes]], Callable[..., bytes]]:
-    """A plain JSON endpoint: other methods get 405, and a LongPollError raised
-    inside becomes its JSON error answer."""
+    """A plain JSON endpoint beside the polls (``@cherrypy.expose`` above it): other methods get 405, and a
+    LongPollError raised inside becomes its JSON error answer; the function returns :func:`json_body`'s
+    bytes."""
 
     def decorate(func: Callable[..., bytes]) -> Callable[..., bytes]:
         @functools.wraps(func)

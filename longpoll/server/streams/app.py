@@ -9,19 +9,25 @@ endpoints (``social_app.py``) are mounted beside them.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import cherrypy
 
-from ...broker import Broker
-from ...endpoint import json_handler, json_yield
-from ...errors import BadParameter, NotFound
-from ...feed import Feed
-from ...params import PollLimits, request_params
-from ...registry import Registry
-from ...responses import json_body
+from ... import (
+    BadParameter,
+    Broker,
+    NotFound,
+    PollLimits,
+    Registry,
+    Source,
+    json_body,
+    json_handler,
+    json_yield,
+    request_params,
+)
 from .feed import status_feed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
 from .home import GraphRouter, HomeIndex, SocialRouter
@@ -83,11 +89,11 @@ class Statuses:
 
     # -- the long-polls ----------------------------------------------------
 
-    def _sample(self, identifier: str, percent: Any = None) -> Feed:
+    def _sample(self, identifier: str, percent: Any = None) -> Source:
         return status_feed(self.broker, parse_sample(identifier, percent))
 
     def _filter(self, identifier: str, track: Any = None, follow: Any = None, locations: Any = None,
-                location: Any = None) -> Feed:
+                location: Any = None) -> Source:
         if locations is not None and location is not None:
             raise BadParameter("location", "give locations or its alias location, not both")
         boxes = "location" if location is not None else "locations"  # errors name the one given
@@ -146,6 +152,6 @@ class StatusStreams:
         self.users.index = self.users.default = UserResources(store, poll_limits, self.users.index)  # type: ignore
         self.syndicator = Syndicator(store)
         self.statuses = Statuses(broker, store, registry, poll_limits, limits, self.hydrators, self.syndicator)
-        tokens = StreamTokens(broker.redis, salts=store, prefix=broker.backend.prefix)  # on Redis, its secret too
+        tokens = StreamTokens(functools.partial(broker.backend.secret, "stream-token"), salts=store)
         self.statuses.home_json = home_stream(broker, store, registry, poll_limits, tokens)
         self.home = HomeTimeline(store, poll_limits, tokens)

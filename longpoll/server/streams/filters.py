@@ -17,8 +17,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import BadParameter
-from ...params import DECIMAL
+from ... import BadParameter
+
+DECIMAL = re.compile(r" *[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)? *")
+"""A coordinate as a person types it."""
 
 LOGIN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 

@@ -23,10 +23,9 @@ from typing import Any
 import orjson
 import redis
 
-from ...backends.redis import APPEND_LUA, RedisLog, unavailable_as_503
-from ...errors import BackendUnavailable, Conflict, Forbidden, NotFound
+from ... import BackendUnavailable, Conflict, Forbidden, NotFound, unavailable_as_503
 from .social import SocialLimits
-from .social_redis import DEFAULT_PREFIX, RedisSocial, status_of
+from .social_redis import DEFAULT_PREFIX, RedisSocial, ScriptLog, status_of
 from .store import STREAM_SALT_BYTES, TOPIC, Hydrate, bad_token, digest, draft, new_token
 
 CREATE_USER = """
@@ -60,7 +59,7 @@ end
 # would carry an int; ``posted`` (Python's repr of a float, "1700000000.0") goes
 # into the JSON as written, a float on every path.
 
-POST_STATUS = APPEND_LUA + WITH_POSTED + """
+POST_STATUS = WITH_POSTED + """
 local login = redis.call('HGET', KEYS[4], 'login')
 if not login then return 0 end
 local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -99,7 +98,7 @@ return {id, login}
 # it expects, and the script takes it only if it is still the next one (a compare-and-set); if
 # another post took it meanwhile, nothing is written and the answer says which id is the newest.
 
-DELETE_STATUS = APPEND_LUA + WITH_POSTED + """
+DELETE_STATUS = WITH_POSTED + """
 local owner = redis.call('HGET', KEYS[3], 'uid')
 if not owner then return 0 end
 if owner ~= ARGV[2] then return -1 end
@@ -135,7 +134,7 @@ class RedisStore(RedisSocial):
     """``prefix`` starts the name of every key the store touches, so that apps sharing a database, or
     two stores on one, each keep their own."""
 
-    def __init__(self, client: redis.Redis, log: RedisLog, social_limits: SocialLimits = SocialLimits(),
+    def __init__(self, client: redis.Redis, log: ScriptLog, social_limits: SocialLimits = SocialLimits(),
                  prefix: str = DEFAULT_PREFIX):
         self.client = client
         self.log = log
@@ -144,8 +143,8 @@ class RedisStore(RedisSocial):
         self._next_status = 1  # the id this process expects its next post to take: see POST_STATUS
         self._init_social(social_limits)
         self._create_user = client.register_script(CREATE_USER)
-        self._post = client.register_script(POST_STATUS)
-        self._delete = client.register_script(DELETE_STATUS)
+        self._post = log.script(POST_STATUS)
+        self._delete = log.script(DELETE_STATUS)
         self._stream_salt = client.register_script(STREAM_SALT)
 
     def create_user(self, login: str, name: str) -> dict[str, Any]:
