@@ -1,6 +1,6 @@
 """``json_yield``: a CherryPy handler whose generator is held across polls.
 
-Each call of the endpoint is one poll of PROTOCOL.md.  The first poll calls the
+Each call of the endpoint is one poll of docs/protocol.md.  The first poll calls the
 decorated function with the request's own parameters (all but ``key``,
 ``cursor``, ``timeout`` and ``max``) and keeps the iterator it returns in the
 endpoint's registry; later polls take the next batch from it.  Errors, ours or

@@ -1,7 +1,7 @@
 """Reading request parameters strictly, with errors that name the parameter.
 
 Parameters arrive in the query string, a form body or a JSON object body
-(PROTOCOL.md); they are merged into one dict first, and a name given twice is
+(docs/protocol.md); they are merged into one dict first, and a name given twice is
 an error rather than a silent pick.
 """
 

@@ -46,7 +46,7 @@ ATTACH = "longpoll.attach"
 DETACH = "longpoll.detach"
 STATS = "longpoll.stats"
 SIGNALS = "longpoll.signals"
-"""Published from the main thread by a front whose engine starts elsewhere (``asgi.py``): chain the signals."""
+"""Published from the main thread by a front whose engine starts elsewhere (``asgi_front.py``): chain the signals."""
 
 
 class Worker(Protocol):
