@@ -23,6 +23,9 @@ __all__ = [
     "LongPollError", "BadRequest", "BadParameter", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
     "Conflict", "Expired", "PayloadTooLarge", "RequestTimeout", "TooManySessions", "TooManyRequests",
     "BackendUnavailable", "GeneratorFailed", "SettingError", "SettingWarning",
+    "json_handler", "json_body", "request_params", "single", "integer", "identifier",
+    "Source", "open_source", "order", "Worker", "attach", "track", "unavailable_as_503", "ChannelListener",
+    "Routes", "Continuation", "Call", "Steps", "Batch", "THREADS", "Answer", "JSON_HEADERS",
 ]
 
 _MODULES = {
@@ -31,6 +34,12 @@ _MODULES = {
     "JSON_ERRORS": "responses", "json_error_page": "responses", "tune_cheroot": "sizing",
     "web_dir": "webclient", "web_config": "webclient",
     "FastPolls": "fastpath", "GAP": "signals", "SettingError": "config_rules", "SettingWarning": "config_rules",
+    "json_handler": "endpoint", "json_body": "responses", "request_params": "params", "single": "params",
+    "integer": "params", "identifier": "params", "Source": "feed", "open_source": "feed", "order": "backends.base",
+    "Worker": "background", "attach": "plugin", "track": "stats", "unavailable_as_503": "backends.connection",
+    "ChannelListener": "backends.channel", "Routes": "routes", "Continuation": "routes", "Call": "waits",
+    "Steps": "waits",
+    "Batch": "waits", "THREADS": "waits", "Answer": "responses", "JSON_HEADERS": "responses",
 }
 
 
@@ -49,9 +58,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .asgi_front import asgi
+    from .backends.base import order
+    from .backends.channel import ChannelListener
+    from .backends.connection import unavailable_as_503
+    from .background import Worker
     from .broker import Broker
     from .config_rules import SettingError, SettingWarning
-    from .endpoint import json_yield
+    from .endpoint import json_handler, json_yield
     from .errors import (
         BackendUnavailable,
         BadParameter,
@@ -70,11 +83,15 @@ if TYPE_CHECKING:
         Unauthorized,
     )
     from .fastpath import FastPolls
-    from .params import PollLimits
-    from .plugin import Plugin
+    from .feed import Source, open_source
+    from .params import PollLimits, identifier, integer, request_params, single
+    from .plugin import Plugin, attach
     from .registry import Registry, SessionLimits
-    from .responses import JSON_ERRORS, json_error_page
+    from .responses import JSON_ERRORS, JSON_HEADERS, Answer, json_body, json_error_page
+    from .routes import Continuation, Routes
     from .signals import GAP, Signal
     from .sizing import tune_cheroot
+    from .stats import track
     from .subscription import Subscription
+    from .waits import THREADS, Batch, Call, Steps
     from .webclient import web_config, web_dir

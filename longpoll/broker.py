@@ -26,6 +26,7 @@ Two ways to read a topic in a ``json_yield`` generator:
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -194,12 +195,17 @@ class Broker:
         position = yield Call(self.log.append_json, *call, batch=self.log.appends)
         return Position(position)
 
-    def feed(self, topic: str, *, backfill: int = 0, where: Where | None = None) -> Feed:
+    def feed(self, topic: str, *, backfill: int = 0, where: Where | None = None, filter: Any = None,
+             deliver: Callable[[Any], Any] | None = None) -> Feed:
         """The items published to ``topic`` from now on (with ``backfill=N``, first its newest N), as an
         iterator that a durable session continues anywhere; ``where(item)`` keeps only the items it is true
-        for (as a filter in your generator would)."""
+        for (as a filter in your generator would).
+
+        On a topic given a router of your own (``broker.hub.route``), ``filter`` is what the router indexes
+        the feed's subscription by, and ``deliver(item)`` what the feed gets of an item it replays (None:
+        nothing), as the router would have routed it."""
         self._check_open()
-        return open_feed(self, topic, backfill=backfill, where=where)
+        return open_feed(self, topic, backfill=backfill, where=where, filter=filter, deliver=deliver)
 
     def subscribe(self, topic: str, filter: Any = None, maxlen: int | None = None) -> Subscription:
         """This process's subscription to a topic, for a generator that keeps state of its own."""

@@ -8,7 +8,7 @@ words that name the key, the place and the reason; ``config.py`` says when
 (at engine start, before an ASGI lifespan starts the engine, at decoration).
 
 The bounds are the protocol's where it has them (a poll is held 0-60 s and
-takes 1-1000 items, PROTOCOL.md) and otherwise what the code needs to work
+takes 1-1000 items, docs/protocol.md) and otherwise what the code needs to work
 at all (a session cap of at least one, a burst of at least one poll).  A
 value that works but that a proxy in front would defeat is a warning
 (:class:`SettingWarning`), not an error: the proxy may have been set for it.
@@ -72,8 +72,8 @@ class Rule:
         return None
 
 
-HOLD = Rule(most=60.0, why="PROTOCOL.md holds a poll 0-60 s")
-BATCH = Rule(whole=True, least=1, above=False, most=1000, why="PROTOCOL.md's max is 1-1000 items")
+HOLD = Rule(most=60.0, why="docs/protocol.md holds a poll 0-60 s")
+BATCH = Rule(whole=True, least=1, above=False, most=1000, why="docs/protocol.md's max is 1-1000 items")
 COUNT = Rule(whole=True, least=1, above=False)
 SECONDS = Rule()
 

@@ -1,6 +1,6 @@
 """``json_yield``: a CherryPy handler whose generator is held across polls.
 
-Each call of the endpoint is one poll of PROTOCOL.md.  The first poll calls the
+Each call of the endpoint is one poll of docs/protocol.md.  The first poll calls the
 decorated function with the request's own parameters (all but ``key``,
 ``cursor``, ``timeout`` and ``max``) and keeps the iterator it returns in the
 endpoint's registry; later polls take the next batch from it.  Errors, ours or
@@ -381,8 +381,9 @@ def _encode(item: Any, default: Callable[[Any], Any] | None) -> bytes:
 
 
 def json_handler(*methods: str) -> Callable[[Callable[..., bytes]], Callable[..., bytes]]:
-    """A plain JSON endpoint: other methods get 405, and a LongPollError raised
-    inside becomes its JSON error answer."""
+    """A plain JSON endpoint beside the polls (``@cherrypy.expose`` above it): other methods get 405, and a
+    LongPollError raised inside becomes its JSON error answer; the function returns :func:`json_body`'s
+    bytes."""
 
     def decorate(func: Callable[..., bytes]) -> Callable[..., bytes]:
         @functools.wraps(func)

@@ -2,7 +2,7 @@
 
 Code anywhere on the data path raises one of these; only the HTTP layer turns
 it into a response.  That keeps status codes and the JSON error shape of
-PROTOCOL.md in one place, and lets library users catch ``LongPollError``.
+docs/protocol.md in one place, and lets library users catch ``LongPollError``.
 
 Each is also a ``cherrypy.HTTPError``, so that raised where longpoll does not
 answer it itself (``broker.publish()`` in an app's plain handler, a tool that
@@ -66,7 +66,7 @@ class LongPollError(cherrypy.HTTPError):
             response.body = _cperror.get_error_page(self.status, message=self.message, traceback=None)
 
     def body(self) -> dict[str, Any]:
-        """The JSON error object of PROTOCOL.md, plus any extra fields (``retry_ms`` whenever Retry-After is
+        """The JSON error object of docs/protocol.md, plus any extra fields (``retry_ms`` whenever Retry-After is
         set: clients that cannot read headers, EventSource's among them, read it there)."""
         body = {"error": self.code, "message": self.message, **self.extra}
         if self.retry_after is not None and "retry_ms" not in body:

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from .backends.base import Log, SessionStore, order
 from .errors import BadParameter
-from .history import PAGE, Replayed
+from .history import Replayed
 from .hub import Hub
 from .signals import GAP
 from .subscription import Subscription
@@ -121,17 +121,22 @@ CURRENT: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("longp
 
 
 class Source:
-    """What a recipe draws items from: taken without waiting, its place told by a checkpoint.
+    """What a recipe draws items from: taken without waiting, its place told by a checkpoint.  A feed
+    (``broker.feed``) is one; an app writes its own to merge topics or keep state that moves with its
+    session, and opens it with :func:`open_source`.
 
     Subclasses give ``take``, ``ready``, ``checkpoint``, ``close`` and a
-    ``sub`` (the subscription that wakes the session); the iteration, the
-    waiting and what a session's recorder learns are the same for all.
+    ``sub`` (the subscription that wakes the session), and may give
+    ``replayed`` (the history to go through before the live items); the
+    iteration, the waiting, :meth:`next_entry` and what a session's recorder
+    learns are the same for all.
     """
 
     identity: tuple[Any, ...] = ()
     recorder: Recorder | None = None
     broker: Topics
     sub: Subscription
+    position: str  # where it is in the log: what its checkpoint says
     _floor: tuple[int, ...] | None = None  # live items at or below it were replayed already
 
     def take(self) -> tuple[bool, Any]:
@@ -186,6 +191,20 @@ class Source:
                 arrived.clear()
         finally:
             self.sub.remove_waiter(arrived.set)
+
+    def next_entry(self) -> tuple[str, Any] | None:
+        """The next (position, item) in the log's order: what :meth:`replayed` gives, then the subscription's
+        live items past the floor; ``position`` moves to it.  None: nothing now."""
+        taken = self.replayed()
+        if taken is None:
+            taken = self._live()
+        if taken is not None:
+            self.position = taken[0]
+        return taken
+
+    def replayed(self) -> tuple[str, Any] | None:
+        """The next (position, item) of the history it goes through before its live items, if any."""
+        return None
 
     def _said_gap(self) -> None:
         if self.recorder is not None:
@@ -267,22 +286,20 @@ class Feed(Source):
         if self._gap:
             self._gap = False
             self._said_gap()
-        while True:
-            taken: tuple[str, Any] | None
-            if self._next < len(self._catchup):
-                taken = self._catchup[self._next]
-                self._next += 1
-                if self._next == len(self._catchup):
-                    self._catchup, self._next = [], 0  # replayed: this feed's share of the history goes
-            else:
-                taken = self._live()
-            if taken is None:
-                return False, None
-            position, item = taken
-            self.position = position
-            if self.where is not None and not self.where(item):
-                continue
-            return True, item
+        while (taken := self.next_entry()) is not None:
+            item = taken[1]
+            if self.where is None or self.where(item):
+                return True, item
+        return False, None
+
+    def replayed(self) -> tuple[str, Any] | None:
+        if self._next == len(self._catchup):
+            return None
+        taken = self._catchup[self._next]
+        self._next += 1
+        if self._next == len(self._catchup):
+            self._catchup, self._next = [], 0  # replayed: this feed's share of the history goes
+        return taken
 
     def ready(self) -> bool:
         return self._next < len(self._catchup) or len(self.sub) > 0
@@ -295,17 +312,6 @@ class Feed(Source):
         return f"<longpoll feed {self.topic!r} at {self.position}>"
 
 
-def history(log: Any, topics: tuple[str, ...], after: str, upto: str) -> Iterator[Any]:
-    """The log's entries of these topics in (after, upto], oldest first, read a page at a time: what a feed
-    that resumes replays before its live subscription takes over."""
-    while order(after) < order(upto):
-        entries = log.topic_range(topics, after, upto, PAGE)
-        yield from entries
-        if len(entries) < PAGE:
-            return
-        after = entries[-1].position
-
-
 def identity(broker: Topics, topic: str, filter: Any) -> tuple[Any, ...]:
     """What the n-th feed a recipe opens must be again when it is called again."""
     return (topic, broker.log.name, filter is not None)
@@ -313,7 +319,9 @@ def identity(broker: Topics, topic: str, filter: Any) -> tuple[Any, ...]:
 
 def open_source(identity: tuple[Any, ...], make: Callable[[dict[str, Any] | None], S]) -> S:
     """A source the running session's generator opens (``make(checkpoint)``), or the one it opened at this
-    place before; outside a session, a new one."""
+    place before; outside a session, a new one.  ``identity`` (its topic, the log's name, then anything)
+    is what the source at this place must be again when the generator is called again; a checkpoint it
+    is rebuilt from carries the same topic and log name."""
     recorder = CURRENT.get()
     if recorder is None:
         return make(None)

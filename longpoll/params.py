@@ -1,7 +1,7 @@
 """Reading request parameters strictly, with errors that name the parameter.
 
 Parameters arrive in the query string, a form body or a JSON object body
-(PROTOCOL.md); they are merged into one dict first, and a name given twice is
+(docs/protocol.md); they are merged into one dict first, and a name given twice is
 an error rather than a silent pick.
 """
 
@@ -156,10 +156,13 @@ READ_BODY = object()
 
 
 def request_params(kwargs: dict[str, Any], max_chars: int, body: Any = READ_BODY) -> dict[str, Any]:
-    """Merge query/form parameters (CherryPy's kwargs) with a JSON object body, if any.
+    """Merge query/form parameters (CherryPy's kwargs) with a JSON object body, if any: what a plain
+    endpoint (:func:`json_handler`) reads its parameters from, with the limits a poll's have.
 
-    ``body`` is the parsed JSON body (NO_BODY for none); by default the
-    current CherryPy request's is read.
+    A value longer than ``max_chars``, a name given twice, or a value that is
+    not a string, a number or a list of them is a 400 naming it.  ``body`` is
+    the parsed JSON body (NO_BODY for none); by default the current CherryPy
+    request's is read.
     """
     params = dict(kwargs)
     if body is READ_BODY:
@@ -192,7 +195,8 @@ def request_params(kwargs: dict[str, Any], max_chars: int, body: Any = READ_BODY
 
 
 def single(params: dict[str, Any], name: str) -> Any:
-    """The one value of a parameter, or None; a repeated query parameter is an error."""
+    """The one value of a parameter, taken out of ``params`` (so that what is left is what nobody read), or
+    None; a repeated query parameter, or a JSON list, is a 400 naming it."""
     value = params.pop(name, None)
     if isinstance(value, JsonList):
         raise BadParameter(name, "must be a single value, not a list")
@@ -216,6 +220,8 @@ def number(params: dict[str, Any], name: str, low: float, high: float, default: 
 
 
 def integer(params: dict[str, Any], name: str, low: int, high: int, default: int) -> int:
+    """A whole-number parameter (taken out of ``params``) within [low, high], ``default`` when not given; 400
+    naming it otherwise, past 64 bits too."""
     found = _numeric(params, name, low, high, whole=True)
     return default if found is None else int(found)
 
@@ -253,7 +259,8 @@ def poll_params(params: dict[str, Any], limits: PollLimits) -> PollParams:
 
 
 def identifier(params: dict[str, Any]) -> str:
-    """The status streams' client identifier: 401 when missing (the seeds' rule)."""
+    """The ``identifier`` parameter a client names itself with (taken out of ``params``): 401 when missing
+    (the seeds' rule), 400 unless 1-64 characters of ``A-Z a-z 0-9 _ . -``."""
     value = single(params, "identifier")
     if value is None or value == "":
         raise Unauthorized("identifier is required: 1-64 characters of A-Z a-z 0-9 _ . -")

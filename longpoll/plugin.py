@@ -46,7 +46,7 @@ ATTACH = "longpoll.attach"
 DETACH = "longpoll.detach"
 STATS = "longpoll.stats"
 SIGNALS = "longpoll.signals"
-"""Published from the main thread by a front whose engine starts elsewhere (``asgi.py``): chain the signals."""
+"""Published from the main thread by a front whose engine starts elsewhere (``asgi_front.py``): chain the signals."""
 
 
 class Worker(Protocol):
@@ -243,8 +243,9 @@ def ensure(bus: wspbus.Bus | None = None) -> None:
 
 
 def attach(thing: Any, bus: wspbus.Bus | None = None) -> None:
-    """Hand ``thing`` to the plugin subscribed to ``bus`` (default ``cherrypy.engine``), subscribing a
-    default plugin if there is none.  A default plugin is started at once if the engine already runs."""
+    """Run ``thing`` (``start()``/``stop()``, a :class:`~longpoll.Worker`'s owner, say) while the engine runs:
+    hand it to the plugin subscribed to ``bus`` (default ``cherrypy.engine``), subscribing a default plugin
+    if there is none.  A default plugin is started at once if the engine already runs."""
     bus = bus if bus is not None else cherrypy.engine
     if bus.publish(ATTACH, thing):
         return

@@ -61,7 +61,8 @@ def internal(where: str) -> Answer:
 
 
 def json_body(status: int, body: Any, headers: dict[str, str] | None = None) -> bytes:
-    """Set status and JSON headers on the current response; return the body bytes."""
+    """Set status and JSON headers (no caching) on the current response; return the body bytes: what a
+    :func:`json_handler` returns."""
     response = cherrypy.serving.response
     response.status = status
     response.headers["Content-Type"] = "application/json"

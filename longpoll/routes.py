@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import cherrypy
 
+from . import responses
 from .clients import client_address
 from .endpoint import Endpoint, endpoint_of
 from .errors import BadRequest, LongPollError
@@ -43,7 +44,7 @@ JSON = "application/json"
 
 Handler = Callable[["Continuation", bytes | None], "Steps[Answer] | None"]  # None: the app answers it
 """A request answered on the front itself, not a poll (a publish): given the request and its body (read
-whole, for a POST), its steps end in the answer."""
+whole, for a POST), its steps end in the answer; a LongPollError they raise is answered as its status."""
 
 
 class Route:
@@ -148,14 +149,16 @@ class Continuation(NamedTuple):
     def length(self) -> int:
         return int(self.headers.get("content-length") or 0)
 
-    def params(self, raw: bytes | None, max_chars: int) -> dict[str, Any] | None:
-        """The request's parameters as a CherryPy handler gets them (the query's, and a form's or a JSON
-        object's body), checked as ``request_params`` checks them (a LongPollError when they are bad); None
-        for a body of another kind (multipart, say), which only CherryPy reads."""
+    def readable(self, raw: bytes | None) -> bool:
+        """Whether the front reads this request's body (none, a form, JSON); another kind (multipart, say)
+        only CherryPy reads: a handler then leaves the request to the app (returns None)."""
         kind = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if raw and kind not in (FORM, JSON):
-            return None
-        kwargs, body = read_body(kind, raw) if raw else ({}, NO_BODY)
+        return not raw or kind in (FORM, JSON)
+
+    def params(self, raw: bytes | None, max_chars: int) -> dict[str, Any]:
+        """The request's parameters as a CherryPy handler gets them (the query's, and a form's or a JSON
+        object's body), checked as ``request_params`` checks them: a LongPollError when they are bad."""
+        kwargs, body = read_body(self.headers.get("content-type", ""), raw) if raw else ({}, NO_BODY)
         if isinstance(body, LongPollError):
             raise body
         merge(kwargs, self.query)
@@ -165,7 +168,8 @@ class Continuation(NamedTuple):
         """The poll's steps, or None when it does not continue a session after all (the app answers it;
         its body, if read, must be given back to it)."""
         if self.route.handler is not None:
-            return self.route.handler(self, raw)
+            steps = self.route.handler(self, raw)
+            return None if steps is None else answered(steps)
         headers = self.headers
         kwargs, body = read_body(headers.get("content-type", ""), raw) if raw is not None else ({}, NO_BODY)
         last_event_id = headers.get("last-event-id")
@@ -180,6 +184,17 @@ class Continuation(NamedTuple):
             "GET" if head else self.method, self.args, kwargs, route.config, asked,
             lambda: address(self.peer, headers.get("x-forwarded-for"), route.config),
             accept=None if head else headers.get("accept"), last_event_id=last_event_id)
+
+
+def answered(steps: Steps[Answer]) -> Steps[Answer]:
+    """A handler's steps, a LongPollError they raise answered as the protocol says, and a bug as a 500 in its
+    shape (the traceback in the log, never to the client)."""
+    try:
+        return (yield from steps)
+    except LongPollError as exc:
+        return responses.error(exc)
+    except Exception:
+        return responses.internal("a front handler")
 
 
 def decide(routes: Routes | None, method: str, path: str, query: str, headers: Any, peer: str,

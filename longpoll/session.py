@@ -1,6 +1,6 @@
 """One client's server-held generator, cut into batches by its polls.
 
-The session owns the cursor rules of PROTOCOL.md: a poll with the newest
+The session owns the cursor rules of docs/protocol.md: a poll with the newest
 cursor acknowledges the batches sent and takes the next one; a poll with the
 cursor a sent batch was asked with gets that batch again (its answer was
 lost); anything else is refused.  A poll's answers go one at a time, so what

@@ -24,6 +24,7 @@ SOURCES: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def track(source: Any) -> None:
+    """Add an object's counters (its ``stats()``: name -> int) to the process's, as long as it lives."""
     SOURCES.add(source)
 
 

@@ -1,4 +1,4 @@
-"""The same sessions, streamed: Server-Sent Events and chunked JSON lines (PROTOCOL.md, "Transports").
+"""The same sessions, streamed: Server-Sent Events and chunked JSON lines (docs/protocol.md, "Transports").
 
 A client that can hold one response open asks for a stream with its Accept
 header; everything else (the session, its filter, cursors, ``max``, ``gap``,
@@ -192,6 +192,6 @@ def stream(lifecycle: Lifecycle, held: Held, poll: Poll, limits: PollLimits, tra
 
 
 def expired(exc: Expired) -> tuple[int, dict[str, str], bytes]:
-    """An SSE stream whose key is unknown or expired starts, says ``event: expired`` and ends (PROTOCOL.md)."""
+    """An SSE stream whose key is unknown or expired starts, says ``event: expired`` and ends (docs/protocol.md)."""
     framing = Framing(SSE)
     return 200, headers(SSE), framing.start() + framing.error(exc)

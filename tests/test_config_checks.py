@@ -74,7 +74,7 @@ def test_every_bad_value_in_the_tree_is_one_error_that_names_each(mount):
     said = "\n".join(found)
     assert len(found) == 6, said  # the five sections, and the class's _cp_config
     assert "longpoll.max_timeout in [/news] of the app mounted at" in said and "not -5" in said
-    assert "PROTOCOL.md holds a poll 0-60 s" in said
+    assert "docs/protocol.md holds a poll 0-60 s" in said
     assert "longpoll.default_timeout in [/room]" in said and "not the string '20'" in said
     assert "longpoll.max_sessions in [/big]" in said and "has a fraction" in said
     assert "longpoll.idle_timout in [/slow]" in said and "did you mean longpoll.idle_timeout" in said

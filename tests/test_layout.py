@@ -83,3 +83,34 @@ def test_the_library_never_imports_the_server_product():
     reaching = [f"{name} imports {target}" for name, path in known.items() if not name.startswith("longpoll.server")
                 for target in imports(name, path, known) if target.startswith("longpoll.server")]
     assert not reaching, reaching
+
+
+def test_the_books_app_imports_only_the_public_api():
+    """The status streams (``longpoll/server/streams/``) are an app written on the library like any other: it
+    imports the names of ``longpoll.__all__`` and nothing else of the library (``longpoll.server`` is its own
+    product), so what an app needs is public, documented and kept."""
+    import longpoll
+
+    public = set(longpoll.__all__) | {"server"}
+    reaching: dict[str, None] = {}
+    for path in sorted((PACKAGE / "server" / "streams").glob("*.py")):
+        where = path.relative_to(ROOT)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = ["longpoll", "server", "streams"][:4 - node.level] if node.level else []
+                full = ".".join(base + ([node.module] if node.module else []))
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                full, names = "", [alias.name for alias in node.names]
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "longpoll":
+                full, names = "longpoll", [node.attr]
+            else:
+                continue
+            for name in names:
+                target = f"{full}.{name}" if full else name
+                if full == "longpoll":
+                    if name not in public:
+                        reaching[f"{where}:{node.lineno} uses longpoll.{name}, which is not public"] = None
+                elif target.startswith("longpoll.") and not target.startswith("longpoll.server"):
+                    reaching[f"{where}:{node.lineno} imports {full or name}, a module of the library"] = None
+    assert not reaching, "\n".join(reaching)

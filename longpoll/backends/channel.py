@@ -22,6 +22,10 @@ log = logging.getLogger("longpoll")
 
 
 class ChannelListener:
+    """Hands each message of a Redis pub/sub channel to ``handle(data)``, on one thread that runs from
+    ``start()`` to ``stop()`` (with a hub, ``broker.hub.attach(listener)``, or the engine,
+    :func:`~longpoll.attach`) and reconnects after an outage; ``subscribed`` is set while it listens."""
+
     def __init__(self, client: redis.Redis, channel: str, handle: Callable[[bytes], None]):
         self.client = client
         self.channel = channel

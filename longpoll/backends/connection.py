@@ -65,6 +65,9 @@ def check_url(url: str) -> str:
 
 @contextmanager
 def unavailable_as_503() -> Iterator[None]:
+    """Around an app's own Redis calls (its data beside longpoll's, ``Backend.build(redis=...)``): Redis away,
+    loading or stuck in a script becomes :class:`~longpoll.BackendUnavailable`, a 503 the client retries,
+    as it does for longpoll's own calls."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -46,7 +46,7 @@ local function log_append(log, topic_stream, log_len, topic_len, ttl, topic, dat
   return id
 end
 """
-"""Appending to a log, for any script that appends as one step with writes of its own (the status store's):
+"""Appending to a log, for any script that appends as one step with writes of its own (``RedisLog.script``):
 the log's stream and the topic's, the same ID in both.  ``RedisLog.keys()`` and ``RedisLog.args()`` give a
 script what it passes."""
 
@@ -105,6 +105,13 @@ class RedisLog:
 
     def topic_stream(self, topic: str) -> str:
         return f"{self.stream}:{topic}"
+
+    def script(self, body: str) -> Any:
+        """A Lua script of an app's own that appends to this log in the same step as its own writes (a
+        record stored and published at once): ``body`` calls ``log_append(log, topic_stream, log_len,
+        topic_len, ttl, topic, data)``, given this log's :attr:`stream` and :meth:`topic_stream` among its
+        KEYS and :meth:`args` among its ARGV, and gets the entry's position."""
+        return self.client.register_script(APPEND_LUA + body)
 
     def keys(self, topic: str) -> list[str]:
         """What a script appending to this log names in KEYS, in APPEND_LUA's order."""

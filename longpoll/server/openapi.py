@@ -85,7 +85,7 @@ POLLED = {"200": {"description": "the next batch (or an empty one after timeout)
 
 
 def _social_paths(poll: list[dict[str, Any]], limits: SocialLimits) -> dict[str, Any]:
-    """The social graph's endpoints (PROTOCOL.md, "The social graph")."""
+    """The social graph's endpoints (docs/protocol.md, "The social graph")."""
     login = [{"name": "login", "in": "path", "required": True, "schema": LOGIN}]
     count = {"name": "count", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": limits.max_count}}
     paging = [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1,
@@ -158,7 +158,7 @@ def document(limits: PollLimits = PollLimits(), stream_limits: StreamLimits = St
     return {
         "openapi": "3.1.0",
         "info": {"title": "longpoll", "version": "1",
-                 "description": "Real-time updates over HTTP long-polling; the wire contract is PROTOCOL.md."},
+                 "description": "Real-time updates over HTTP long-polling; the wire contract is docs/protocol.md."},
         "paths": {
             "/primes": {
                 "get": {"summary": "the demo generator: every prime up to limit, batch by batch",

@@ -96,7 +96,7 @@ def port(text: str) -> int:
 def timeout_cap(text: str) -> float:
     value = positive(float)(text)
     if value > 60:
-        raise argparse.ArgumentTypeError("PROTOCOL.md caps a poll's timeout at 60 seconds")
+        raise argparse.ArgumentTypeError("docs/protocol.md caps a poll's timeout at 60 seconds")
     return value
 
 

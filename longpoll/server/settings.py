@@ -21,7 +21,7 @@ class Settings:
     max_sessions_per_address: int = 1000
     trusted_proxies: tuple[str, ...] = ()
     max_polls_per_second: float = 50.0
-    max_timeout: float = 60.0  # longest a poll may be held (PROTOCOL.md: at most 60)
+    max_timeout: float = 60.0  # longest a poll may be held (docs/protocol.md: at most 60)
     max_stream_seconds: float = 300.0  # a stream ends after this long, so proxies recycle connections
     heartbeat: float = 15.0  # a stream's heartbeat after this long without sending
     max_held_polls: int | None = None  # default: as many as there are sessions (a held poll is a future)

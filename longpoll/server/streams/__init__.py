@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...broker import Broker
+from ... import Broker
 from .app import StatusStreams, StreamLimits
 from .filters import FilterLimits
 from .hydrators import Hydrators
@@ -15,7 +15,7 @@ from .store import MemoryStore, StreamStore
 def open_store(broker: Broker, social_limits: SocialLimits = SocialLimits()) -> StreamStore:
     """The store on the broker's own backend, under its prefix (on Redis, with the seeds' PUBLISH bridge
     into the broker's hub, as ``store.bridge``)."""
-    store: StreamStore = broker.backend.build(memory=lambda: MemoryStore(broker.log, social_limits),  # type: ignore[arg-type]
+    store: StreamStore = broker.backend.build(memory=lambda: MemoryStore(broker.log, social_limits),
                                               redis=lambda client: _on_redis(client, broker, social_limits))
     return store
 
@@ -23,9 +23,13 @@ def open_store(broker: Broker, social_limits: SocialLimits = SocialLimits()) -> 
 def _on_redis(client: Any, broker: Broker, social_limits: SocialLimits) -> StreamStore:
     from .bridge import publish_bridge
     from .redis_store import RedisStore
+    from .social_redis import ScriptLog
 
-    store = RedisStore(client, broker.log, social_limits, broker.backend.prefix)  # type: ignore[arg-type]
-    store.bridge = publish_bridge(client, broker.hub)
+    log = broker.log
+    if not isinstance(log, ScriptLog):
+        raise TypeError(f"the statuses' scripts append to the log themselves, which {type(log).__name__} cannot")
+    store = RedisStore(client, log, social_limits, broker.backend.prefix)
+    store.bridge = publish_bridge(client, broker)
     return store
 
 

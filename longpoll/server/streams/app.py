@@ -9,23 +9,33 @@ endpoints (``social_app.py``) are mounted beside them.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import cherrypy
 import orjson
 
-from ... import responses
-from ...broker import Broker
-from ...endpoint import json_handler, json_yield
-from ...errors import BadParameter, LongPollError, NotFound
-from ...feed import Feed
-from ...params import PollLimits, request_params
-from ...registry import Registry
-from ...responses import Answer, json_body
-from ...routes import Continuation
-from ...waits import THREADS, Call, Steps
+from ... import (
+    JSON_HEADERS,
+    THREADS,
+    Answer,
+    BadParameter,
+    Broker,
+    Call,
+    Continuation,
+    NotFound,
+    PollLimits,
+    Registry,
+    Source,
+    Steps,
+    json_body,
+    json_handler,
+    json_yield,
+    request_params,
+)
 from .feed import status_feed
 from .filters import LOGIN, FilterLimits, parse_filter, parse_location, parse_sample
 from .home import GraphRouter, HomeIndex, SocialRouter
@@ -87,11 +97,11 @@ class Statuses:
 
     # -- the long-polls ----------------------------------------------------
 
-    def _sample(self, identifier: str, percent: Any = None) -> Feed:
+    def _sample(self, identifier: str, percent: Any = None) -> Source:
         return status_feed(self.broker, parse_sample(identifier, percent))
 
     def _filter(self, identifier: str, track: Any = None, follow: Any = None, locations: Any = None,
-                location: Any = None) -> Feed:
+                location: Any = None) -> Source:
         if locations is not None and location is not None:
             raise BadParameter("location", "give locations or its alias location, not both")
         boxes = "location" if location is not None else "locations"  # errors name the one given
@@ -105,48 +115,36 @@ class Statuses:
     def index(self, **kwargs: Any) -> bytes:
         """POST /statuses: post a status as the token's user (as :meth:`post` does on the event loop: the
         same steps, run on this thread)."""
-        token = bearer_token()
-        params = request_params(kwargs, self.poll_limits.max_param_chars)
-        status, headers, body = THREADS.run(self._posted(token, params))
+        status, headers, body = THREADS.run(self._posted(
+            bearer_token, lambda: request_params(kwargs, self.poll_limits.max_param_chars)))
         response = cherrypy.serving.response
         response.status = status
         response.headers.update(headers)
         return body  # type: ignore[return-value]  # bytes: an answer, never a stream
 
     def post(self, asked: Continuation, raw: bytes | None) -> Steps[Answer] | None:
-        """``POST /statuses`` answered by the front itself, its body read there; a body CherryPy would read
-        otherwise (multipart, say) is left to :meth:`index`."""
-        try:
-            params: dict[str, Any] | LongPollError | None = asked.params(raw, self.poll_limits.max_param_chars)
-        except LongPollError as exc:
-            params = exc
-        return None if params is None else self._posting(asked.headers.get("authorization", ""), params)
+        """``POST /statuses`` answered by the front itself, its body read there (a LongPollError raised in
+        the steps is their answer); a body only CherryPy reads (multipart, say) is left to :meth:`index`."""
+        if not asked.readable(raw):
+            return None
+        header = asked.headers.get("authorization", "")
+        return self._posted(lambda: bearer_token(header), lambda: asked.params(raw, self.poll_limits.max_param_chars))
 
-    def _posting(self, authorization: str, params: dict[str, Any] | LongPollError) -> Steps[Answer]:
-        try:
-            token = bearer_token(authorization)  # first, as CherryPy's handler checks it
-            if isinstance(params, LongPollError):
-                raise params
-        except LongPollError as exc:
-            return responses.error(exc)
-        return (yield from self._posted(token, params))
-
-    def _posted(self, token: str, params: dict[str, Any]) -> Steps[Answer]:
-        try:
-            message = required_text(params, "message", self.limits.max_message_chars)
-            location = optional_text(params, "location", 64)
-            if location is not None:
-                if parse_location(location) is None:
-                    raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
-                location = location.replace(" ", "")
-            no_more(params)
-            self._syndicate()
-            # Off the loop's thread: the store's round trips (and a hydrator's) may be slow.
-            status = yield Call(self.store.post_status, token, message, location, self.hydrators or None,
-                                batch=self.store.posts, off_loop=True)
-        except LongPollError as exc:
-            return responses.error(exc)
-        return 201, responses.JSON_HEADERS, orjson.dumps(status)
+    def _posted(self, token_of: Callable[[], str], params_of: Callable[[], dict[str, Any]]) -> Steps[Answer]:
+        token = token_of()  # first, as CherryPy's handler has always checked it
+        params = params_of()
+        message = required_text(params, "message", self.limits.max_message_chars)
+        location = optional_text(params, "location", 64)
+        if location is not None:
+            if parse_location(location) is None:
+                raise BadParameter("location", '"lat,lon" with latitude -90..90 and longitude -180..180')
+            location = location.replace(" ", "")
+        no_more(params)
+        self._syndicate()
+        # Off the loop's thread: the store's round trips (and a hydrator's) may be slow.
+        status = yield Call(self.store.post_status, token, message, location, self.hydrators or None,
+                            batch=self.store.posts, off_loop=True)
+        return 201, JSON_HEADERS, orjson.dumps(status)
 
     @cherrypy.expose
     @json_handler("GET", "DELETE")
@@ -182,6 +180,6 @@ class StatusStreams:
         self.users.index = self.users.default = UserResources(store, poll_limits, self.users.index)  # type: ignore
         self.syndicator = Syndicator(store)
         self.statuses = Statuses(broker, store, registry, poll_limits, limits, self.hydrators, self.syndicator)
-        tokens = StreamTokens(broker.redis, salts=store, prefix=broker.backend.prefix)  # on Redis, its secret too
+        tokens = StreamTokens(functools.partial(broker.backend.secret, "stream-token"), salts=store)
         self.statuses.home_json = home_stream(broker, store, registry, poll_limits, tokens)
         self.home = HomeTimeline(store, poll_limits, tokens)

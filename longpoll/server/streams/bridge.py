@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import redis
 
-from ...backends.channel import ChannelListener
-from ...hub import Hub
+from ... import Broker, ChannelListener
 from .store import TOPIC
 
 CHANNEL = "streaming:status:"
 
 
-def publish_bridge(client: redis.Redis, hub: Hub, channel: str = CHANNEL) -> ChannelListener:
-    """A listener that runs with the hub and injects each published status into it."""
+def publish_bridge(client: redis.Redis, broker: Broker, channel: str = CHANNEL) -> ChannelListener:
+    """A listener that runs with the broker's hub and injects each published status into it."""
+    hub = broker.hub
     bridge = ChannelListener(client, channel, lambda data: hub.inject(TOPIC, data))
     hub.attach(bridge)
     return bridge

@@ -13,12 +13,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ...backends.base import order
-from ...broker import Broker
-from ...feed import PAGE, Feed, open_feed
+from ... import Broker, Source
 from .store import TOPIC
-
-__all__ = ["PAGE", "order", "delivered", "status_feed"]
 
 
 def delivered(flt: Any, item: Any) -> Any:
@@ -28,6 +24,6 @@ def delivered(flt: Any, item: Any) -> Any:
     return {"id": item["id"], "deleted": True} if item.get("deleted") else item
 
 
-def status_feed(broker: Broker, flt: Any) -> Feed:
+def status_feed(broker: Broker, flt: Any) -> Source:
     """The statuses a filter lets through, from now on (or from where its session was)."""
-    return open_feed(broker, TOPIC, filter=flt, deliver=functools.partial(delivered, flt))
+    return broker.feed(TOPIC, filter=flt, deliver=functools.partial(delivered, flt))

@@ -1,6 +1,6 @@
 """The stream filters of *Redis in Action* chapter 8, parsed strictly.
 
-Each filter keeps the book's semantics exactly (PROTOCOL.md restates them) and
+Each filter keeps the book's semantics exactly (docs/protocol.md restates them) and
 has a ``check(status)``, which is what the book runs for every session on
 every status.  The hub does not call ``check``: it finds matching sessions
 through the indexes in ``router.py``.  ``check`` stays as the reference the
@@ -17,8 +17,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import BadParameter
-from ...params import DECIMAL
+from ... import BadParameter
+
+DECIMAL = re.compile(r" *[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)? *")
+"""A coordinate as a person types it."""
 
 LOGIN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 

@@ -29,17 +29,12 @@ graph changes (kept in its definition, so it moves with it).
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 import orjson
 
-from ...broker import Broker
-from ...errors import BackendUnavailable
-from ...feed import Source, history, open_source
-from ...hub import Hub
-from ...subscription import Subscription
-from .feed import order
+from ... import BackendUnavailable, Broker, Source, Subscription, open_source, order
 from .router import StatusRouter
 from .social import GRAPH, SocialStore, graph_event
 from .store import TOPIC
@@ -51,6 +46,9 @@ SESSION_HISTORY = 1000
 """Graph changes of its user a session remembers, to decide which deletions it gets."""
 
 SUBSCRIBE_ATTEMPTS = 5
+
+PAGE = 1000
+"""Log entries read at a time when catching up."""
 
 
 class Home:
@@ -178,10 +176,16 @@ class SocialRouter(StatusRouter):
         return targets + self.home.route(item) if self.home.users else targets
 
 
+class Reader(Protocol):
+    """The broker's hub, as the graph router sees it: where it is in the log while it dispatches."""
+
+    position: str | None
+
+
 class GraphRouter:
     """The ``graph`` topic: each event updates the home index and goes to its user's home sessions."""
 
-    def __init__(self, hub: Hub, home: HomeIndex):
+    def __init__(self, hub: Reader, home: HomeIndex):
         self.hub = hub
         self.home = home
 
@@ -270,7 +274,7 @@ class HomeFeed(Source):
         return state
 
     def _entries(self, broker: Broker, after: str, upto: str) -> Iterable[tuple[str, str, Any]]:
-        for entry in history(broker.log, (TOPIC, GRAPH), after, upto):
+        for entry in _history(broker, after, upto):
             try:
                 yield entry.position, entry.topic, orjson.loads(entry.raw)
             except orjson.JSONDecodeError:
@@ -331,14 +335,10 @@ class HomeFeed(Source):
         while True:
             if self._pending:
                 return True, self._pending.popleft()
-            if self._catchup:
-                position, item = self._catchup.popleft()
-            else:
-                taken = self._live()
-                if taken is None:
-                    return False, None
-                position, item = taken
-            self.position = position
+            taken = self.next_entry()
+            if taken is None:
+                return False, None
+            item = taken[1]
             if "other" in item and "message" not in item:
                 self._apply(item)
                 continue
@@ -348,6 +348,9 @@ class HomeFeed(Source):
                     return True, {"id": item["id"], "deleted": True}
             elif author == self.uid or author in self.following:
                 return True, item
+
+    def replayed(self) -> tuple[str, Any] | None:
+        return self._catchup.popleft() if self._catchup else None
 
     def _apply(self, event: dict[str, Any]) -> None:
         _, other, following, sid = graph_event(event)
@@ -369,6 +372,16 @@ class HomeFeed(Source):
             if other == author and sid >= status_id:  # the first change after the status was posted
                 return not following
         return author in self.following
+
+
+def _history(broker: Broker, after: str, upto: str) -> Iterator[Any]:
+    """The log's statuses and graph events in (after, upto], oldest first, a page at a time."""
+    while order(after) < order(upto):
+        entries = broker.log.topic_range((TOPIC, GRAPH), after, upto, PAGE)
+        yield from entries
+        if len(entries) < PAGE:
+            return
+        after = entries[-1].position
 
 
 def home_identity(broker: Broker) -> tuple[Any, ...]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from ... import stats
+from ... import track
 
 log = logging.getLogger("longpoll")
 
@@ -71,7 +71,7 @@ class Hydrators:
         self._entries: dict[str, _Entry] = {}
         self.errors = 0
         self.timeouts = 0
-        stats.track(self)
+        track(self)
 
     def register(self, name: str, func: Hydrator, timeout: float | None = None) -> None:
         """Add (or replace) a hydrator: ``func(status)`` returns a mapping of fields to add, or None."""

@@ -7,8 +7,7 @@ from typing import Any
 
 import cherrypy
 
-from ...errors import BadParameter
-from ...params import identifier, single
+from ... import BadParameter, identifier, single
 from .store import bad_token
 
 

@@ -24,11 +24,9 @@ from typing import Any
 import orjson
 import redis
 
-from ...backends.redis import APPEND_LUA, RedisLog, unavailable_as_503
-from ...errors import BackendUnavailable, Conflict, Forbidden, NotFound
-from ...waits import Batch
+from ... import BackendUnavailable, Batch, Conflict, Forbidden, NotFound, unavailable_as_503
 from .social import SocialLimits
-from .social_redis import DEFAULT_PREFIX, RedisSocial, status_of
+from .social_redis import DEFAULT_PREFIX, RedisSocial, ScriptLog, status_of
 from .store import STREAM_SALT_BYTES, TOPIC, Hydrate, bad_token, digest, draft, new_token
 
 CREATE_USER = """
@@ -62,7 +60,7 @@ end
 # would carry an int; ``posted`` (Python's repr of a float, "1700000000.0") goes
 # into the JSON as written, a float on every path.
 
-POST_STATUS = APPEND_LUA + WITH_POSTED + """
+POST_STATUS = WITH_POSTED + """
 local login, token = unpack(redis.call('HMGET', KEYS[4], 'login', 'token'))
 if not login or token ~= ARGV[12] then return 0 end
 local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -102,7 +100,7 @@ return {id, login}
 # script takes it only if it is still the next one (a compare-and-set); if another post took it meanwhile,
 # nothing is written and the answer says which id is the newest.
 
-DELETE_STATUS = APPEND_LUA + WITH_POSTED + """
+DELETE_STATUS = WITH_POSTED + """
 local owner = redis.call('HGET', KEYS[3], 'uid')
 if not owner then return 0 end
 if owner ~= ARGV[2] then return -1 end
@@ -141,7 +139,7 @@ class RedisStore(RedisSocial):
     """``prefix`` starts the name of every key the store touches, so that apps sharing a database, or
     two stores on one, each keep their own."""
 
-    def __init__(self, client: redis.Redis, log: RedisLog, social_limits: SocialLimits = SocialLimits(),
+    def __init__(self, client: redis.Redis, log: ScriptLog, social_limits: SocialLimits = SocialLimits(),
                  prefix: str = DEFAULT_PREFIX):
         self.client = client
         self.log = log
@@ -153,8 +151,8 @@ class RedisStore(RedisSocial):
         self.posts: Batch | None = self  # posts batched: see many()
         self._init_social(social_limits)
         self._create_user = client.register_script(CREATE_USER)
-        self._post = client.register_script(POST_STATUS)
-        self._delete = client.register_script(DELETE_STATUS)
+        self._post = log.script(POST_STATUS)
+        self._delete = log.script(DELETE_STATUS)
         self._stream_salt = client.register_script(STREAM_SALT)
 
     def create_user(self, login: str, name: str) -> dict[str, Any]:

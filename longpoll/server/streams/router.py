@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from ...subscription import Subscription
+from ... import Subscription
 from .filters import AnyOf, Follow, Locations, Sample, Track, parse_location, words_of
 
 CELL = 10.0

@@ -14,12 +14,20 @@ from typing import Any
 
 import cherrypy
 
-from ...broker import Broker
-from ...endpoint import json_handler, json_yield
-from ...errors import BadParameter, MethodNotAllowed, NotFound
-from ...params import PollLimits, integer, request_params, single
-from ...registry import Registry
-from ...responses import json_body
+from ... import (
+    BadParameter,
+    Broker,
+    MethodNotAllowed,
+    NotFound,
+    PollLimits,
+    Registry,
+    integer,
+    json_body,
+    json_handler,
+    json_yield,
+    request_params,
+    single,
+)
 from .filters import LOGIN
 from .home import HomeFeed, home_feed
 from .inputs import bearer_token, bound_identifier, no_more

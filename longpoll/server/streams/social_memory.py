@@ -11,7 +11,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-from ...errors import BadParameter, NotFound
+from ... import BadParameter, NotFound
 from .social import GRAPH, HomeSnapshot, SocialLimits
 from .timelines import ZSet
 

@@ -22,18 +22,33 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 import redis
 
-from ...backends.redis import APPEND_LUA, unavailable_as_503
-from ...errors import BadParameter, NotFound
+from ... import BadParameter, NotFound, unavailable_as_503
 from .social import GRAPH, HomeSnapshot, SocialLimits
 
 DEFAULT_PREFIX = "longpoll:"
 
-FOLLOW = APPEND_LUA + """
+
+@runtime_checkable
+class ScriptLog(Protocol):
+    """What the Redis stores need of the broker's log (the Redis backend's is one): scripts of their own that
+    append to it as one step with their writes, and what they pass to its ``log_append``."""
+
+    @property
+    def stream(self) -> str: ...
+
+    def topic_stream(self, topic: str) -> str: ...
+
+    def args(self, topic: str) -> list[Any]: ...
+
+    def script(self, body: str) -> Any: ...
+
+
+FOLLOW = """
 local uid, other = ARGV[1], ARGV[2]
 if redis.call('ZSCORE', KEYS[3], other) then return 'same' end
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return 'limit' end
@@ -64,7 +79,7 @@ log_append(KEYS[1], KEYS[9], ARGV[6], ARGV[8], ARGV[9], ARGV[7], event)
 return 'done'
 """
 
-UNFOLLOW = APPEND_LUA + """
+UNFOLLOW = """
 local uid, other = ARGV[1], ARGV[2]
 if redis.call('ZREM', KEYS[3], other) == 0 then return 'same' end
 redis.call('ZREM', KEYS[4], uid)
@@ -200,7 +215,7 @@ class RedisSocial:
     """Mixed into RedisStore, whose client, log and key prefix it uses."""
 
     client: redis.Redis
-    log: Any
+    log: ScriptLog
     prefix: str
 
     def key(self, name: str, id: object = "") -> str:
@@ -210,7 +225,7 @@ class RedisSocial:
     def _init_social(self, limits: SocialLimits) -> None:
         self.social_limits = limits
         script = self.client.register_script
-        self._follow, self._unfollow = script(FOLLOW), script(UNFOLLOW)
+        self._follow, self._unfollow = self.log.script(FOLLOW), self.log.script(UNFOLLOW)
         self._snapshot, self._syndicate, self._page = script(HOME_SNAPSHOT), script(SYNDICATE), script(FOLLOWERS_PAGE)
         self._ahead: tuple[bytes, tuple[bytes, bytes] | None] | None = None  # the next job (and followers), as seen
 

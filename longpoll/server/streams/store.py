@@ -23,9 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ...backends.memory import MemoryLog
-from ...errors import Conflict, Forbidden, NotFound, Unauthorized
-from ...waits import Batch
+from ... import Batch, Conflict, Forbidden, NotFound, Unauthorized
 from .social import SocialLimits, SocialStore
 from .social_memory import MemorySocial
 
@@ -36,6 +34,16 @@ STREAM_SALT_BYTES = 16
 
 Hydrate = Callable[[dict[str, Any]], dict[str, Any]]
 """Given a status about to be published (all but its id), the fields to add to it."""
+
+
+class Log(Protocol):
+    """What the embedded store publishes to: the broker's log, appended to under the store's lock, so that
+    statuses and graph events are in the log in the order they were made (and a home snapshot is true at
+    its ``tail``)."""
+
+    def append(self, topic: str, item: Any) -> str: ...
+
+    def tail(self) -> str: ...
 
 
 class Store(Protocol):
@@ -88,7 +96,7 @@ class MemoryStore(MemorySocial):
 
     posts: Batch | None = None  # a post is a moment under a lock: nothing to batch
 
-    def __init__(self, log: MemoryLog, social_limits: SocialLimits = SocialLimits()):
+    def __init__(self, log: Log, social_limits: SocialLimits = SocialLimits()):
         self.log = log
         self._lock = threading.Lock()
         self._users: dict[int, dict[str, Any]] = {}

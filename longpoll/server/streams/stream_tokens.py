@@ -25,7 +25,8 @@ caught up: the users made since are gone, the secret made before is not,
 and the next signups take their ids).  The new user of an id has another
 salt, or none yet, so the old user's tokens are refused.
 
-On Redis the secret is kept in Redis, beside the data it guards, under
+The secret is the backend's (``Backend.secret("stream-token")``).  On
+Redis it is kept in Redis, beside the data it guards, under
 ``<prefix>stream-token-secret``: the first token issued makes it, every
 process reads it there for each check (a GET, and an HGET of the user's
 salt), so every process accepts every other's tokens, and deleting the key
@@ -45,8 +46,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ...backends.redis import unavailable_as_503
-from ...errors import Unauthorized
+from ... import Unauthorized
 
 LIFETIME = 600
 """Seconds a stream token lives, at most: long enough to outlast a stream or two (a stream ends after
@@ -79,18 +79,23 @@ class Salts(Protocol):
         ``make``) the user has none."""
 
 
-class StreamTokens:
-    """Issues and checks stream tokens; ``redis_client`` (None on the embedded backend) keeps the secret, and
-    ``salts`` (the store of users) each user's salt.  Without ``salts`` a token is bound to the user id alone."""
+Secret = Callable[[bool], bytes | None]
+"""The secret tokens are signed with, made first if asked to and there is none (else None):
+``functools.partial(broker.backend.secret, "stream-token")``."""
 
-    def __init__(self, redis_client: Any = None, *, salts: Salts | None = None, prefix: str = "longpoll:",
-                 lifetime: int = LIFETIME, clock: Callable[[], float] = time.time):
-        self.redis = redis_client
+
+class StreamTokens:
+    """Issues and checks stream tokens; ``secret`` (by default one of this object's own) is what they are signed
+    with, and ``salts`` (the store of users) keeps each user's salt.  Without ``salts`` a token is bound to the
+    user id alone."""
+
+    def __init__(self, secret: Secret | None = None, *, salts: Salts | None = None, lifetime: int = LIFETIME,
+                 clock: Callable[[], float] = time.time):
+        own = secrets.token_bytes(32)
+        self.secret: Secret = secret if secret is not None else lambda make: own
         self.salts = salts
-        self.secret_key = prefix + "stream-token-secret"
         self.lifetime = lifetime
         self.clock = clock
-        self._secret = secrets.token_bytes(32)  # the embedded backend's
 
     def issue(self, uid: int, seconds: int | None = None) -> dict[str, Any]:
         """A token for ``uid`` that lives ``seconds`` (at most, and by default, ``lifetime``)."""
@@ -99,7 +104,9 @@ class StreamTokens:
         salt = self._salt(uid, make=True)
         if salt is None:  # the user went between the API token's check and now (its data was lost)
             raise Unauthorized("the user of this API token is gone")
-        token = f"{uid}.{expires}.{self._sign(self._made(), uid, expires, salt)}"
+        secret = self.secret(True)
+        assert secret is not None  # made when asked to
+        token = f"{uid}.{expires}.{self._sign(secret, uid, expires, salt)}"
         return {"token": token, "expires": expires, "expires_in": seconds}
 
     def verify(self, token: Any) -> int:
@@ -108,7 +115,7 @@ class StreamTokens:
         if found is None:
             raise _refused()
         uid, expires, signature = int(found[1]), int(found[2]), found[3]
-        secret = self._current()
+        secret = self.secret(False)  # None while no token was ever issued
         salt = self._salt(uid) if secret is not None else None
         if secret is None or salt is None or not hmac.compare_digest(signature, self._sign(secret, uid, expires, salt)):
             raise _refused()
@@ -124,22 +131,3 @@ class StreamTokens:
 
     def _salt(self, uid: int, make: bool = False) -> bytes | None:
         return b"" if self.salts is None else self.salts.stream_salt(uid, make)
-
-    def _current(self) -> bytes | None:
-        """The secret as it is now (on Redis: None while no token was ever issued)."""
-        if self.redis is None:
-            return self._secret
-        with unavailable_as_503():
-            secret: bytes | None = self.redis.get(self.secret_key)
-        return secret
-
-    def _made(self) -> bytes:
-        """The secret, made if there is none yet (on Redis, the first one made stays: every process signs alike)."""
-        if self.redis is None:
-            return self._secret
-        with unavailable_as_503():
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.set(self.secret_key, secrets.token_bytes(32), nx=True)
-            pipe.get(self.secret_key)
-            secret: bytes = pipe.execute()[1]
-        return secret

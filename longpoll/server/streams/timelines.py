@@ -16,9 +16,7 @@ import logging
 import time
 from typing import Any
 
-from ... import plugin, stats
-from ...background import Worker
-from ...errors import LongPollError
+from ... import LongPollError, Worker, attach, track
 
 log = logging.getLogger("longpoll")
 
@@ -96,12 +94,12 @@ class Syndicator:
         self.errors = 0
         self._worker = Worker("longpoll-syndicator", self._step, failed=self._failed)
         self._attached = False
-        stats.track(self)
+        track(self)
 
     def ensure(self) -> None:
         if not self._attached:
             self._attached = True
-            plugin.attach(self)
+            attach(self)
 
     def start(self) -> None:
         self._worker.start()
