@@ -19,6 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
+import orjson
+
+from ..errors import BadRequest
+
 DEFAULT_RETENTION = 10_000
 """Entries each topic keeps for feeds that resume from a position or start with its newest items."""
 
@@ -45,6 +49,14 @@ class Entry(NamedTuple):
     position: str
     topic: str
     raw: bytes  # JSON text: the hub decodes, and counts what does not decode
+
+
+def dumped(item: Any) -> bytes:
+    """An item as the log keeps it (JSON); a 400 for what JSON cannot say."""
+    try:
+        return orjson.dumps(item)
+    except TypeError as exc:
+        raise BadRequest(f"item is not JSON: {exc}") from None
 
 
 def order(position: str) -> tuple[int, ...]:

@@ -17,10 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from ..encoding import exact
-from ..errors import BadRequest
 from .base import (
     DEFAULT_IDEMPOTENCY_KEYS,
     DEFAULT_IDEMPOTENCY_WINDOW,
@@ -29,6 +26,7 @@ from .base import (
     Entry,
     Retention,
     SessionStore,
+    dumped,
     order,
     retention_of,
 )
@@ -117,11 +115,7 @@ class MemoryLog:
     appends = None  # an append is a moment under a lock: nothing to batch
 
     def append(self, topic: str, item: Any) -> str:
-        try:
-            raw = orjson.dumps(item)
-        except TypeError as exc:
-            raise BadRequest(f"item is not JSON: {exc}") from None
-        return self.append_json(topic, raw)
+        return self.append_json(topic, dumped(item))
 
     def append_json(self, topic: str, raw: bytes, key: str | None = None) -> str:
         raw = exact(raw)  # kept: at its own size

@@ -21,10 +21,9 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import redis
 
-from ..errors import BackendUnavailable, BadRequest
+from ..errors import BackendUnavailable
 from .base import (
     DEFAULT_IDEMPOTENCY_KEYS,
     DEFAULT_IDEMPOTENCY_WINDOW,
@@ -32,6 +31,7 @@ from .base import (
     DEFAULT_RETENTION,
     Entry,
     Retention,
+    dumped,
     order,
     retention_of,
 )
@@ -122,11 +122,7 @@ class RedisLog:
         return [self.log_retention, self.retention(topic), self.topic_ttl_ms, topic]
 
     def append(self, topic: str, item: Any) -> str:
-        try:
-            raw = orjson.dumps(item)
-        except TypeError as exc:
-            raise BadRequest(f"item is not JSON: {exc}") from None
-        return self.append_json(topic, raw)
+        return self.append_json(topic, dumped(item))
 
     def append_json(self, topic: str, raw: bytes, key: str | None = None) -> str:
         with unavailable_as_503():
