@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import cherrypy
@@ -338,7 +338,14 @@ async def _stream(steps: Any, receive: Receive, send: Send) -> None:
         return
     loop = asyncio.get_running_loop()
     cut: asyncio.Future[None] = loop.create_future()
-    frames = on_loop().frames(steps, on_end=lambda: loop.call_soon_threadsafe(_resolve, cut))
+
+    def cutting() -> None:  # the budget ended the stream (from any thread)
+        try:
+            loop.call_soon_threadsafe(_resolve, cut)
+        except RuntimeError:  # the loop is closed: the stream is gone with it
+            pass
+
+    frames = on_loop().frames(steps, on_end=cutting)
     iterator = frames.__aiter__()
     gone = asyncio.ensure_future(_disconnected(receive))
     try:

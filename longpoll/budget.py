@@ -55,6 +55,7 @@ class StreamBudget:
         self.unsent = 0
         self.ended = 0  # streams the budget ended
         self._accounts: set[Account] = set()
+        self._next_scan = 0.0
         self._lock = threading.Lock()
 
     def open(self, on_end: Callable[[], None] | None = None) -> Account:
@@ -75,7 +76,9 @@ class StreamBudget:
             account.unsent += size
             account.since = now
             self.unsent += size
-            if self.unsent > self.max_bytes:
+            if self.unsent > self.max_bytes and now >= self._next_scan:
+                # a burst past the budget with no slow stream looks again only a while later, not per frame
+                self._next_scan = now + SLOW_SECONDS / 10
                 slow = sorted((a for a in self._accounts
                                if a.unsent and not a.ended and now - a.since >= SLOW_SECONDS),
                               key=lambda a: (a.unsent, -a.since), reverse=True)
@@ -86,6 +89,8 @@ class StreamBudget:
                     self.unsent -= slowest.unsent
                     slowest.unsent = 0
                     ended.append(slowest)
+                if ended:
+                    self._next_scan = now
                 self.ended += len(ended)
         for other in ended:
             if other.on_end is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -151,15 +152,20 @@ def _read_to_end(sock: socket.socket, timeout: float) -> tuple[bytes, bool]:
 
 @pytest.mark.timeout(120)
 def test_a_stream_ended_by_the_budget_resumes_by_last_event_id_with_nothing_lost(serve) -> None:  # noqa: ANN001
-    # The smallest budget, and items of 30 KB: three streams each waiting with one frame are past it.
+    # The smallest budget, and items of 30 KB: three streams each waiting with one frame are past it, and a
+    # stream that reads makes the frames that find the process past it.
     _, url, client = serve("--max-stream-bytes", "65536", "--max-topic-item-bytes", "40000")
     pad = "y" * 30_000
     sockets = [never_reading(url, "/topics/resume") for _ in range(3)]
+    reader = httpx.Client(base_url=url, timeout=30)
+    read: list[str] = []
+    reading = threading.Thread(target=_read_lines, args=(reader, read), daemon=True)
+    reading.start()
     try:
-        wait_until(lambda: client.get("/stats").json()["held_polls"] >= 3, 20, "the streams to start")
+        wait_until(lambda: client.get("/stats").json()["held_polls"] >= 4, 20, "the streams to start")
         published = 0
         while client.get("/stats").json()["streams_ended_by_budget"] == 0:
-            assert published < 600, "no stream was ended by the budget"
+            assert published < 1000, "no stream was ended by the budget"
             assert client.post("/topics/resume", json={"n": published, "pad": pad}).status_code == 201
             published += 1
         for _ in range(5):  # more after the end: the resumed stream must bring them too
@@ -174,6 +180,7 @@ def test_a_stream_ended_by_the_budget_resumes_by_last_event_id_with_nothing_lost
     finally:
         for sock in sockets:
             sock.close()
+        reader.close()
     events = ended[0]
     got = [item["n"] for _, batch in events for item in batch["items"]]
     assert got == list(range(len(got))) and len(got) < published
@@ -190,3 +197,11 @@ def test_a_stream_ended_by_the_budget_resumes_by_last_event_id_with_nothing_lost
                 if len(got) + len(data) >= published:
                     break
     assert got + data == list(range(published)), "an item was lost or repeated across the resume"
+
+
+def _read_lines(client: httpx.Client, into: list[str]) -> None:
+    try:
+        with client.stream("GET", "/topics/resume", headers={"Accept": "text/event-stream"}) as answer:
+            into.extend(answer.iter_lines())
+    except httpx.HTTPError:
+        pass  # closed at the test's end
