@@ -205,3 +205,89 @@ def _read_lines(client: httpx.Client, into: list[str]) -> None:
             into.extend(answer.iter_lines())
     except httpx.HTTPError:
         pass  # closed at the test's end
+
+
+def _read_response(sock: socket.socket, timeout: float) -> bytes:
+    """A response read to its end: the connection's close, or a chunked body's last chunk (kept alive)."""
+    sock.settimeout(timeout)
+    got = bytearray()
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+            if got.endswith(b"\r\n0\r\n\r\n"):
+                break
+    except TimeoutError:
+        raise AssertionError(f"the ended stream's response did not end ({len(got)} bytes read)") from None
+    return bytes(got)
+
+
+@pytest.mark.timeout(120)
+def test_every_front_ends_a_slow_stream_past_the_budget_and_it_resumes(base, topics_broker) -> None:  # noqa: ANN001
+    """cheroot's thread in a blocked write ends its stream once the write returns (the client reads again);
+    ``longpoll.asgi`` (under uvicorn) gives the send up and closes the connection."""
+    from longpoll.budget import BUDGET
+
+    name = f"budget-{time.monotonic_ns()}"
+    url = httpx.URL(base)
+    budget, ended_before = BUDGET.max_bytes, BUDGET.ended
+    BUDGET.max_bytes = 64 * 1024
+    slow = never_reading(f"http://{url.host}:{url.port}", f"{url.path}/topics/{name}")
+    reader = httpx.Client(base_url=base, timeout=30)
+    read: list[str] = []
+
+    def reading() -> None:
+        try:
+            with reader.stream("GET", f"/topics/{name}", headers={"Accept": "text/event-stream"}) as answer:
+                read.extend(answer.iter_lines())
+        except httpx.HTTPError:
+            pass  # closed at the test's end
+
+    threading.Thread(target=reading, daemon=True).start()
+    published = 0
+    try:
+        deadline = time.monotonic() + 60
+        while BUDGET.ended == ended_before:  # the slow stream's connection fills, then it holds a frame
+            assert time.monotonic() < deadline, "the budget ended no stream"
+            for _ in range(20):
+                topics_broker.publish(name, {"n": published, "pad": PAD})
+                published += 1
+            time.sleep(0.05)  # publishing paced, so the reading stream makes frames meanwhile
+        events = _events(_read_response(slow, 10))
+    finally:
+        BUDGET.max_bytes = budget
+        slow.close()
+        reader.close()
+    got = [item["n"] for _, batch in events for item in batch["items"]]
+    assert got == list(range(len(got))) and len(got) < published
+    with httpx.Client(base_url=base, timeout=10) as resumer, resumer.stream(
+            "GET", f"/topics/{name}", headers={"Accept": "text/event-stream", "Last-Event-ID": events[-1][0]}) as answer:
+        data: list[int] = []
+        for line in answer.iter_lines():
+            if line.startswith("data: "):
+                batch = json.loads(line[6:])
+                assert not batch.get("gap")
+                data += [item["n"] for item in batch["items"]]
+                if len(got) + len(data) >= published:
+                    break
+    assert got + data == list(range(published))
+
+
+def test_the_budget_ends_the_slow_streams_holding_most_never_one_whose_connection_keeps_up() -> None:
+    from longpoll.budget import SLOW_SECONDS, StreamBudget
+
+    budget = StreamBudget(max_bytes=100)
+    cut: list[str] = []
+    small, big, fresh = (budget.open(lambda n=n: cut.append(n)) for n in ("small", "big", "fresh"))
+    assert budget.hold(small, 20) and budget.hold(big, 50)
+    assert budget.hold(fresh, 40)  # past the budget, but nobody has waited: a burst, not a slow client
+    assert cut == [] and budget.unsent == 110
+    assert budget.took(fresh) and budget.unsent == 70
+    small.since = big.since = time.monotonic() - SLOW_SECONDS  # their connections took nothing for that long
+    budget._next_scan = 0.0
+    assert budget.hold(fresh, 40)  # the maker's frame is fresh: the slow one holding most goes, only it
+    assert cut == ["big"] and budget.unsent == 60 and budget.ended == 1
+    assert not budget.took(big) and budget.took(small) and budget.unsent == 40
+    assert not budget.hold(big, 10)  # an ended stream makes no frame more
+    for account in (small, big, fresh):
+        budget.close(account)
+    assert budget.unsent == 0
