@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 log = logging.getLogger("longpoll")
 
-MAX_STREAM_BYTES = 32 * 1024 * 1024
+MAX_STREAM_BYTES = 16 * 1024 * 1024
 """Bytes all of a process's streams may hold unsent, by default (``longpoll.max_stream_bytes``)."""
 
 SLOW_SECONDS = 1.0
@@ -67,39 +67,49 @@ class StreamBudget:
 
     def hold(self, account: Account, size: int) -> bool:
         """A frame of ``size`` bytes is made; False when the stream is to end instead (the budget ended it
-        while it waited).  The slow streams it ends are cut through their ``on_end``."""
+        while it waited).  Past the budget, the slow streams are ended (:meth:`enforce`)."""
         now = time.monotonic()
-        ended: list[Account] = []
         with self._lock:
             if account.ended:
                 return False
             account.unsent += size
             account.since = now
             self.unsent += size
-            if self.unsent > self.max_bytes and now >= self._next_scan:
-                # a burst past the budget with no slow stream looks again only a while later, not per frame
-                self._next_scan = now + SLOW_SECONDS / 10
-                slow = sorted((a for a in self._accounts
-                               if a.unsent and not a.ended and now - a.since >= SLOW_SECONDS),
-                              key=lambda a: (a.unsent, -a.since), reverse=True)
-                for slowest in slow:
-                    if self.unsent <= self.max_bytes:
-                        break
-                    slowest.ended = True
-                    self.unsent -= slowest.unsent
-                    slowest.unsent = 0
-                    ended.append(slowest)
-                if ended:
-                    self._next_scan = now
-                self.ended += len(ended)
-        for other in ended:
-            if other.on_end is not None:
-                other.on_end()
+            over = self.unsent > self.max_bytes and now >= self._next_scan
+        if over:
+            self.enforce(now)
+        return True
+
+    def enforce(self, now: float | None = None) -> int:
+        """End slow streams, those holding most first, until the process is within its budget; how many.
+        Called as frames are made, and by the engine's sweep (streams that all wait make no frame)."""
+        now = time.monotonic() if now is None else now
+        ended: list[Account] = []
+        with self._lock:
+            if self.unsent <= self.max_bytes:
+                return 0
+            # a burst past the budget with no slow stream looks again only a while later, not per frame
+            self._next_scan = now + SLOW_SECONDS / 10
+            slow = sorted((a for a in self._accounts if a.unsent and not a.ended and now - a.since >= SLOW_SECONDS),
+                          key=lambda a: (a.unsent, -a.since), reverse=True)
+            for slowest in slow:
+                if self.unsent <= self.max_bytes:
+                    break
+                slowest.ended = True
+                self.unsent -= slowest.unsent
+                slowest.unsent = 0
+                ended.append(slowest)
+            if ended:
+                self._next_scan = now
+            self.ended += len(ended)
+        for account in ended:
+            if account.on_end is not None:
+                account.on_end()
         if ended:
             log.info("longpoll: streams hold more than longpoll.max_stream_bytes (%d bytes) unsent; ended the %d "
                      "slowest (their clients resume where their connections stopped taking frames)",
                      self.max_bytes, len(ended))
-        return True
+        return len(ended)
 
     def took(self, account: Account) -> bool:
         """The connection took the stream's frame; False when the stream is to end (the budget ended it)."""

@@ -4,7 +4,7 @@ CherryPy libraries take their settings from config sections like this one::
 
     [global]
     longpoll.max_held_polls = 2000          # process-wide
-    longpoll.max_stream_bytes = 33554432    # process-wide: what all streams may hold unsent
+    longpoll.max_stream_bytes = 16777216    # process-wide: what all streams may hold unsent
 
     [/api/chat]
     longpoll.idle_timeout = 30              # per app or path: any key below
