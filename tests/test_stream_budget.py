@@ -259,8 +259,9 @@ def test_every_front_ends_a_slow_stream_past_the_budget_and_it_resumes(base, top
         reader.close()
     got = [item["n"] for _, batch in events for item in batch["items"]]
     assert got == list(range(len(got))) and len(got) < published
-    with httpx.Client(base_url=base, timeout=10) as resumer, resumer.stream(
-            "GET", f"/topics/{name}", headers={"Accept": "text/event-stream", "Last-Event-ID": events[-1][0]}) as answer:
+    resume = {"Accept": "text/event-stream", "Last-Event-ID": events[-1][0]}
+    with httpx.Client(base_url=base, timeout=10) as resumer, \
+            resumer.stream("GET", f"/topics/{name}", headers=resume) as answer:
         data: list[int] = []
         for line in answer.iter_lines():
             if line.startswith("data: "):
