@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import cherrypy
@@ -245,7 +245,7 @@ class ASGIFront:
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
         await send({"type": "http.response.start", "status": status, "headers": out})
-        await _stream(on_loop().frames(body), receive, send)
+        await _stream(body, receive, send)
 
 
 HTTP_VERSIONS = {"1": "1.0", "1.0": "1.0", "2": "2.0", "2.0": "2.0", "3": "3.0", "3.0": "3.0"}
@@ -322,15 +322,51 @@ def _replaying(raw: bytes, receive: Receive) -> Receive:
     return again
 
 
-async def _stream(frames: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
-    """Send a stream's frames as they are made; stop as soon as the client goes away (an ASGI server may
-    drop what is sent to a gone client without a word, and the stream would run on to its end)."""
+async def _stream(steps: Any, receive: Receive, send: Send) -> None:
+    """Send a stream's frames as they are made; stop as soon as the client is known to be gone, or the
+    stream budget ends the stream (``budget.py``: a send its client does not take is given up, and the
+    server closes the connection).  The next frame is asked for only once the connection took this one.
+
+    A client gone is known by ``http.disconnect``, or by an OSError from ``send`` (ASGI 2.4).  granian (ASGI
+    2.3) tells neither while a response streams: its ``send`` to a closed connection returns as if it
+    wrote, and a ``receive`` begun before the client left never returns; one begun after says
+    ``http.disconnect`` at once.  So a new ``receive`` is begun after every frame, and the frame counts as
+    taken only if it does not say the client is gone.  The request's own message is received first: granian
+    takes a ``receive`` cancelled while it hands that message over for the client's leaving."""
+    if (await receive())["type"] == "http.disconnect":
+        steps.close()
+        return
+    loop = asyncio.get_running_loop()
+    cut: asyncio.Future[None] = loop.create_future()
+
+    def cutting() -> None:  # the budget ended the stream (from any thread)
+        try:
+            loop.call_soon_threadsafe(_resolve, cut)
+        except RuntimeError:  # the loop is closed: the stream is gone with it
+            pass
+
+    frames = on_loop().frames(steps, on_end=cutting)
+    iterator = frames.__aiter__()
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
-        async for frame in _until(frames, gone):
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-        if not gone.done():
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        while True:
+            step = asyncio.ensure_future(iterator.__anext__())
+            if not await _before(step, gone, cut):
+                return  # the client went, or the budget ended the stream: its poll ends (its finally runs)
+            try:
+                frame = step.result()
+            except StopAsyncIteration:
+                break
+            sending = asyncio.ensure_future(send({"type": "http.response.body", "body": frame, "more_body": True}))
+            if not await _before(sending, gone, cut):
+                return
+            sending.result()
+            gone.cancel()
+            gone = asyncio.ensure_future(_disconnected(receive))
+            await asyncio.sleep(0)  # a receive begun after a client left says so in this turn (granian)
+            if gone.done():
+                return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
         pass  # the client went away mid-write
     finally:
@@ -343,17 +379,17 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def _until(frames: AsyncIterator[bytes], gone: asyncio.Future[None]) -> AsyncIterator[bytes]:
-    iterator = frames.__aiter__()
-    while True:
-        step = asyncio.ensure_future(iterator.__anext__())
-        either: set[asyncio.Future[Any]] = {step, gone}
-        done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        if step not in done:
-            step.cancel()  # the client went: the stream's poll ends (its finally runs) before the stream is closed
-            await asyncio.wait({step})
-            return
-        try:
-            yield step.result()
-        except StopAsyncIteration:
-            return
+async def _before(task: asyncio.Future[Any], *stops: asyncio.Future[Any]) -> bool:
+    """Whether ``task`` finished before any of ``stops`` did; if not, it is cancelled and has ended."""
+    if not any(stop.done() for stop in stops):
+        await asyncio.wait({task, *stops}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done() and not any(stop.done() for stop in stops):
+        return True
+    task.cancel()
+    await asyncio.wait({task})
+    return False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -4,6 +4,7 @@ CherryPy libraries take their settings from config sections like this one::
 
     [global]
     longpoll.max_held_polls = 2000          # process-wide
+    longpoll.max_stream_bytes = 16777216    # process-wide: what all streams may hold unsent
 
     [/api/chat]
     longpoll.idle_timeout = 30              # per app or path: any key below
@@ -36,6 +37,7 @@ import cherrypy
 from cherrypy import _cprequest
 
 from . import config_rules
+from .budget import BUDGET, MAX_STREAM_BYTES
 from .config_rules import SettingError
 from .params import PollLimits
 from .registry import SessionLimits
@@ -59,6 +61,8 @@ START_PRIORITY = 5
 
 def _global(key: str, value: Any) -> None:
     config_rules.check({key: value}, "in [global]", pairs=False)
+    if key == "max_stream_bytes":  # the process's stream budget is the process's, not a request's
+        BUDGET.max_bytes = MAX_STREAM_BYTES if value is None else int(value)
 
 
 def _per_request(key: str, value: Any) -> None:

@@ -98,9 +98,12 @@ RULES: dict[str, Rule] = {
     "unconfirmed_idle_timeout": SECONDS,
     # process-wide
     "max_held_polls": COUNT,
+    "max_stream_bytes": Rule(whole=True, least=64 * 1024, above=False,
+                             why="a stream's frame may be a whole batch (longpoll.max_batch_bytes, 256 KiB by "
+                                 "default): below 64 KiB the budget would end streams that are merely busy"),
 }
 
-PROCESS_WIDE = {"max_held_polls", "route"}
+PROCESS_WIDE = {"max_held_polls", "max_stream_bytes", "route"}
 """Read from the global config alone: anywhere else they would be silently ignored."""
 
 KNOWN = set(RULES) | {"trusted_proxies", "route"}

@@ -195,7 +195,7 @@ class Lifecycle:
             if isinstance(exc, LongPollError):
                 yield from self._ended(session)
             raise
-        self.registry.polled(session, batch)
+        self.registry.polled(session, batch, streamed=poll.streamed)
         return batch
 
     def settle(self, held: Held, batch: Batch, poll: Poll) -> Steps[Batch | None]:

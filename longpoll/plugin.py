@@ -36,6 +36,7 @@ import cherrypy
 from cherrypy.process import plugins, wspbus
 
 from . import compat, logs, sizing
+from .budget import BUDGET
 
 log = logging.getLogger("longpoll")
 
@@ -232,6 +233,7 @@ class Plugin(plugins.SimplePlugin):
                 registry.expire()
             except Exception:  # the BackgroundTask would die on the first error
                 log.exception("expiring sessions of %s failed", registry.name)
+        BUDGET.enforce()  # streams that all wait make no frame to find the process past its budget
 
 
 def ensure(bus: wspbus.Bus | None = None) -> None:

@@ -200,13 +200,14 @@ class Registry:
             raise TooManyRequests(f"more than {self.limits.polls_per_second:g} polls a second on one session; "
                                   "wait as retry_ms says", retry_after=wait, retry_ms=max(1, round(wait * 1000)))
 
-    def polled(self, session: Session, batch: Batch | None) -> None:
+    def polled(self, session: Session, batch: Batch | None, *, streamed: bool = False) -> None:
         """A poll ended: the session goes to the back of its order, whatever the poll answered; a session
-        that ended (done, failed, expired) goes."""
+        that ended (done, failed, expired) goes.  A ``streamed`` batch's items count once its connection took
+        them (:meth:`delivered`)."""
         with self._lock:
             if batch is not None:
                 self.polls += 1
-                if batch.fresh:
+                if batch.fresh and not streamed:
                     self.items_delivered += batch.count
             key = session.key
             if session.closed:
@@ -219,6 +220,11 @@ class Registry:
                     self._settled[key] = session
                 else:
                     self._new.move_to_end(key)
+
+    def delivered(self, count: int) -> None:
+        """A stream's connection took a frame of ``count`` new items."""
+        with self._lock:
+            self.items_delivered += count
 
     # -- ending ----------------------------------------------------------
 

@@ -99,6 +99,7 @@ class Poll:
     follow: int | None = None  # the ticket of the stream's previous poll: it goes on as that poll
     before_wait: Callable[[], None] | None = None  # runs once the generator has run, before the poll first waits
     max_bytes: int = MAX_BATCH_BYTES  # a batch ends once its items reach this many bytes of JSON
+    streamed: bool = False  # a stream's: its items count as delivered once its connection took them (transports.py)
 
     @property
     def asked(self) -> str:
@@ -108,7 +109,7 @@ class Poll:
         """This poll, not waiting (every poll on an event loop first looks so: ``dataclasses.replace`` costs
         several times this)."""
         return Poll(self.cursor, 0.0, self.max_items, self.encode, self.gate, self.placed, self.keep, self.follow,
-                    self.before_wait, self.max_bytes)
+                    self.before_wait, self.max_bytes, self.streamed)
 
 
 class Batch:

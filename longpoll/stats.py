@@ -12,12 +12,13 @@ import weakref
 from typing import Any
 
 from . import plugin
+from .budget import BUDGET
 from .gate import HELD
 from .hub import Hub
 
 COUNTERS = ("polls", "items_delivered", "items_dropped", "sessions_created", "sessions_expired", "sessions_resumed",
-            "entries_read", "entries_malformed", "backend_outages")
-GAUGES = ("sessions", "held_polls", "subscriptions")
+            "entries_read", "entries_malformed", "backend_outages", "streams_ended_by_budget")
+GAUGES = ("sessions", "held_polls", "subscriptions", "stream_bytes_unsent")
 
 SOURCES: weakref.WeakSet[Any] = weakref.WeakSet()
 """Other counters to add up: objects with a ``stats()`` of name -> int (hydrators, syndication)."""
@@ -44,5 +45,6 @@ def snapshot() -> dict[str, Any]:
         for name, value in source.stats().items():
             totals[name] = totals.get(name, 0) + value
     totals["held_polls"] = HELD.held
+    totals.update(BUDGET.stats())
     totals["backend_available"] = available
     return totals

@@ -112,7 +112,9 @@ class StreamRun:
     before anything arrives.  The first poll acknowledges what the client says it has (its cursor); the
     ones after it keep what they send until the client's next reconnect or poll.  The stream ends when the
     session is done, another poll takes over, the server stops, or it has lasted ``max_stream_seconds``
-    (and when the client is gone: a write fails and the server closes it).
+    (and when the client is gone: a write fails and the server closes it).  Its new items count as delivered
+    once the connection took their frame: nothing counts what went into a connection already gone, and a
+    stream the budget ends (``budget.py``) has acknowledged nothing its client did not get.
     """
 
     def __init__(self, lifecycle: Lifecycle, held: Held, poll: Poll, limits: PollLimits, transport: str):
@@ -126,6 +128,13 @@ class StreamRun:
         self.owned: int | None = None  # the stream's ticket on its session, from its first poll on
         self.sent = self.began = time.monotonic()
         self.ends = self.began + limits.max_stream_seconds
+        self.fresh = 0  # new items in the frame :meth:`took` made: delivered once the connection takes it
+
+    def delivered(self) -> None:
+        """The connection took the frame (the front asked for the next one): its new items count."""
+        if self.fresh:
+            self.lifecycle.registry.delivered(self.fresh)
+            self.fresh = 0
 
     def next_poll(self) -> Poll | None:
         """The stream's next poll, or None when it ends now."""
@@ -133,7 +142,7 @@ class StreamRun:
         if self.lifecycle.registry.stopping or now >= self.ends:
             return None
         wait = 0.0 if self.first and self.new else max(0.0, min(self.sent + self.limits.heartbeat, self.ends) - now)
-        return replace(self.poll, timeout=wait, placed=True, keep=not self.first, follow=self.owned)
+        return replace(self.poll, timeout=wait, placed=True, keep=not self.first, follow=self.owned, streamed=True)
 
     def took(self, batch: Batch) -> tuple[bytes, bool]:
         """What a batch makes the stream send (a frame, a heartbeat, nothing), and whether it ends."""
@@ -142,8 +151,10 @@ class StreamRun:
         self.owned = batch.ticket
         out = b""
         ended = False
+        self.fresh = 0
         if batch.count or batch.gap or batch.state == DONE or (self.first and self.new):
             out = self.framing.batch(self.held.session.key, batch)
+            self.fresh = batch.count if batch.fresh else 0
             self.poll.cursor = batch.cursor
             self.sent = time.monotonic()
             ended = batch.state == DONE
@@ -163,9 +174,12 @@ def stream(lifecycle: Lifecycle, held: Held, poll: Poll, limits: PollLimits, tra
     gate = poll.gate
     if gate is not None and not gate.enter():
         try:
-            batch = yield from lifecycle.take(held, replace(poll, timeout=0.0, placed=True), again=False)
+            batch = yield from lifecycle.take(held, replace(poll, timeout=0.0, placed=True, streamed=True),
+                                              again=False)
             if not batch.released:
                 yield run.framing.refused(held.session.key, batch)
+                if batch.fresh:
+                    lifecycle.registry.delivered(batch.count)
         except LongPollError as exc:
             yield run.framing.start() + run.framing.error(exc)
         return
@@ -182,6 +196,7 @@ def stream(lifecycle: Lifecycle, held: Held, poll: Poll, limits: PollLimits, tra
                 return
             if out:
                 yield out
+                run.delivered()
             if ended:
                 return
         if lifecycle.registry.stopping:

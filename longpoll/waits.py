@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any, Protocol, TypeVar
 
+from .budget import BUDGET
+
 T = TypeVar("T")
 
 
@@ -116,18 +118,28 @@ class Threads:
         return drive.answer
 
     def frames(self, steps: Steps[None]) -> Iterator[bytes]:
-        """A stream's frames, waiting on this thread between them; closing it ends the stream's poll."""
-        return self._frames(Drive(steps))
+        """A stream's frames, waiting on this thread between them; closing it ends the stream's poll.  The
+        server asks for the next frame once it wrote the one before: that one was taken (``budget.py``)."""
+        return self._frames(Drive(steps), stream=True)
 
-    def _frames(self, drive: Drive) -> Iterator[bytes]:
+    def _frames(self, drive: Drive, stream: bool = False) -> Iterator[bytes]:
+        account = BUDGET.open() if stream else None
         with contextlib.closing(drive.steps):
-            step = drive.first()
-            while step is not None:
-                if isinstance(step, bytes):
-                    yield step
-                    step = drive.advance()
-                else:
-                    step = drive.advance(*self._do(step))
+            try:
+                step = drive.first()
+                while step is not None:
+                    if isinstance(step, bytes):
+                        if account is not None and not BUDGET.hold(account, len(step)):
+                            return
+                        yield step
+                        if account is not None and not BUDGET.took(account):
+                            return
+                        step = drive.advance()
+                    else:
+                        step = drive.advance(*self._do(step))
+            finally:
+                if account is not None:
+                    BUDGET.close(account)
 
     @staticmethod
     def _do(step: Wait | Call) -> tuple[Any, BaseException | None]:
@@ -173,20 +185,31 @@ class Loop:
             drive.steps.close()
         return drive.answer
 
-    def frames(self, steps: Steps[None]) -> AsyncIterator[bytes]:
-        return self._frames(Drive(steps))
+    def frames(self, steps: Steps[None], on_end: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
+        """A stream's frames.  The front asks for the next one once the connection took the one before
+        (``budget.py``); ``on_end()`` cuts the connection when the budget ends the stream while the front
+        waits for it to take a frame (called from any thread)."""
+        return self._frames(Drive(steps), stream=True, on_end=on_end)
 
-    async def _frames(self, drive: Drive) -> AsyncIterator[bytes]:
+    async def _frames(self, drive: Drive, stream: bool = False,
+                      on_end: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
+        account = BUDGET.open(on_end) if stream else None
         try:
             step = drive.first()
             while step is not None:
                 if isinstance(step, bytes):
+                    if account is not None and not BUDGET.hold(account, len(step)):
+                        return
                     yield step
+                    if account is not None and not BUDGET.took(account):
+                        return
                     await asyncio.sleep(0)  # every other request runs between two frames
                     step = drive.advance()
                 else:
                     step = drive.advance(*await self._do(step))
         finally:
+            if account is not None:
+                BUDGET.close(account)
             drive.steps.close()
 
     async def _do(self, step: Wait | Call) -> tuple[Any, BaseException | None]:

@@ -130,6 +130,21 @@ def test_a_bad_global_value_is_refused_as_it_is_set():
         cherrypy.config.pop("longpoll.max_timeout", None)  # CherryPy stores a value before its namespace sees it
 
 
+def test_the_stream_budget_is_set_from_the_global_config_and_refused_elsewhere(mount):
+    from longpoll.budget import BUDGET, MAX_STREAM_BYTES
+
+    found = problems_of(mount, {"/x": {"longpoll.max_stream_bytes": 2**20}})
+    assert len(found) == 1 and "longpoll.max_stream_bytes in [/x]" in found[0] and "global config" in found[0]
+    try:
+        with pytest.raises(SettingError, match=r"longpoll.max_stream_bytes in \[global\]: must be .* at least 65536"):
+            cherrypy.config.update({"longpoll.max_stream_bytes": 1000})
+        cherrypy.config.update({"longpoll.max_stream_bytes": 2.0**20})
+        assert BUDGET.max_bytes == 2**20 and isinstance(BUDGET.max_bytes, int)
+    finally:
+        cherrypy.config.pop("longpoll.max_stream_bytes", None)
+        BUDGET.max_bytes = MAX_STREAM_BYTES
+
+
 @pytest.mark.parametrize("arguments, named", [
     ({"idle_timeout": -1}, "idle_timeout of json_yield for"),
     ({"idle_timeout": "60"}, "idle_timeout of json_yield for"),

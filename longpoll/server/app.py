@@ -117,6 +117,7 @@ def configure(settings: Settings) -> None:
         "checker.on": False,
         "log.screen": False,
         "longpoll.max_held_polls": settings.max_held_polls or settings.max_sessions,
+        "longpoll.max_stream_bytes": settings.max_stream_bytes,
         "longpoll.trusted_proxies": tuple(settings.trusted_proxies),
         "longpoll.route": settings.route,
         **JSON_ERRORS,

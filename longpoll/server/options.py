@@ -159,6 +159,9 @@ OPTIONS = [
            "vanished stream client is found out", positive(float), "SECONDS"),
     Option("max_held_polls", "--max-held-polls", "polls allowed to wait at once (default: as many as sessions)",
            positive(int), "N"),
+    Option("max_stream_bytes", "--max-stream-bytes", "bytes all of a worker's SSE and JSON-lines streams may hold "
+           "that their connections have not taken; past it the slowest stream is ended, and its client resumes "
+           "where it was (at least 65536)", ranged(int, 64 * 1024, 2**62), "BYTES"),
     Option("max_body_bytes", "--max-body-bytes", "largest request body, in bytes (413 past it)", positive(int), "N"),
     Option("read_timeout", "--read-timeout", "longest wait for a request's whole head, and again for its body (a "
            "body that stalls answers 408); also how long an idle kept-alive connection stays (at most 60)",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..backends import PREFIX
 from ..backends.base import DEFAULT_IDEMPOTENCY_WINDOW
 from ..broker import DEFAULT_BUFFER
+from ..budget import MAX_STREAM_BYTES
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Settings:
     max_stream_seconds: float = 300.0  # a stream ends after this long, so proxies recycle connections
     heartbeat: float = 15.0  # a stream's heartbeat after this long without sending
     max_held_polls: int | None = None  # default: as many as there are sessions (a held poll is a future)
+    max_stream_bytes: int = MAX_STREAM_BYTES  # what all of a worker's streams may hold unsent (budget.py)
     read_timeout: float = 10.0  # a request's whole head, and its body (408); also an idle kept-alive connection
     max_connections: int = 20_000  # connections a worker holds open (granian's backpressure)
     max_body_bytes: int = 64 * 1024
