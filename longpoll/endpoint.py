@@ -40,7 +40,7 @@ from . import compat, encoding, plugin, responses, transports
 from . import config as lpconfig
 from .clients import request_address
 from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
-from .lifecycle import Lifecycle
+from .lifecycle import RECORD_MARGIN, Asked, Lifecycle
 from .params import PollLimits, json_request_body, poll_params, request_params
 from .registry import Registry, SessionLimits, canonical
 from .responses import JSON_ERRORS, Answer, error_body
@@ -278,6 +278,7 @@ class Endpoint:
         before the poll first waits.  ``accept`` asking for a stream (SSE, JSON
         lines) makes one, which ``last_event_id`` (``<key>.<cursor>``) resumes.
         """
+        since = int(time.time() * 1000)  # of two polls of one session, the newer wins (lifecycle.py)
         transport = transports.negotiate(accept) if method == "GET" or method == "POST" else None
         try:
             if method not in self.allowed:
@@ -300,7 +301,7 @@ class Endpoint:
             bound = self.bind(params) if self.bind is not None else None
             tag = (self.name, canonical([bound, *args] if args else bound))  # a key works where it was made
             registry = self.registry
-            ttl = registry.idle_timeout + max(limits.max_timeout, limits.heartbeat) + 5
+            ttl = registry.idle_timeout + RECORD_MARGIN  # a durable session's record, after each poll
             poll = Poll(asked.cursor, 0.0 if registry.stopping else asked.timeout, asked.max_items, self.encode,
                         registry.gate, before_wait=before_wait, max_bytes=limits.max_batch_bytes)
             started = time.monotonic()
@@ -311,8 +312,10 @@ class Endpoint:
                                   str(tag[1]) if self.limit_per_bind else None, address(), self._origin(args, params),
                                   off_loop=True)
             else:
+                arrived = Asked(since, max(limits.max_timeout, limits.heartbeat),
+                                str(tag[1]) if self.limit_per_bind else None, address)
                 try:
-                    held = yield from self.lifecycle.find(asked.key, tag, ttl, self._rebuild, asked.cursor)
+                    held = yield from self.lifecycle.find(asked.key, tag, ttl, self._rebuild, asked.cursor, arrived)
                 except Expired as exc:
                     if transport == transports.SSE:
                         return transports.expired(exc)

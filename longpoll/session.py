@@ -29,8 +29,8 @@ is busy computing, and only one poll of a session waits at a time (a newer
 one releases it first).  The waiter is whatever the strategy running the
 steps armed: a parked thread's lock, or a future on an event loop.
 
-A durable session's cursors are signed (``<batch>.<mac>``, with a secret
-only its record holds), so that a client whose cursor is ahead of the
+A durable session's cursors are signed (``<batch>.<mac>``, with a nonce
+made from the deployment's secret and the key, ``keys.nonce``), so that a client whose cursor is ahead of the
 stored session can be told from one that makes a cursor up: the first had a
 batch that the store lost, the second is refused, and nothing changes.
 """
@@ -201,7 +201,7 @@ class Session:
         "key", "tag", "owner", "quotas", "origin", "born", "last_seen", "served", "_allowance", "_checked",
         "_start", "feeds", "_it", "_lock", "_mutex", "_waiter", "_woken", "_ticket", "_inflight", "_watched",
         "_seq", "_cursor", "_sent", "_let_go", "_gap", "_closed", "stale", "_finished", "_failure",
-        "store", "stored", "lease", "nonce", "__weakref__",
+        "store", "stored", "lease", "nonce", "kept_until", "__weakref__",
     )
 
     def __init__(self, key: str, start: Start | Iterator[Any], tag: Any = None, owner: str | None = None,
@@ -240,6 +240,7 @@ class Session:
         self.store: Any = None  # the session store that keeps it (lifecycle.py), if any
         self.stored = -1  # the batch number the session store holds (-1: not stored)
         self.lease = 0  # the store's count of takeovers when this process took it over
+        self.kept_until = 0.0  # time.monotonic() until which the store keeps its record, as far as known
         self.nonce: bytes | None = None  # a durable session's: signs its cursors (:func:`sign`)
         if self._start is None:
             self._it = iter(start)  # type: ignore[arg-type]
