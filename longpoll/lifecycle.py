@@ -44,6 +44,14 @@ nonce is made again from the key).  Any other key whose record is gone is a
 and one the secret did not seal (forged, changed, another endpoint's or
 another identity's) opens nothing.
 
+**Replayed sessions** (``json_yield(replay=True)``: a generator that is a
+pure function of its parameters) get sealed keys too (``R``), and cursors
+that say how many items were sent: a process without the session calls the
+function again with the key's parameters and skips what the cursor says
+the client has (``Session._adopt``, the rule for a cursor ahead of a copy).
+They need no sticky routing; their secret is the session store's, else the
+configured one (``longpoll.secret``); without either they stay local.
+
 **Of two polls of one session on two processes, the newer wins**: a claim
 stores when its poll began, and a poll that finds another process took its
 session over reads that, and takes the session back only when it began
@@ -65,7 +73,7 @@ from . import backends, keys, plugin
 from .backends.base import DONE, GONE, Record, SessionStore
 from .errors import BackendUnavailable, Expired, Forbidden, LongPollError, Stopping
 from .feed import OLDEST
-from .registry import DURABLE, LOCAL, Registry, canonical
+from .registry import DURABLE, LOCAL, REPLAY, Registry, canonical
 from .session import Batch, Poll, Session, Start, batch_number
 from .waits import Call, Steps, Wait
 
@@ -103,10 +111,10 @@ class Asked:
 class Held:
     """One request's hold on a session: the session (live, or taken over), and what it was asked for as."""
 
-    __slots__ = ("session", "tag", "ttl", "rebuild", "new", "admitted", "asked")
+    __slots__ = ("session", "tag", "ttl", "rebuild", "new", "admitted", "asked", "replay")
 
     def __init__(self, session: Session, tag: tuple[str, Any], ttl: float, rebuild: Rebuild, new: bool,
-                 asked: Asked | None = None):
+                 asked: Asked | None = None, replay: bool = False):
         self.session = session
         self.tag = tag  # (endpoint name, identity): a key works only for what it was made for
         self.ttl = ttl  # how long the store keeps the record after this poll
@@ -114,6 +122,7 @@ class Held:
         self.new = new
         self.admitted = False  # counted against the session's poll rate (once per request)
         self.asked = asked or Asked()
+        self.replay = replay  # the endpoint's sessions may be rebuilt by replay (json_yield(replay=True))
 
 
 class Lifecycle:
@@ -129,12 +138,12 @@ class Lifecycle:
     # -- which session ----------------------------------------------------------------
 
     def create(self, start: Start, tag: tuple[str, Any], ttl: float, rebuild: Rebuild, owner: str | None,
-               address: str, origin: dict[str, Any] | None) -> Held:
+               address: str, origin: dict[str, Any] | None, replay: bool = False) -> Held:
         """A new session (its key is handed out with its first batch, once :meth:`settle` knows its kind)."""
         if self.registry.stopping:
             raise Stopping()  # a session made here now would be made in a process about to go
         session = self.registry.create(start, tag, owner, address, origin=origin)
-        return Held(session, tag, ttl, rebuild, new=True)
+        return Held(session, tag, ttl, rebuild, new=True, replay=replay)
 
     def find(self, key: str, tag: tuple[str, Any], ttl: float, rebuild: Rebuild,
              cursor: str | None, asked: Asked | None = None) -> Steps[Held]:
@@ -146,6 +155,8 @@ class Lifecycle:
             check(session.tag, tag)
             if session.store is not None and session.ahead(cursor):  # another process answered since
                 session = yield from self._take_over(key, held, cursor)
+        elif key[:1] == REPLAY:
+            session = yield from self._replayed(key, held, cursor)
         elif key[:1] != DURABLE:
             raise Expired(LOCAL_MESSAGE) if key[:1] == LOCAL and self.stores() else Expired()
         else:
@@ -213,6 +224,40 @@ class Lifecycle:
             log.info("session %s… rebuilt from its key: the session store lost it", key[:6])
             return session
         raise Expired()
+
+    def _replayed(self, key: str, held: Held, cursor: str | None) -> Steps[Session]:
+        """A replayed session this process does not hold, built from its key: at its start, the client's
+        cursor then being ahead of it (the session's own rule skips what the client has)."""
+        tag = held.tag
+        identity = canonical(tag[1])
+        for secret in (yield from self._secrets()):
+            opened = keys.opened(key, secret, tag[0], identity)
+            if opened is not None:
+                break
+        else:
+            raise Expired()
+        _, origin = opened
+        owner = held.asked.owner
+        address = held.asked.address() if held.asked.address is not None else None
+        quotas = tuple((kind, value) for kind, value in (("owner", owner), ("address", address)) if value is not None)
+        try:
+            session = Session(key, held.rebuild(origin), (tag[0], identity), owner, quotas, origin=origin)
+        except LongPollError:
+            raise
+        except Exception:
+            log.exception("replaying session %s… raised", key[:6])
+            raise Expired("this session could not be resumed here; start a new one") from None
+        session.sign(keys.nonce(secret, key), Batch("ready", "0"), replay=True)
+        self.registry.adopt(session)
+        return session
+
+    def _secrets(self) -> Steps[tuple[bytes, ...]]:
+        """What seals replayed keys: the session store's secrets, else the configured one, else none."""
+        for store in self.stores():
+            secrets, _, _ = yield Call(store.keying)
+            return secrets
+        configured = keys.configured_secret()
+        return () if configured is None else (configured,)
 
     def _built(self, key: str, held: Held, store: SessionStore, origin: dict[str, Any], state: dict[str, Any],
                identity: Any, owner: str | None, quotas: tuple[tuple[str, str], ...]) -> Steps[Session]:
@@ -326,7 +371,7 @@ class Lifecycle:
         session = held.session
         if held.new:
             held.new = False
-            yield from self._introduce(session, batch)
+            yield from self._introduce(session, batch, held.replay)
         store = session.store
         if store is None:
             return batch
@@ -352,12 +397,20 @@ class Lifecycle:
             raise Expired()  # it ended elsewhere, or expired
         return None  # another process took it over: the newer of the two polls has it (take)
 
-    def _introduce(self, session: Session, batch: Batch) -> Steps[None]:
+    def _introduce(self, session: Session, batch: Batch, replay: bool = False) -> Steps[None]:
         """A new session is about to hand out its key: durable when its recipe's feeds are on a store (and
         then sealed, so that it can be rebuilt if the store loses it)."""
         store = self._store_of(session)
         if store is None:
-            self.registry.mark(session, LOCAL)
+            sealed = None
+            secrets = (yield from self._secrets()) if replay and session.origin is not None else ()
+            if secrets:
+                secret = secrets[0]
+                sealed = keys.sealed(session.key, secret, bytes(keys.EPOCH_BYTES), session.tag[0], session.tag[1],
+                                     session.origin or {}, REPLAY)
+            self.registry.mark(session, LOCAL if sealed is None else REPLAY, sealed)
+            if sealed is not None:
+                session.sign(keys.nonce(secret, session.key), batch, replay=True)
             return
         secrets, epoch, _ = yield Call(store.keying)
         secret = secrets[0]

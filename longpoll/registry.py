@@ -31,7 +31,7 @@ import orjson
 from . import keys
 from .errors import TooManyRequests, TooManySessions
 from .gate import HELD, HoldGate
-from .keys import DURABLE, KINDS, LOCAL  # noqa: F401 (lifecycle.py's names for the kinds; keys.py owns them)
+from .keys import DURABLE, KINDS, LOCAL, REPLAY  # noqa: F401 (lifecycle.py's names for the kinds; keys.py owns them)
 from .session import Batch, Session, Start
 
 log = logging.getLogger("longpoll")
