@@ -556,7 +556,7 @@ class Session:
         if number is not None and self._sent and number < self._let_go:
             # a stream sent past what it could keep, and the client got less: carry on from what is left
             return 0, True
-        if number is not None and (number > self._seq or self.replay) and self.nonce is not None \
+        if number is not None and number > self._seq and self.nonce is not None \
                 and cursor == sign(self.nonce, self.key, number, items_of(cursor) if self.replay else None):
             return _AHEAD
         raise BadParameter("cursor", "does not match this session; send the cursor of the last response")
