@@ -251,10 +251,10 @@ class RedisStore(RedisSocial):
                         self._poster_cache.pop(hashed[i], None)
                         results[i] = bad_token()
                     elif answer[0] == b"moved":
-                        self._next_status = max(self._next_status, int(answer[1]) + 1)
+                        self._next_status = int(answer[1]) + 1  # lower too, after Redis lost its data
                         moved.append(i)
                     else:
-                        self._next_status = max(self._next_status, int(answer[0]) + 1)
+                        self._next_status = int(answer[0]) + 1
                         _uid, status, extra, _args = drafts[i]
                         results[i] = {"id": int(answer[0]), **status, **extra}
             pending = moved
