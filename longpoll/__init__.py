@@ -24,7 +24,7 @@ __all__ = [
     "Conflict", "Expired", "PayloadTooLarge", "RequestTimeout", "TooManySessions", "TooManyRequests",
     "BackendUnavailable", "GeneratorFailed", "SettingError", "SettingWarning",
     "json_handler", "json_body", "request_params", "single", "integer", "identifier",
-    "Source", "open_source", "order", "Worker", "attach", "track", "unavailable_as_503", "ChannelListener",
+    "Source", "open_source", "order", "Worker", "attach", "track", "unavailable_as_503", "queued", "ChannelListener",
     "Routes", "Continuation", "Call", "Steps", "Batch", "THREADS", "Answer", "JSON_HEADERS",
 ]
 
@@ -37,6 +37,7 @@ _MODULES = {
     "json_handler": "endpoint", "json_body": "responses", "request_params": "params", "single": "params",
     "integer": "params", "identifier": "params", "Source": "feed", "open_source": "feed", "order": "backends.base",
     "Worker": "background", "attach": "plugin", "track": "stats", "unavailable_as_503": "backends.connection",
+    "queued": "backends.connection",
     "ChannelListener": "backends.channel", "Routes": "routes", "Continuation": "routes", "Call": "waits",
     "Steps": "waits",
     "Batch": "waits", "THREADS": "waits", "Answer": "responses", "JSON_HEADERS": "responses",
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from .asgi_front import asgi
     from .backends.base import order
     from .backends.channel import ChannelListener
-    from .backends.connection import unavailable_as_503
+    from .backends.connection import queued, unavailable_as_503
     from .background import Worker
     from .broker import Broker
     from .config_rules import SettingError, SettingWarning

@@ -35,7 +35,7 @@ from .base import (
     order,
     retention_of,
 )
-from .connection import check_url, connect, unavailable_as_503
+from .connection import check_url, connect, queued, unavailable_as_503
 from .store import RedisSessionStore, new_epoch
 
 APPEND_LUA = """
@@ -126,15 +126,20 @@ class RedisLog:
 
     def append_json(self, topic: str, raw: bytes, key: str | None = None) -> str:
         with unavailable_as_503():
-            position = self._appending(topic, raw, key, self.client)
+            position = self._appending(topic, raw, key)
         return _text(position)
 
-    def _appending(self, topic: str, raw: bytes, key: str | None, client: Any) -> Any:
+    def _appending(self, topic: str, raw: bytes, key: str | None, pipe: Any = None) -> Any:
+        """The append's position, or with ``pipe`` the append queued on it."""
         if key is None:
-            return self._append(keys=self.keys(topic), args=[*self.args(topic), raw], client=client)
-        member = f"{len(topic)}:{topic}{key}"  # the topic's length first: no two (topic, key) pairs make one
-        return self._append_once(keys=[*self.keys(topic), *self.idempotency],
-                                 args=[*self.args(topic), raw, member, *self.idempotency_args], client=client)
+            script, keys, args = self._append, self.keys(topic), [*self.args(topic), raw]
+        else:
+            member = f"{len(topic)}:{topic}{key}"  # the topic's length first: no two (topic, key) pairs make one
+            script, keys = self._append_once, [*self.keys(topic), *self.idempotency]
+            args = [*self.args(topic), raw, member, *self.idempotency_args]
+        if pipe is None:
+            return script(keys=keys, args=args)
+        return queued(pipe, script, keys, args)
 
     def many(self, calls: list[tuple[Any, ...]]) -> list[Any]:
         """``append_json`` calls as one pipeline (``appends``): what an event loop's publishes of one moment

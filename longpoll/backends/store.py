@@ -54,7 +54,7 @@ import redis
 
 from .base import Record, Release
 from .channel import ChannelListener
-from .connection import unavailable_as_503
+from .connection import queued, unavailable_as_503
 
 _EPOCH = """
 local epoch = redis.call('GET', KEYS[2])
@@ -183,9 +183,9 @@ class RedisSessionStore:
         pipe = self.client.pipeline(transaction=False)
         for fn, key, *args in calls:
             if fn == self.commit:
-                self._commit(keys=self._key(key), args=self._commit_args(*args), client=pipe)
+                queued(pipe, self._commit, self._key(key), self._commit_args(*args))
             else:
-                self._touch(keys=self._key(key), args=self._touch_args(*args), client=pipe)
+                queued(pipe, self._touch, self._key(key), self._touch_args(*args))
         with unavailable_as_503():
             answers = pipe.execute(raise_on_error=False)
         return [answer if isinstance(answer, Exception) else self._ran(answer) for answer in answers]

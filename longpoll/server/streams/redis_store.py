@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import redis
 
-from ... import BackendUnavailable, Batch, Conflict, Forbidden, NotFound, unavailable_as_503
+from ... import BackendUnavailable, Batch, Conflict, Forbidden, NotFound, queued, unavailable_as_503
 from .social import SocialLimits
 from .social_redis import DEFAULT_PREFIX, RedisSocial, ScriptLog, status_of
 from .store import STREAM_SALT_BYTES, TOPIC, Hydrate, bad_token, digest, draft, new_token
@@ -232,10 +232,10 @@ class RedisStore(RedisSocial):
                 expected = self._next_status  # a post that loses it to another process's retries with the next
                 for n, i in enumerate(pending):
                     uid, _status, _extra, args = drafts[i]
-                    self._post(keys=[key("status:id:"), self.log.stream, key("syndicate"), key("user:", uid),
-                                     key("status:", expected + n), key("profile:", uid), key("home:", uid),
-                                     key("followers:", uid), self.log.topic_stream(TOPIC)],
-                               args=[expected + n, *args], client=pipe)
+                    queued(pipe, self._post, [key("status:id:"), self.log.stream, key("syndicate"), key("user:", uid),
+                                              key("status:", expected + n), key("profile:", uid), key("home:", uid),
+                                              key("followers:", uid), self.log.topic_stream(TOPIC)],
+                           [expected + n, *args])
                 try:
                     with unavailable_as_503():
                         answers = pipe.execute(raise_on_error=False)
