@@ -77,7 +77,7 @@ def _sieve() -> Iterator[int]:
 class Demo:
     def __init__(self, broker: Broker, registry: Registry, limits: PollLimits = PollLimits()):
         self.broker = broker
-        self.primes = cherrypy.expose(json_yield(registry=registry, poll_limits=limits, replay=True)(primes))
+        self.primes = cherrypy.expose(json_yield(registry=registry, poll_limits=limits)(primes))
         self.follow = json_yield(methods=("GET",), registry=registry, poll_limits=limits, name="topics",
                                  fastpath=True)(self._topic_items)
 
