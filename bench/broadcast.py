@@ -55,7 +55,19 @@ from typing import Any
 import orjson
 
 from . import client, nchan, socketio_server
-from .common import Progress, Server, SocketIOServer, header, mb, median, percentile, raise_nofile, recv, table
+from .common import (
+    Progress,
+    Server,
+    SocketIOServer,
+    header,
+    mb,
+    median,
+    percentile,
+    raise_nofile,
+    recv,
+    start_row,
+    table,
+)
 from .profile import Profiler, summarise
 
 # -- the holders (a process each) ----------------------------------------------------
@@ -337,14 +349,8 @@ def main() -> int:
                 procs.append(proc)
                 pipes.append(mine)
             for row in rows:
-                if row.skip:
-                    print(f"skipped {row.name}: {row.skip}")
-                    continue
-                row.server = stack.enter_context(row.start())
-                if isinstance(row.server, Server):
-                    row.server.wait_ready()
-                row.banner = row.server.banner
-                row.rss_idle = row.server.rss_kb()
+                if start_row(row, stack):
+                    row.rss_idle = row.server.rss_kb()
             for run in range(1, args.runs + 1):
                 for row in rows:
                     if not row.skip:

@@ -7,6 +7,7 @@ their own process group only: never a broad kill by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -358,6 +359,19 @@ class Server(ServerProcess):
             self.log_path.unlink(missing_ok=True)
         else:
             print(f"(server log kept at {self.log_path})", file=sys.stderr)
+
+
+def start_row(row: Any, stack: contextlib.ExitStack) -> bool:
+    """Start a benchmark row's server in ``stack`` and wait until it serves (its ``server`` and ``banner``
+    set); False, saying why, for a row that is skipped."""
+    if row.skip:
+        print(f"skipped {row.name}: {row.skip}")
+        return False
+    row.server = stack.enter_context(row.start())
+    if isinstance(row.server, Server):
+        row.server.wait_ready()
+    row.banner = row.server.banner
+    return True
 
 
 class AppServer(Server):

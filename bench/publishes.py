@@ -27,7 +27,7 @@ import sys
 from typing import Any
 
 from . import nchan, socketio_server
-from .common import Progress, RedisServer, Server, SocketIOServer, header, median, raise_nofile, table
+from .common import Progress, RedisServer, Server, SocketIOServer, header, median, raise_nofile, start_row, table
 from .readypolls import WRK_INSTALL, run_wrk, wrk_version
 
 BODY = b'{"message":"hello","n":1}'
@@ -38,6 +38,7 @@ class Row:
     def __init__(self, name: str, start: Any, path: str, skip: str | None = None):
         self.name, self.start, self.path, self.skip = name, start, path, skip
         self.server: Any = None
+        self.banner = ""
         self.runs: list[dict[str, Any]] = []
 
 
@@ -91,12 +92,8 @@ def main() -> int:
         for row in rows:
             if wrk is None:
                 row.skip = f"wrk not installed: {WRK_INSTALL}"
-            if row.skip:
-                print(f"skipped {row.name}: {row.skip}")
+            if not start_row(row, stack):
                 continue
-            row.server = stack.enter_context(row.start())
-            if isinstance(row.server, Server):
-                row.server.wait_ready()
             run_wrk(row.server.url + row.path, args.connections, 1, False, threads=args.threads, body=BODY)
         live = [row for row in rows if not row.skip]
         for run in range(1, args.runs + 1):

@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 
 from . import nchan
-from .common import Progress, Server, header, median, raise_nofile, table
+from .common import Progress, Server, header, median, raise_nofile, start_row, table
 from .profile import Profiler, summarise
 
 SCRIPT = Path(__file__).with_name("continue.lua")
@@ -184,13 +184,8 @@ def main() -> int:
     progress = Progress()
     with contextlib.ExitStack() as stack:
         for row in rows:
-            if row.skip:
-                print(f"skipped {row.name}: {row.skip}")
+            if not start_row(row, stack):
                 continue
-            row.server = stack.enter_context(row.start())
-            if isinstance(row.server, Server):
-                row.server.wait_ready()
-            row.banner = row.server.banner
             check_ready(row)
             if args.warmup:
                 run_wrk(row.server.url + row.path, args.connections, args.warmup, row.carry)
