@@ -98,10 +98,15 @@ def check_query_string() -> None:
             raise cherrypy.HTTPError(400, "the query string is not valid UTF-8") from None
 
 
+def media_type(content_type: str) -> str:
+    """A Content-Type's media type alone, in lower case (``"application/json; charset=utf-8"`` -> JSON's)."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def json_request_body() -> Any:
     """The request's JSON body, or NO_BODY when it has none (or is not JSON-typed)."""
     request = cherrypy.serving.request
-    content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    content_type = media_type(request.headers.get("Content-Type", ""))
     if request.body is None or content_type != "application/json" or not request.process_request_body:
         return NO_BODY
     try:

@@ -29,7 +29,7 @@ from . import responses
 from .clients import client_address
 from .endpoint import Endpoint, endpoint_of
 from .errors import BadRequest, LongPollError
-from .params import NO_BODY, parse_json_body, request_params
+from .params import NO_BODY, media_type, parse_json_body, request_params
 from .responses import Answer
 from .waits import Steps
 
@@ -152,7 +152,7 @@ class Continuation(NamedTuple):
     def readable(self, raw: bytes | None) -> bool:
         """Whether the front reads this request's body (none, a form, JSON); another kind (multipart, say)
         only CherryPy reads: a handler then leaves the request to the app (returns None)."""
-        kind = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        kind = media_type(self.headers.get("content-type", ""))
         return not raw or kind in (FORM, JSON)
 
     def params(self, raw: bytes | None, max_chars: int) -> dict[str, Any]:
@@ -223,14 +223,14 @@ def decide(routes: Routes | None, method: str, path: str, query: str, headers: A
 
 def body_wanted(method: str, content_type: str, length: str, chunked: bool, largest: int) -> bool:
     """Whether a POST's body is one this module reads (a form or JSON of a known, bounded length)."""
-    kind = content_type.split(";", 1)[0].strip().lower()
+    kind = media_type(content_type)
     return method == "POST" and kind in (FORM, JSON) and length.isdigit() and int(length) <= largest \
         and not chunked
 
 
 def read_body(content_type: str, raw: bytes) -> tuple[dict[str, Any], Any]:
     """The form parameters and the JSON body of a POST (a LongPollError in place of the body if malformed)."""
-    if content_type.split(";", 1)[0].strip().lower() == JSON:
+    if media_type(content_type) == JSON:
         try:
             return {}, parse_json_body(raw)
         except LongPollError as exc:

@@ -22,7 +22,7 @@ from .. import responses
 from ..broker import Broker, idempotency_key
 from ..endpoint import json_handler, json_yield
 from ..errors import BadParameter, BadRequest, LongPollError
-from ..params import NO_BODY, PollLimits, integer, json_request_body, parse_json_body
+from ..params import NO_BODY, PollLimits, integer, json_request_body, media_type, parse_json_body
 from ..registry import Registry
 from ..responses import Answer
 from ..routes import Continuation
@@ -110,7 +110,7 @@ class Demo:
         if not TOPIC.fullmatch(name):
             return responses.error(BadParameter(
                 "topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->"))
-        kind = asked.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        kind = media_type(asked.headers.get("content-type", ""))
         try:
             item = parse_json_body(raw or b"") if kind == "application/json" else NO_BODY
         except LongPollError as exc:
