@@ -21,7 +21,7 @@ import orjson
 from .. import responses
 from ..broker import Broker, idempotency_key
 from ..endpoint import json_handler, json_yield
-from ..errors import BadParameter, BadRequest, LongPollError
+from ..errors import BadParameter, BadRequest
 from ..params import NO_BODY, PollLimits, integer, json_request_body, media_type, parse_json_body
 from ..registry import Registry
 from ..responses import Answer
@@ -74,6 +74,13 @@ def _sieve() -> Iterator[int]:
         composites[m] = multiples
 
 
+def checked(topic: str) -> str:
+    """A topic named in a path, or the 400 that says which are."""
+    if not TOPIC.fullmatch(topic):
+        raise BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->")
+    return topic
+
+
 class Demo:
     def __init__(self, broker: Broker, registry: Registry, limits: PollLimits = PollLimits()):
         self.broker = broker
@@ -83,8 +90,7 @@ class Demo:
 
     def _topic_items(self, topic: str, backfill: Any = "0") -> Iterator[Any]:
         """A topic's items, from now on (or its newest ``backfill`` first): durable on Redis."""
-        if not TOPIC.fullmatch(topic):
-            raise BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->")
+        checked(topic)
         count = integer({"backfill": backfill}, "backfill", 0, MAX_BACKFILL, 0)
         return self.broker.feed(topic, backfill=count)
 
@@ -93,8 +99,7 @@ class Demo:
     def topics(self, name: str = "", *rest: str, **params: Any) -> bytes:
         """GET long-polls the topic; POST publishes its JSON body to it (as :meth:`publish` does on the
         event loop: the same steps, run on this thread)."""
-        if rest or not TOPIC.fullmatch(name):
-            raise BadParameter("topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->")
+        checked("/".join((name, *rest)))
         if cherrypy.serving.request.method == "GET":
             return self.follow(name, **params)  # the path's topic, as the fast path gives it
         status, headers, body = THREADS.run(self._published(
@@ -105,26 +110,18 @@ class Demo:
         return body  # type: ignore[return-value]  # bytes: an answer, never a stream
 
     def publish(self, asked: Continuation, raw: bytes | None) -> Steps[Answer]:
-        """``POST /topics/<name>`` answered by the front itself, its body read there: no CherryPy request."""
-        name = asked.args[0]
-        if not TOPIC.fullmatch(name):
-            return responses.error(BadParameter(
-                "topic", "the path must be /topics/<1-64 characters of A-Z a-z 0-9 _ . ->"))
+        """``POST /topics/<name>`` answered by the front itself, its body read there: no CherryPy request (a
+        LongPollError raised is its answer, as ``routes.answered`` makes it)."""
+        name = checked(asked.args[0])
         kind = media_type(asked.headers.get("content-type", ""))
-        try:
-            item = parse_json_body(raw or b"") if kind == "application/json" else NO_BODY
-        except LongPollError as exc:
-            return responses.error(exc)
+        item = parse_json_body(raw or b"") if kind == "application/json" else NO_BODY
         return (yield from self._published(name, item, asked.headers.get(IDEMPOTENCY_KEY.lower())))
 
     def _published(self, name: str, item: Any, key: str | None) -> Steps[Answer]:
         """The answer to a publish; a retry with the first one's key answers the first one's position."""
-        try:
-            if key is not None:
-                idempotency_key(key, IDEMPOTENCY_KEY)
-            if item is NO_BODY:
-                raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")
-            position = yield from self.broker.publishing(name, item, key=key)
-        except LongPollError as exc:
-            return responses.error(exc)
+        if key is not None:
+            idempotency_key(key, IDEMPOTENCY_KEY)
+        if item is NO_BODY:
+            raise BadRequest("publish the item as a JSON body (Content-Type: application/json)")
+        position = yield from self.broker.publishing(name, item, key=key)
         return 201, responses.JSON_HEADERS, orjson.dumps({"topic": name, "position": position})
