@@ -46,7 +46,7 @@ class SessionLimits:
     max_per_address: int = 1_000  # live sessions made from one client address (429 past it)
     polls_per_second: float = 50.0  # sustained polls of one session (429 with Retry-After past it)
     poll_burst: float = 100.0
-    unconfirmed_idle_timeout: float = 30.0  # a session polled only once expires this soon after that poll
+    unconfirmed_idle_timeout: float = 30.0  # a session polled only once gives its place up this soon after
 
 
 def canonical(tag: Any) -> Any:
@@ -118,15 +118,23 @@ class Registry:
         recipe in a stored session (``Session``).
         """
         quotas = tuple((kind, value) for kind, value in (("owner", owner), ("address", address)) if value is not None)
+        given_up: list[Session] = []
         try:
             with self._lock:
-                self._check_room(quotas)
+                try:
+                    self._check_room(quotas)
+                except TooManySessions:
+                    given_up = self._make_room(quotas)
+                    self._check_room(quotas)
                 self._reserved += 1
                 for quota in quotas:
                     self._counts[quota] = self._counts.get(quota, 0) + 1
         except TooManySessions:
             _close(start)
             raise
+        finally:
+            for stale in given_up:  # outside the lock: a generator's finally may take time
+                stale.close()
         try:
             session = Session(keys.new(), start, canonical(tag), owner, quotas, origin=origin)
         except BaseException:
@@ -166,6 +174,27 @@ class Registry:
                 who = repr(value) if kind == "owner" else "this client address"
                 raise TooManySessions(f"{who} holds its limit of {cap} sessions; reuse a session key, "
                                       "or let unused sessions expire", retry_after=retry)
+
+    def _make_room(self, quotas: tuple[tuple[str, str], ...]) -> list[Session]:
+        """Under the lock, when a new session finds no room: sessions polled only once and idle past
+        ``unconfirmed_idle_timeout`` give their places up, those of the quota that is full (or any, when the
+        registry is).  Only then: on a loaded server a client's second poll may wait in the server's queue
+        for longer than that, and a session expired under it would answer its client 410 for nothing."""
+        now = time.monotonic()
+        full = len(self._new) + len(self._settled) + self._reserved >= self.limits.max_sessions
+        given_up = []
+        for session in self._new.values():
+            since = session.idle_since(now)
+            if since is None:
+                continue  # a poll is in flight
+            if since <= self.limits.unconfirmed_idle_timeout:
+                break  # polled order: everything after this was polled later
+            if full or any(quota in quotas for quota in session.quotas):
+                given_up.append(session)
+        for session in given_up:
+            self._remove(session)
+        self.sessions_expired += len(given_up)
+        return given_up
 
     def _uncount(self, quotas: tuple[tuple[str, str], ...]) -> None:
         """Under the lock."""
@@ -247,13 +276,12 @@ class Registry:
         now = time.monotonic() if now is None else now
         idle: list[Session] = []
         with self._lock:
-            for order, timeout in ((self._new, min(self.idle_timeout, self.limits.unconfirmed_idle_timeout)),
-                                   (self._settled, self.idle_timeout)):
+            for order in (self._new, self._settled):
                 for session in order.values():
                     since = session.idle_since(now)
                     if since is None:
                         continue  # a poll is in flight
-                    if since <= timeout:
+                    if since <= self.idle_timeout:
                         break  # polled order: everything after this was polled later
                     idle.append(session)
             for session in idle:

@@ -83,17 +83,40 @@ def test_sessions_polled_only_with_errors_do_not_stall_expiry(monkeypatch):
     registry.close_all()
 
 
-def test_sessions_made_and_never_polled_again_expire_soon():
-    registry = Registry(idle_timeout=60, session_limits=SessionLimits(unconfirmed_idle_timeout=2))
+def test_sessions_polled_only_once_give_their_places_up_when_room_is_needed(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("longpoll.session.time.monotonic", lambda: now[0])
+    registry = Registry(idle_timeout=60, session_limits=SessionLimits(max_sessions=3, unconfirmed_idle_timeout=2))
     once = registry.create(iter(range(100)))
     polled(registry, once, P(None, 0, 1))
     twice = registry.create(iter(range(100)))
     first = polled(registry, twice, P(None, 0, 1))
     polled(registry, twice, P(first.cursor, 0, 1))
-    later = max(once.last_seen, twice.last_seen) + 3
-    assert registry.expire(later) == 1
-    assert once.closed and not twice.closed  # a client that came back keeps the full idle timeout
-    assert registry.expire(later + 58) == 1
+    now[0] += 3
+    recent = registry.create(iter(range(100)))
+    polled(registry, recent, P(None, 0, 1))
+    assert registry.expire() == 0  # nobody needs the room: once's second poll may still be in a queue
+    newcomer = registry.create(iter(range(5)))
+    assert once.closed and not twice.closed and not recent.closed and not newcomer.closed
+    with pytest.raises(TooManySessions):  # recent was polled only just now: it keeps its place
+        registry.create(iter(range(5)))
+    now[0] += 61
+    assert registry.expire() == 3  # past idle_timeout, whether or not they came back
+    registry.close_all()
+
+
+def test_a_full_quota_takes_back_only_its_own_unconfirmed_places(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("longpoll.session.time.monotonic", lambda: now[0])
+    registry = Registry(idle_timeout=60, session_limits=SessionLimits(max_per_address=2, unconfirmed_idle_timeout=2))
+    mine = [registry.create(iter(range(5)), address="192.0.2.1") for _ in range(2)]
+    theirs = registry.create(iter(range(5)), address="198.51.100.1")
+    for session in (*mine, theirs):
+        polled(registry, session, P(None, 0, 1))
+        now[0] += 0.1
+    now[0] += 3
+    registry.create(iter(range(5)), address="192.0.2.1")
+    assert [s.closed for s in mine] == [True, True] and not theirs.closed  # its own, not another's
     registry.close_all()
 
 
