@@ -21,6 +21,7 @@ from cheroot import wsgi
 
 import longpoll
 from longpoll import FastPolls
+from longpoll.endpoint import endpoint_of
 from longpoll.server.app import Settings, build
 from tests.apps import Probe
 from tests.conftest_support import free_port, wait_until
@@ -124,6 +125,13 @@ def base(server: dict, backend: str, front: str) -> str:
 @pytest.fixture
 def broker(server: dict, backend: str):
     return server["brokers"][backend]
+
+
+@pytest.fixture
+def topics_registry(server: dict, backend: str):
+    """The registry of the demo's /topics: which of its sessions a poll waits on now (``waiting``).  The
+    gate's count is the whole process's, where an earlier test's poll may end meanwhile."""
+    return endpoint_of(server["roots"][backend].topics.__self__.follow).registry
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def free_port() -> int:
@@ -31,3 +32,9 @@ def polled(registry, session, poll):  # noqa: ANN001, ANN201 (a test's shorthand
         raise
     registry.polled(session, batch)
     return batch
+
+
+def waiting(registry: Any, key: str) -> bool:
+    """Whether a poll of the session waits now, on whichever front holds it."""
+    session = registry.get(key)
+    return session is not None and session._waiter is not None

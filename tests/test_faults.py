@@ -13,8 +13,8 @@ import time
 import httpx
 import pytest
 
-from longpoll.gate import HELD
-from tests.conftest_support import free_port, wait_until
+from longpoll.endpoint import endpoint_of
+from tests.conftest_support import free_port, wait_until, waiting
 from tests.procs import ServerProcess
 from tests.streams_helpers import Stream, post, settle, signup, unique
 
@@ -113,19 +113,19 @@ def test_lost_responses_are_sent_again(client, broker):
     tally(f"lost responses ({lost_answers} lost)", published, received)
 
 
-def test_a_client_that_disconnects_during_a_held_poll_loses_nothing(client, base, broker):
+def test_a_client_that_disconnects_during_a_held_poll_loses_nothing(client, base, broker, server, backend):
     _, token = signup(client)
     stream = Stream(client, "sample", identifier=unique("gone"), percent=100)
     url = httpx.URL(base)
     query = (f"identifier={stream.identifier}&key={stream.key}&cursor={stream.cursor}&timeout=5")
-    before = HELD.held
+    registry = endpoint_of(server["roots"][backend].statuses.sample_json).registry
     with socket.create_connection((url.host, url.port), timeout=10) as conn:
         conn.sendall(f"GET {url.path}/statuses/sample.json?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        wait_until(lambda: HELD.held > before, what="the poll to be held")
+        wait_until(lambda: waiting(registry, stream.key), what="the poll to be held")
     # The client is gone; the server still answers its held poll with what arrives now.
     published = [post(client, token, "while nobody listens")["id"]]
     settle(broker)
-    wait_until(lambda: HELD.held == before, what="the abandoned poll to finish")
+    wait_until(lambda: not waiting(registry, stream.key), what="the abandoned poll to finish")
     published += [post(client, token, "after coming back")["id"]]
     settle(broker)
     stream.collect(2, timeout=20, poll_timeout=1)  # polls again with the cursor it had
