@@ -10,7 +10,11 @@ from typing import Any
 import cherrypy
 
 import longpoll
+from longpoll.gate import HoldGate
 from longpoll.registry import Registry, SessionLimits
+
+VANISHING = HoldGate()
+"""The gate of Probe.vanishing's streams."""
 
 FINALLY: defaultdict[str, threading.Event] = defaultdict(threading.Event)
 """token -> set once the generator of the session made with that token has been closed."""
@@ -82,4 +86,13 @@ class Probe:
     @longpoll.json_yield(poll_limits=longpoll.PollLimits(heartbeat=0.2, max_stream_seconds=1.5))
     def beats(self, topic: str) -> Iterator[Any]:
         """Streams with a heartbeat every 0.2 s that end after 1.5 s."""
+        return waiting(self.broker, topic, "-")
+
+    @cherrypy.expose
+    @longpoll.json_yield(registry=Registry(name="tests-vanishing", gate=VANISHING),
+                         poll_limits=longpoll.PollLimits(heartbeat=0.2, max_stream_seconds=120))
+    def vanishing(self, topic: str) -> Iterator[Any]:
+        """Streams with a heartbeat every 0.2 s that only a failed write ends, behind a gate of their own: a
+        test counts the places they hold, which the process-wide gate's count would mix with other tests'
+        polls ending meanwhile."""
         return waiting(self.broker, topic, "-")

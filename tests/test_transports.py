@@ -201,18 +201,18 @@ def test_a_quiet_stream_sends_heartbeats_and_ends_after_its_longest(client):
 
 
 def test_an_open_stream_is_a_held_poll_and_a_vanished_client_frees_it(base):
-    from longpoll.gate import HELD
+    from tests.apps import VANISHING
     from tests.conftest_support import wait_until
 
     url = httpx.URL(base)
-    before = HELD.held
+    assert VANISHING.held == 0
     with socket.create_connection((url.host, url.port), timeout=10) as conn:
-        conn.sendall(f"GET {url.path}/t/beats?topic=gone-{uuid.uuid4().hex} HTTP/1.1\r\nHost: x\r\n"
+        conn.sendall(f"GET {url.path}/t/vanishing?topic=gone-{uuid.uuid4().hex} HTTP/1.1\r\nHost: x\r\n"
                      f"Accept: text/event-stream\r\n\r\n".encode())
         assert conn.recv(4096).startswith(b"HTTP/1.1 200")
-        wait_until(lambda: HELD.held == before + 1, what="the stream to hold its place")
+        wait_until(lambda: VANISHING.held == 1, what="the stream to hold its place")
     # The client is gone: the next heartbeat's write fails and the place is given back.
-    wait_until(lambda: HELD.held == before, timeout=5, what="the vanished stream to be let go")
+    wait_until(lambda: VANISHING.held == 0, timeout=5, what="the vanished stream to be let go")
 
 
 def test_longpoll_serve_sets_the_streams_length_and_heartbeat():
