@@ -103,10 +103,10 @@ RULES: dict[str, Rule] = {
                                  "default): below 64 KiB the budget would end streams that are merely busy"),
 }
 
-PROCESS_WIDE = {"max_held_polls", "max_stream_bytes", "route"}
+PROCESS_WIDE = {"max_held_polls", "max_stream_bytes", "route", "secret"}
 """Read from the global config alone: anywhere else they would be silently ignored."""
 
-KNOWN = set(RULES) | {"trusted_proxies", "route"}
+KNOWN = set(RULES) | {"trusted_proxies", "route", "secret"}
 
 PAIRS = (("default_timeout", "max_timeout", "a poll that gives no timeout would be held longer than any poll may ask"),
          ("default_max", "max_items", "a poll that gives no max would take more items than any poll may ask"))
@@ -173,9 +173,9 @@ def _problem(key: str, given: Any, process_wide: bool) -> str | None:
     if key in PROCESS_WIDE and not process_wide:
         return ("is process-wide and read from the global config alone, where it belongs "
                 "(cherrypy.config.update, or the [global] section); here it would be ignored")
-    if key == "route":  # this process's name in its keys (keys.py)
+    if key in ("route", "secret"):  # this process's name in its keys, what seals them (keys.py)
         try:
-            keys.check_route(given)
+            keys.check_route(given) if key == "route" else keys.check_secret(given)
         except ValueError as exc:
             return str(exc)
         return None

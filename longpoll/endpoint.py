@@ -40,7 +40,7 @@ from . import compat, encoding, plugin, responses, transports
 from . import config as lpconfig
 from .clients import request_address
 from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
-from .lifecycle import Lifecycle
+from .lifecycle import RECORD_MARGIN, Asked, Lifecycle
 from .params import PollLimits, json_request_body, poll_params, request_params
 from .registry import Registry, SessionLimits, canonical
 from .responses import JSON_ERRORS, Answer, error_body
@@ -68,6 +68,7 @@ def json_yield(
     name: str | None = None,
     default: Callable[[Any], Any] | None = None,
     fastpath: bool | None = None,
+    replay: bool = False,
 ) -> Callable[[Callable[..., Iterable[Any]]], Callable[..., Any]]:
     """Turn a generator function into a long-poll endpoint.
 
@@ -99,6 +100,13 @@ def json_yield(
     continuation polls without CherryPy's request: true by default without
     ``bind``; say ``True`` for a ``bind`` that reads only the parameters.
 
+    ``replay=True`` says the generator is a pure function of its parameters
+    (it yields the same items, in the same order, whenever and wherever it is
+    called with them, as ``primes`` does): its sessions are then continued by
+    any process, which calls it again and skips what the client has, so they
+    need no sticky routing.  Its keys carry the parameters, sealed with the
+    session store's secret (a single process's own without one).
+
     The handler has ``registry`` and ``endpoint`` (the :class:`Endpoint`)
     attributes.  Used on a ``GET``/``POST`` method of a class (CherryPy's
     MethodDispatcher), it also makes the class's own errors JSON, so a method
@@ -116,7 +124,7 @@ def json_yield(
             idle_timeout, session_limits=session_limits or SessionLimits(max_sessions=max_sessions),
             name=func.__qualname__), configurable=own, methods=methods, poll_limits=poll_limits,
             bind=bind, limit_per_bind=limit_per_bind, name=name, default=default,
-            fastpath=bind is None if fastpath is None else fastpath)
+            fastpath=bind is None if fastpath is None else fastpath, replay=replay)
         namespace = sys._getframe(1).f_locals
         method = "__qualname__" in namespace and "__module__" in namespace  # decorated in a class body
 
@@ -205,7 +213,7 @@ class Endpoint:
     def __init__(self, func: Callable[..., Iterable[Any]], registry: Registry, *, configurable: bool,
                  methods: Iterable[str], poll_limits: PollLimits, bind: Callable[[dict[str, Any]], Any] | None,
                  limit_per_bind: bool, name: str | None, default: Callable[[Any], Any] | None,
-                 fastpath: bool = False):
+                 fastpath: bool = False, replay: bool = False):
         allowed = tuple(m.upper() for m in methods)
         self.allowed = allowed + (("HEAD",) if "GET" in allowed and "HEAD" not in allowed else ())
         self.func = func
@@ -217,6 +225,7 @@ class Endpoint:
         self.bind = bind
         self.limit_per_bind = limit_per_bind
         self.fastpath = fastpath
+        self.replay = replay
         self.overrun_warning = OVERRUN_WARNING
         self.encode = functools.partial(_encode, default=default)
         self._configurable = configurable  # its own registry: the path's longpoll.* config applies
@@ -278,6 +287,7 @@ class Endpoint:
         before the poll first waits.  ``accept`` asking for a stream (SSE, JSON
         lines) makes one, which ``last_event_id`` (``<key>.<cursor>``) resumes.
         """
+        since = int(time.time() * 1000)  # of two polls of one session, the newer wins (lifecycle.py)
         transport = transports.negotiate(accept) if method == "GET" or method == "POST" else None
         try:
             if method not in self.allowed:
@@ -301,7 +311,7 @@ class Endpoint:
             bound = self.bind(params) if self.bind is not None else None
             tag = (self.name, canonical([bound, *args] if args else bound))  # a key works where it was made
             registry = self.registry
-            ttl = registry.idle_timeout + max(limits.max_timeout, limits.heartbeat) + 5
+            ttl = registry.idle_timeout + RECORD_MARGIN  # a durable session's record, after each poll
             poll = Poll(asked.cursor, 0.0 if registry.stopping else asked.timeout, asked.max_items, self.encode,
                         registry.gate, before_wait=before_wait, max_bytes=limits.max_batch_bytes)
             started = time.monotonic()
@@ -310,10 +320,12 @@ class Endpoint:
                 # steps must not (read a backfill, open a query).
                 held = yield Call(self.lifecycle.create, lambda: self._start(args, params), tag, ttl, self._rebuild,
                                   str(tag[1]) if self.limit_per_bind else None, address(), self._origin(args, params),
-                                  off_loop=True)
+                                  self.replay, off_loop=True)
             else:
+                arrived = Asked(since, max(limits.max_timeout, limits.heartbeat),
+                                str(tag[1]) if self.limit_per_bind else None, address)
                 try:
-                    held = yield from self.lifecycle.find(asked.key, tag, ttl, self._rebuild, asked.cursor)
+                    held = yield from self.lifecycle.find(asked.key, tag, ttl, self._rebuild, asked.cursor, arrived)
                 except Expired as exc:
                     if transport == transports.SSE:
                         return transports.expired(exc)

@@ -60,14 +60,19 @@ class FeedWait(BaseException):
     caller's code must not swallow it)."""
 
 
+OLDEST = "oldest"
+"""A rebuilt session's feeds whose positions were lost with the session store: each starts at its log's
+oldest position (what the log holds now, after it lost its data)."""
+
+
 class Recorder:
     """The feeds one session's generator opened, in the order it opened them, and what they did since."""
 
     __slots__ = ("feeds", "resume", "opened", "stepped", "own", "gap", "mismatch")
 
-    def __init__(self, resume: list[dict[str, Any]] | None = None):
+    def __init__(self, resume: list[dict[str, Any]] | str | None = None):
         self.feeds: list[Source] = []
-        self.resume = resume  # checkpoints the feeds start at: a session rebuilt from its stored state
+        self.resume = resume  # checkpoints the feeds start at: a session rebuilt from its stored state, or OLDEST
         self.opened = 0  # feeds asked for since the generator was (re)built
         self.stepped = False  # a feed gave an item since the session last took one
         self.own = False  # the generator yielded an item that no feed gave: it cannot be a recipe
@@ -88,7 +93,10 @@ class Recorder:
                                  f"where it had opened {feed.identity[0]!r}")
                 raise FeedWait()  # the session ends it: see Session
             return feed
-        checkpoint = self.resume[n] if self.resume is not None and n < len(self.resume) else None
+        if self.resume == OLDEST:
+            checkpoint: dict[str, Any] | None = {"topic": identity[0], "log": identity[1], "position": "0"}
+        else:
+            checkpoint = self.resume[n] if isinstance(self.resume, list) and n < len(self.resume) else None
         if checkpoint is not None and (checkpoint.get("topic"), checkpoint.get("log")) != identity[:2]:
             raise BadParameter("key", "this session's stored state does not match its endpoint any more")
         feed = make(checkpoint)

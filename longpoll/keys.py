@@ -15,15 +15,40 @@ the key at the proxy could not, the key being random.  It comes from
 environment variable (``longpoll serve --route``); a route name is letters
 and digits only, so the ``-`` after it ends it unambiguously.  Durable keys
 carry no route: any process continues them.
+
+A durable key also carries what its session is rebuilt from when the session
+store lost it (Redis restarted without its data): ``D<random><sealed>``,
+where ``<sealed>`` is the URL-safe base64 of a MAC, the short name of the
+store's epoch the key was made in, and the JSON of the first poll's path
+arguments and parameters.  The MAC (keyed with the deployment's secret,
+``SessionStore.keying``) covers those, the random part, the endpoint and
+the identity (``bind=``) the session was made for, so a key changed in any
+part, or sent by another identity or to another endpoint, opens nothing.  A
+durable session whose parameters do not fit (keys are at most
+``MAX_KEY_CHARS``) gets a plain ``D<random>`` key, and is not rebuilt.  The
+session's cursors are signed with a nonce made from the same secret and the
+key (:func:`nonce`), so they verify without the record too.
+
+A replayed session's key (``R``) is sealed the same way, with no epoch: any
+process that has the secret calls the function again with the parameters
+the key carries, and skips the items the client's cursor says it has.  Its
+secret is the session store's, else the configured one
+(:func:`configured_secret`); with neither, the session stays process-local
+(``L``, routed as above).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
 import re
 import secrets
+from typing import Any
 
 import cherrypy
+import orjson
 
 RANDOM_BYTES = 18
 """144 random bits per key: 24 URL-safe characters after the marks."""
@@ -32,12 +57,23 @@ RANDOM_CHARS = 24
 
 LOCAL = "L"
 DURABLE = "D"
-KINDS = (LOCAL, DURABLE)
-"""A key's first character: a session kept by the process that made it (L), or one any process can continue
-from the session store (D).  Set when the key is first handed out (``Registry.mark``)."""
+REPLAY = "R"
+KINDS = (LOCAL, DURABLE, REPLAY)
+"""A key's first character: a session kept by the process that made it (L), one any process can continue
+from the session store (D), or one any process rebuilds by replaying its generator, a pure function of its
+parameters (R, ``json_yield(replay=True)``).  Set when the key is first handed out (``Registry.mark``)."""
+
+MAX_KEY_CHARS = 256
+"""The longest key (``params.KEY``): a durable key carries its session's parameters."""
+
+MAC_BYTES = 12
+EPOCH_BYTES = 4
 
 ROUTE = re.compile(r"[A-Za-z0-9]{1,32}")
 ROUTE_ENV = "LONGPOLL_ROUTE"
+
+SECRET_ENV = "LONGPOLL_SECRET"
+MIN_SECRET_CHARS = 16
 
 
 def check_route(name: object) -> str:
@@ -45,6 +81,22 @@ def check_route(name: object) -> str:
     if not isinstance(name, str) or not ROUTE.fullmatch(name):
         raise ValueError(f"a route is 1 to 32 letters and digits (it is put in session keys), not {name!r}")
     return name
+
+
+def check_secret(given: object) -> str:
+    """A configured secret as given, or ValueError saying what one may be."""
+    if not isinstance(given, str) or len(given) < MIN_SECRET_CHARS:
+        raise ValueError(f"a secret is a string of at least {MIN_SECRET_CHARS} characters (it seals session keys)")
+    return given
+
+
+def configured_secret() -> bytes | None:
+    """The deployment's own secret, where it has no session store to keep one: ``longpoll.secret`` in the
+    global config, else ``$LONGPOLL_SECRET``; every process given the same one verifies the others' keys."""
+    given = cherrypy.config.get("longpoll.secret") or os.environ.get(SECRET_ENV) or None
+    if given is None:
+        return None
+    return hashlib.blake2b(check_secret(given).encode(), digest_size=32, person=b"longpoll-secret").digest()
 
 
 def route() -> str | None:
@@ -79,3 +131,41 @@ def route_of(key: str) -> str | None:
         return None
     name = key[1:-RANDOM_CHARS - 1]
     return name if ROUTE.fullmatch(name) else None
+
+
+def sealed(key: str, secret: bytes, epoch: bytes, endpoint: str, tag: Any, origin: dict[str, Any],
+           kind: str = DURABLE) -> str | None:
+    """A durable (or replayed) session's key that carries what rebuilds it (see the module's docstring); None
+    when its parameters do not fit."""
+    random = key[-RANDOM_CHARS:]
+    body = orjson.dumps([origin.get("args", []), origin.get("params", {})])
+    mac = _mac(secret, kind + random, epoch, endpoint, tag, body)
+    made = kind + random + base64.urlsafe_b64encode(mac + epoch + body).decode().rstrip("=")
+    return made if len(made) <= MAX_KEY_CHARS else None
+
+
+def opened(key: str, secret: bytes, endpoint: str, tag: Any) -> tuple[bytes, dict[str, Any]] | None:
+    """What a sealed durable or replayed key carries (the epoch it was made in, and its session's origin),
+    if this deployment made it for this endpoint and this identity; None for any other key."""
+    if key[:1] not in (DURABLE, REPLAY) or len(key) <= 1 + RANDOM_CHARS:
+        return None
+    random, rest = key[1:1 + RANDOM_CHARS], key[1 + RANDOM_CHARS:]
+    try:
+        raw = base64.urlsafe_b64decode(rest + "=" * (-len(rest) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    mac, epoch, body = raw[:MAC_BYTES], raw[MAC_BYTES:MAC_BYTES + EPOCH_BYTES], raw[MAC_BYTES + EPOCH_BYTES:]
+    if not secrets.compare_digest(mac, _mac(secret, key[0] + random, epoch, endpoint, tag, body)):
+        return None
+    args, params = orjson.loads(body)
+    return epoch, {"endpoint": endpoint, "args": args, "params": params}
+
+
+def nonce(secret: bytes, key: str) -> bytes:
+    """What a durable session's cursors are signed with: made again from its key wherever the secret is."""
+    return hashlib.blake2b(key.encode(), key=secret[:64], digest_size=16, person=b"longpoll-cursor").digest()
+
+
+def _mac(secret: bytes, random: str, epoch: bytes, endpoint: str, tag: Any, body: bytes) -> bytes:
+    signed = orjson.dumps([random, epoch.hex(), endpoint, tag]) + body
+    return hashlib.blake2b(signed, key=secret[:64], digest_size=MAC_BYTES, person=b"longpoll-key").digest()

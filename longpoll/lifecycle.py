@@ -30,27 +30,61 @@ the first poll's parameters, each feed's position) and what they sent that
 the client has not acknowledged.  Keys say what kind of session they are
 (``keys.KINDS``), so a process asked for a session another process keeps
 to itself says so.
+
+**When the store lost the record** (Redis restarted without its data), the
+durable key itself rebuilds the session: it carries the first poll's
+parameters and the epoch it was made in, sealed with the deployment's
+secret (``keys.sealed``).  A key made in an earlier epoch, within as long as
+its session could have lived after that epoch began (the record's lifetime
+plus the longest hold), is rebuilt with its feeds at their logs' oldest
+position, numbered on from the client's cursor, and its next batch says
+``gap``; its cursor is checked by the same rules as a live session's (the
+nonce is made again from the key).  Any other key whose record is gone is a
+410: one of this epoch ended or expired, one too old could not be alive,
+and one the secret did not seal (forged, changed, another endpoint's or
+another identity's) opens nothing.
+
+**Replayed sessions** (``json_yield(replay=True)``: a generator that is a
+pure function of its parameters) get sealed keys too (``R``), and cursors
+that say how many items were sent: a process without the session calls the
+function again with the key's parameters and skips what the cursor says
+the client has (``Session._adopt``, the rule for a cursor ahead of a copy).
+They need no sticky routing; their secret is the session store's, else the
+configured one (``longpoll.secret``); without either they stay local.
+
+**Of two polls of one session on two processes, the newer wins**: a claim
+stores when its poll began, and a poll that finds another process took its
+session over reads that, and takes the session back only when it began
+later; else it answers as released.
+
+The record lives ``ttl`` (the idle timeout plus ``RECORD_MARGIN``) after a
+poll; a poll about to wait longer than the record would live first extends
+it for the wait.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
-from . import backends, plugin
+from . import backends, keys, plugin
 from .backends.base import DONE, GONE, Record, SessionStore
 from .errors import BackendUnavailable, Expired, Forbidden, LongPollError, Stopping
-from .registry import DURABLE, LOCAL, Registry, canonical
-from .session import Batch, Poll, Session, Start
-from .waits import Call, Steps
+from .feed import OLDEST
+from .registry import DURABLE, LOCAL, REPLAY, Registry, canonical
+from .session import Batch, Poll, Session, Start, batch_number
+from .waits import Call, Steps, Wait
 
 log = logging.getLogger("longpoll")
 
 LOCAL_MESSAGE = ("this session is kept by the server process that made it, and this process does not hold it "
                  "(its generator keeps state of its own, so only that process can continue it); route each key to "
                  "the process its route names (longpoll.route), or run one process; start a new session")
+
+RECORD_MARGIN = 5.0
+"""Seconds a durable session's record outlives its idle timeout in the store (round trips, clocks)."""
 
 CLAIMS = 5
 """Times a takeover reads and claims again when the record changed in between (each change is a poll that
@@ -60,18 +94,35 @@ Rebuild = Callable[[dict[str, Any]], Start]
 """The recipe of a stored session's origin (its endpoint's function with the first poll's parameters)."""
 
 
+class Asked:
+    """What a poll that names a key brings besides it: when it began, and what a session rebuilt for it
+    counts against."""
+
+    __slots__ = ("since", "hold", "owner", "address")
+
+    def __init__(self, since: int = 0, hold: float = 0.0, owner: str | None = None,
+                 address: Callable[[], str] | None = None):
+        self.since = since or int(time.time() * 1000)  # wall-clock ms: of two polls, the newer wins
+        self.hold = hold  # the longest a poll of the endpoint may be held
+        self.owner = owner
+        self.address = address
+
+
 class Held:
     """One request's hold on a session: the session (live, or taken over), and what it was asked for as."""
 
-    __slots__ = ("session", "tag", "ttl", "rebuild", "new", "admitted")
+    __slots__ = ("session", "tag", "ttl", "rebuild", "new", "admitted", "asked", "replay")
 
-    def __init__(self, session: Session, tag: tuple[str, Any], ttl: float, rebuild: Rebuild, new: bool):
+    def __init__(self, session: Session, tag: tuple[str, Any], ttl: float, rebuild: Rebuild, new: bool,
+                 asked: Asked | None = None, replay: bool = False):
         self.session = session
         self.tag = tag  # (endpoint name, identity): a key works only for what it was made for
         self.ttl = ttl  # how long the store keeps the record after this poll
         self.rebuild = rebuild
         self.new = new
         self.admitted = False  # counted against the session's poll rate (once per request)
+        self.asked = asked or Asked()
+        self.replay = replay  # the endpoint's sessions may be rebuilt by replay (json_yield(replay=True))
 
 
 class Lifecycle:
@@ -87,35 +138,46 @@ class Lifecycle:
     # -- which session ----------------------------------------------------------------
 
     def create(self, start: Start, tag: tuple[str, Any], ttl: float, rebuild: Rebuild, owner: str | None,
-               address: str, origin: dict[str, Any] | None) -> Held:
+               address: str, origin: dict[str, Any] | None, replay: bool = False) -> Held:
         """A new session (its key is handed out with its first batch, once :meth:`settle` knows its kind)."""
         if self.registry.stopping:
             raise Stopping()  # a session made here now would be made in a process about to go
         session = self.registry.create(start, tag, owner, address, origin=origin)
-        return Held(session, tag, ttl, rebuild, new=True)
+        return Held(session, tag, ttl, rebuild, new=True, replay=replay)
 
     def find(self, key: str, tag: tuple[str, Any], ttl: float, rebuild: Rebuild,
-             cursor: str | None) -> Steps[Held]:
-        """The session a poll of ``key`` continues: this process's copy, or one taken over from the store."""
+             cursor: str | None, asked: Asked | None = None) -> Steps[Held]:
+        """The session a poll of ``key`` continues: this process's copy, or one taken over from the store
+        (or rebuilt from its key, when the store lost it)."""
+        held = Held(None, tag, ttl, rebuild, new=False, asked=asked)  # type: ignore[arg-type]
         session = self.registry.get(key)
         if session is not None:
             check(session.tag, tag)
             if session.store is not None and session.ahead(cursor):  # another process answered since
-                session = yield from self._take_over(key, tag, ttl, rebuild, cursor)
+                session = yield from self._take_over(key, held, cursor)
+        elif key[:1] == REPLAY:
+            session = yield from self._replayed(key, held, cursor)
         elif key[:1] != DURABLE:
             raise Expired(LOCAL_MESSAGE) if key[:1] == LOCAL and self.stores() else Expired()
         else:
-            session = yield from self._take_over(key, tag, ttl, rebuild, cursor)
-        return Held(session, tag, ttl, rebuild, new=False)
+            session = yield from self._take_over(key, held, cursor)
+        held.session = session
+        return held
 
-    def _take_over(self, key: str, tag: tuple[str, Any], ttl: float, rebuild: Rebuild,
-                   cursor: str | None) -> Steps[Session]:
+    def _take_over(self, key: str, held: Held, cursor: str | None, newer: bool = False) -> Steps[Session]:
         """Read the stored session, check the poll against it, claim it, and build it here (unless this
-        process's copy is the one stored after all)."""
+        process's copy is the one stored after all).  ``newer``: only if this poll began after the one that
+        took the session over last (else it answers as released: None)."""
+        tag, ttl = held.tag, held.ttl
         for _ in range(CLAIMS):
-            store, record = yield from self._read(key)
+            found = yield from self._read(key)
+            if found is None:
+                return (yield from self._rebuilt(key, held, cursor))
+            store, record = found
             origin = self._checked(record, key, tag, cursor)
-            lease = yield Call(store.claim, key, ttl, record)
+            if newer and record.since > held.asked.since:
+                return None  # type: ignore[return-value]  # the poll that has it now is the newer one
+            lease = yield Call(store.claim, key, ttl + held.asked.hold, record, held.asked.since)
             if lease == GONE:
                 raise Expired()
             if lease:
@@ -126,13 +188,82 @@ class Lifecycle:
         local = self.registry.get(key)
         if local is not None and record.holder == store.me and local.stored == record.seq:
             local.lease = lease  # this process's copy is the one stored after all
+            local.kept_until = time.monotonic() + ttl + held.asked.hold
             return local
-        identity = record.state.get("tag")
+        session = yield from self._built(key, held, store, origin, record.state["session"], record.state.get("tag"),
+                                         record.state.get("owner"),
+                                         tuple(tuple(q) for q in record.state.get("quotas", ())))
+        session.lease = lease
+        session.kept_until = time.monotonic() + ttl + held.asked.hold
+        return session
+
+    def _rebuilt(self, key: str, held: Held, cursor: str | None) -> Steps[Session]:
+        """A durable session whose record the store lost, built again from its key (see the module's
+        docstring), or Expired."""
+        tag = held.tag
+        identity = canonical(tag[1])
+        for store in self.stores():
+            secrets, epoch, began = yield Call(store.keying)
+            secret, opened = next(((s, o) for s in secrets if (o := keys.opened(key, s, tag[0], identity))),
+                                  (b"", None))
+            if opened is None:
+                continue
+            made_in, origin = opened
+            if made_in == epoch or began is None or time.time() > began + held.ttl + held.asked.hold:
+                raise Expired()  # it ended or expired in this store's life, or it could not be alive any more
+            state = {"seq": batch_number(cursor) or 0, "let_go": 0, "gap": True, "finished": False, "feeds": OLDEST,
+                     "nonce": keys.nonce(secret, key).hex(), "sent": []}
+            Session.check(state, key, cursor)
+            owner = held.asked.owner
+            address = held.asked.address() if held.asked.address is not None else None
+            quotas = tuple((kind, value) for kind, value in (("owner", owner), ("address", address))
+                           if value is not None)
+            self._listen(store)
+            session = yield from self._built(key, held, store, origin, state, identity, owner, quotas)
+            session.stored = -1  # no record: the first batch it answers makes one
+            log.info("session %s… rebuilt from its key: the session store lost it", key[:6])
+            return session
+        raise Expired()
+
+    def _replayed(self, key: str, held: Held, cursor: str | None) -> Steps[Session]:
+        """A replayed session this process does not hold, built from its key: at its start, the client's
+        cursor then being ahead of it (the session's own rule skips what the client has)."""
+        tag = held.tag
+        identity = canonical(tag[1])
+        for secret in (yield from self._secrets()):
+            opened = keys.opened(key, secret, tag[0], identity)
+            if opened is not None:
+                break
+        else:
+            raise Expired()
+        _, origin = opened
+        owner = held.asked.owner
+        address = held.asked.address() if held.asked.address is not None else None
+        quotas = tuple((kind, value) for kind, value in (("owner", owner), ("address", address)) if value is not None)
         try:
-            session = Session.restore(key, rebuild(origin), record.state["session"], tag=(tag[0], identity),
-                                      owner=record.state.get("owner"),
-                                      quotas=tuple(tuple(q) for q in record.state.get("quotas", ())),
-                                      origin=origin)
+            session = Session(key, held.rebuild(origin), (tag[0], identity), owner, quotas, origin=origin)
+        except LongPollError:
+            raise
+        except Exception:
+            log.exception("replaying session %s… raised", key[:6])
+            raise Expired("this session could not be resumed here; start a new one") from None
+        session.sign(keys.nonce(secret, key), Batch("ready", "0"), replay=True)
+        self.registry.adopt(session)
+        return session
+
+    def _secrets(self) -> Steps[tuple[bytes, ...]]:
+        """What seals replayed keys: the session store's secrets, else the configured one, else none."""
+        for store in self.stores():
+            secrets, _, _ = yield Call(store.keying)
+            return secrets
+        configured = keys.configured_secret()
+        return () if configured is None else (configured,)
+
+    def _built(self, key: str, held: Held, store: SessionStore, origin: dict[str, Any], state: dict[str, Any],
+               identity: Any, owner: str | None, quotas: tuple[tuple[str, str], ...]) -> Steps[Session]:
+        try:
+            session = Session.restore(key, held.rebuild(origin), state, tag=(held.tag[0], identity), owner=owner,
+                                      quotas=quotas, origin=origin)
         except BackendUnavailable:
             raise  # passing: the next poll tries again
         except (LongPollError, Exception) as exc:
@@ -142,16 +273,15 @@ class Lifecycle:
             yield Call(store.delete, key)
             raise Expired("this session could not be resumed here; start a new one") from None
         session.store = store
-        session.lease = lease
         self.registry.adopt(session)
         return session
 
-    def _read(self, key: str) -> Steps[tuple[SessionStore, Record]]:
+    def _read(self, key: str) -> Steps[tuple[SessionStore, Record] | None]:
         for store in self.stores():
             record = yield Call(store.read, key)
             if record is not None:
                 return store, record
-        raise Expired()
+        return None
 
     @staticmethod
     def _checked(record: Record, key: str, tag: tuple[str, Any], cursor: str | None) -> dict[str, Any]:
@@ -178,9 +308,10 @@ class Lifecycle:
             self.registry.admit(held.session)
         settled = yield from self.settle(held, (yield from self._polled(held, poll)), poll)
         if settled is None and again:
-            held.session = yield from self._take_over(held.session.key, held.tag, held.ttl, held.rebuild,
-                                                      poll.cursor)
-            settled = yield from self.settle(held, (yield from self._polled(held, poll)), poll)
+            taken = yield from self._take_over(held.session.key, held, poll.cursor, newer=True)
+            if taken is not None:
+                held.session = taken
+                settled = yield from self.settle(held, (yield from self._polled(held, poll)), poll)
         batch = settled or held.session.empty(poll, released=True)
         if self.registry.stopping and (batch.released or not batch.count):
             raise Stopping()  # held polls answer now, and nothing waits here any more: resume elsewhere
@@ -189,7 +320,8 @@ class Lifecycle:
     def _polled(self, held: Held, poll: Poll) -> Steps[Batch]:
         session = held.session
         try:
-            batch = yield from session.steps(poll)
+            steps = session.steps(poll)
+            batch = yield from (steps if session.store is None else self._kept(held, steps))
         except BaseException as exc:
             self.registry.polled(session, None)
             if isinstance(exc, LongPollError):
@@ -197,6 +329,39 @@ class Lifecycle:
             raise
         self.registry.polled(session, batch, streamed=poll.streamed)
         return batch
+
+    def _kept(self, held: Held, steps: Any) -> Steps[Batch]:
+        """A poll's steps, its session's record extended before the poll waits longer than it would live."""
+        sent: Any = None
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        while True:
+            session = held.session
+            if isinstance(step, Wait) and step.deadline + 1 > session.kept_until and session.store is not None:
+                ttl = held.ttl + max(0.0, step.deadline - time.monotonic())
+                try:
+                    code = yield Call(session.store.touch, session.key, ttl, batch=session.store.writes)
+                except BackendUnavailable:
+                    code = None  # the poll's end stores it, or says so
+                if code == DONE:
+                    session.kept_until = time.monotonic() + ttl
+            try:
+                sent = yield step
+            except GeneratorExit:
+                steps.close()
+                raise
+            except BaseException as exc:
+                try:
+                    step = steps.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                step = steps.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
     def settle(self, held: Held, batch: Batch, poll: Poll) -> Steps[Batch | None]:
         """Store what a poll answered before it is sent (a new session's key is named first): the batch to
@@ -206,7 +371,7 @@ class Lifecycle:
         session = held.session
         if held.new:
             held.new = False
-            self._introduce(session, batch)
+            yield from self._introduce(session, batch, held.replay)
         store = session.store
         if store is None:
             return batch
@@ -225,22 +390,35 @@ class Lifecycle:
             code = yield Call(store.commit, session.key, -1, seq, state, held.ttl, session.lease, batch=store.writes)
         if code == DONE:
             session.stored = max(session.stored, seq)
+            session.kept_until = max(session.kept_until, time.monotonic() + held.ttl)
             return batch
         self.registry.discard(session)
         if code == GONE:
             raise Expired()  # it ended elsewhere, or expired
-        if batch.waited or batch.released:  # the older poll: the newer one, elsewhere, has the session
-            return session.empty(poll, released=True, ticket=batch.ticket)
-        return None
+        return None  # another process took it over: the newer of the two polls has it (take)
 
-    def _introduce(self, session: Session, batch: Batch) -> None:
-        """A new session is about to hand out its key: durable when its recipe's feeds are on a store."""
+    def _introduce(self, session: Session, batch: Batch, replay: bool = False) -> Steps[None]:
+        """A new session is about to hand out its key: durable when its recipe's feeds are on a store (and
+        then sealed, so that it can be rebuilt if the store loses it)."""
         store = self._store_of(session)
-        self.registry.mark(session, LOCAL if store is None else DURABLE)
-        if store is not None:
-            session.store = store
-            session.sign(secrets.token_bytes(16), batch)
-            self._listen(store)
+        if store is None:
+            sealed = None
+            secrets = (yield from self._secrets()) if replay and session.origin is not None else ()
+            if secrets:
+                secret = secrets[0]
+                sealed = keys.sealed(session.key, secret, bytes(keys.EPOCH_BYTES), session.tag[0], session.tag[1],
+                                     session.origin or {}, REPLAY)
+            self.registry.mark(session, LOCAL if sealed is None else REPLAY, sealed)
+            if sealed is not None:
+                session.sign(keys.nonce(secret, session.key), batch, replay=True)
+            return
+        secrets, epoch, _ = yield Call(store.keying)
+        secret = secrets[0]
+        self.registry.mark(session, DURABLE, keys.sealed(session.key, secret, epoch, session.tag[0], session.tag[1],
+                                                         session.origin or {}))
+        session.store = store
+        session.sign(keys.nonce(secret, session.key), batch)
+        self._listen(store)
 
     def _ended(self, session: Session) -> Steps[None]:
         """A poll found its session over (done and acknowledged, or failed): its record goes too."""
@@ -273,7 +451,7 @@ class Lifecycle:
             store.on_release(self._released)
             plugin.attach(store.listener)
 
-    def _released(self, key: str, lease: int) -> None:
+    def _released(self, key: str, lease: int, since: int = 0) -> None:
         """Another process took a session over: a poll held on this copy answers, and the copy goes."""
         session = self.registry.get(key)
         if session is not None and session.store is not None and session.lease < lease:

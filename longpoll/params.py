@@ -20,7 +20,7 @@ import cherrypy
 from .errors import BadParameter, BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+KEY = re.compile(r"[A-Za-z0-9_-]{1,256}")  # keys.MAX_KEY_CHARS
 CURSOR = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 DECIMAL = re.compile(r" *[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)? *")
 WHOLE = re.compile(r" *[+-]?[0-9]{1,18} *")

@@ -31,7 +31,7 @@ import orjson
 from . import keys
 from .errors import TooManyRequests, TooManySessions
 from .gate import HELD, HoldGate
-from .keys import DURABLE, KINDS, LOCAL  # noqa: F401 (lifecycle.py's names for the kinds; keys.py owns them)
+from .keys import DURABLE, KINDS, LOCAL, REPLAY  # noqa: F401 (lifecycle.py's names for the kinds; keys.py owns them)
 from .session import Batch, Session, Start
 
 log = logging.getLogger("longpoll")
@@ -149,18 +149,20 @@ class Registry:
             self.sessions_created += 1
         return session
 
-    def mark(self, session: Session, kind: str) -> None:
-        """Mark a new session's key with its kind (KINDS), before the key is first handed out."""
-        if session.key[0] == kind:
+    def mark(self, session: Session, kind: str, key: str | None = None) -> None:
+        """Mark a new session's key with its kind (KINDS), before the key is first handed out; ``key``: the
+        key it is handed out as (a durable key that carries its parameters, ``keys.sealed``)."""
+        key = key if key is not None else keys.marked(session.key, kind)
+        if session.key == key:
             return
         with self._lock:
             for order in (self._new, self._settled):
                 if order.get(session.key) is session:
                     del order[session.key]
-                    session.key = keys.marked(session.key, kind)
+                    session.key = key
                     order[session.key] = session
                     return
-            session.key = keys.marked(session.key, kind)
+            session.key = key
 
     def _check_room(self, quotas: tuple[tuple[str, str], ...]) -> None:
         """Under the lock."""

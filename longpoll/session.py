@@ -29,8 +29,8 @@ is busy computing, and only one poll of a session waits at a time (a newer
 one releases it first).  The waiter is whatever the strategy running the
 steps armed: a parked thread's lock, or a future on an event loop.
 
-A durable session's cursors are signed (``<batch>.<mac>``, with a secret
-only its record holds), so that a client whose cursor is ahead of the
+A durable session's cursors are signed (``<batch>.<mac>``, with a nonce
+made from the deployment's secret and the key, ``keys.nonce``), so that a client whose cursor is ahead of the
 stored session can be told from one that makes a cursor up: the first had a
 batch that the store lost, the second is refused, and nothing changes.
 """
@@ -185,12 +185,24 @@ def batch_number(cursor: str | None) -> int | None:
     return int(number)
 
 
-def sign(nonce: bytes, key: str, seq: int) -> str:
-    """A durable session's cursor for batch ``seq``: only what holds the session's nonce can make it."""
+def sign(nonce: bytes, key: str, seq: int, items: int | None = None) -> str:
+    """A durable session's cursor for batch ``seq``: only what holds the session's nonce can make it.  A
+    replayed session's (``items``: how many it sent up to that batch) is ``<batch>.<items>.<mac>``."""
     if not seq:
         return "0"
-    mac = hashlib.blake2b(b"%s %d" % (key.encode(), seq), key=nonce, digest_size=MAC_BYTES).digest()
-    return f"{seq}.{base64.urlsafe_b64encode(mac).decode()}"
+    if items is None:
+        mac = hashlib.blake2b(b"%s %d" % (key.encode(), seq), key=nonce, digest_size=MAC_BYTES).digest()
+        return f"{seq}.{base64.urlsafe_b64encode(mac).decode()}"
+    mac = hashlib.blake2b(b"%s %d %d" % (key.encode(), seq, items), key=nonce, digest_size=MAC_BYTES).digest()
+    return f"{seq}.{items}.{base64.urlsafe_b64encode(mac).decode()}"
+
+
+def items_of(cursor: str) -> int | None:
+    """How many items a replayed session's cursor says were sent up to its batch (None: not such a cursor)."""
+    parts = cursor.split(".")
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[1].isascii() or len(parts[1]) > 19:
+        return None
+    return int(parts[1])
 
 
 Start = Callable[[], Any]
@@ -202,7 +214,7 @@ class Session:
         "key", "tag", "owner", "quotas", "origin", "born", "last_seen", "served", "_allowance", "_checked",
         "_start", "feeds", "_it", "_lock", "_mutex", "_waiter", "_woken", "_ticket", "_inflight", "_watched",
         "_seq", "_cursor", "_sent", "_let_go", "_gap", "_closed", "stale", "_finished", "_failure",
-        "store", "stored", "lease", "nonce", "__weakref__",
+        "store", "stored", "lease", "nonce", "kept_until", "replay", "_items", "__weakref__",
     )
 
     def __init__(self, key: str, start: Start | Iterator[Any], tag: Any = None, owner: str | None = None,
@@ -241,6 +253,9 @@ class Session:
         self.store: Any = None  # the session store that keeps it (lifecycle.py), if any
         self.stored = -1  # the batch number the session store holds (-1: not stored)
         self.lease = 0  # the store's count of takeovers when this process took it over
+        self.kept_until = 0.0  # time.monotonic() until which the store keeps its record, as far as known
+        self.replay = False  # a pure function of its parameters: any process rebuilds it by replay (sign())
+        self._items = 0  # items sent up to the last batch (a replayed session's cursors say it)
         self.nonce: bytes | None = None  # a durable session's: signs its cursors (:func:`sign`)
         if self._start is None:
             self._it = iter(start)  # type: ignore[arg-type]
@@ -320,31 +335,59 @@ class Session:
         probe._closed = probe._finished = False
         probe._failure = None
         probe.stale = False
+        probe.replay = False
+        probe._items = 0
         probe._restore(state)
         probe._finished = False  # what a done session answers is the live session's to say
         probe._match(cursor or "0")
 
-    def sign(self, nonce: bytes, batch: Batch) -> None:
-        """The session is durable from its first batch on: its cursors are signed from now, that batch's
-        (not yet sent) too."""
+    def sign(self, nonce: bytes, batch: Batch, replay: bool = False) -> None:
+        """The session is durable (or, with ``replay``, rebuilt anywhere by replaying its generator) from
+        its first batch on: its cursors are signed from now, that batch's (not yet sent) too."""
         with self._lock:
             self.nonce = nonce
+            self.replay = replay
             self._cursor = self._cursor_of(self._seq)
             self._sent = [s._replace(cursor=self._cursor_of(batch_number(s.cursor) or 0)) for s in self._sent]
             if batch.cursor != "0":
                 batch.cursor = self._cursor_of(batch_number(batch.cursor) or 0)
 
     def _cursor_of(self, seq: int) -> str:
-        return str(seq) if self.nonce is None else sign(self.nonce, self.key, seq)
+        if self.nonce is None:
+            return str(seq)
+        return sign(self.nonce, self.key, seq, self._items if self.replay else None)
 
     def _adopt(self, cursor: str) -> None:
         """Under the lock: the client holds a batch newer than any this copy knows, which this session
-        signed (its store lost the last writes): carry on from there, numbering after the client's, and
-        say that items may be missing or repeated."""
+        signed (its store lost the last writes, or another process replayed it): carry on from there,
+        numbering after the client's.  A replayed session skips what the client has, built again first
+        when this copy went past it; a durable one says that items may be missing or repeated."""
         self._seq = batch_number(cursor) or 0
         self._cursor = cursor
         self._sent = []
-        self._gap = True
+        if not self.replay:
+            self._gap = True
+            return
+        items = items_of(cursor) or 0
+        if items < self._items or self._it is None:
+            self._build()
+            self._items = 0
+        self._skip(items - self._items)
+        self._items = items
+
+    def _skip(self, n: int) -> None:
+        """Advance the generator past ``n`` items (what the client acknowledged, replayed)."""
+        assert self._it is not None
+        token = CURRENT.set(self.feeds)
+        try:
+            while n > 0:
+                value = next(self._it)
+                if value is not GAP and not isinstance(value, Signal):
+                    n -= 1
+        except StopIteration:
+            self._finished = True
+        finally:
+            CURRENT.reset(token)
 
     def ahead(self, cursor: str | None) -> bool:
         """Whether a client's cursor names a batch after the newest this copy has sent."""
@@ -493,6 +536,9 @@ class Session:
         n, gap = found
         if n < 0:  # ahead
             self._adopt(cursor)
+            if self._finished:
+                self._close()
+                raise Expired("this session is done; start a new one")
             return None
         sent = self._sent[n]
         if not keep and not gap:  # a stream sending again keeps them until the client says
@@ -512,7 +558,7 @@ class Session:
             # a stream sent past what it could keep, and the client got less: carry on from what is left
             return 0, True
         if number is not None and number > self._seq and self.nonce is not None \
-                and cursor == sign(self.nonce, self.key, number):
+                and cursor == sign(self.nonce, self.key, number, items_of(cursor) if self.replay else None):
             return _AHEAD
         raise BadParameter("cursor", "does not match this session; send the cursor of the last response")
 
@@ -594,6 +640,7 @@ class Session:
                 raise unavailable
             return None
         self._seq += 1
+        self._items += len(parts)
         self._cursor = self._cursor_of(self._seq)
         if not poll.keep:
             self._sent = []

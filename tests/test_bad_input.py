@@ -25,7 +25,7 @@ BAD_POLL_PARAMS = [
     ({"max": "ten"}, "max"),
     ({"max": "9" * 5000}, "max"),
     ({"key": "not a key!"}, "key"),
-    ({"key": "k" * 200, "cursor": "1"}, "key"),
+    ({"key": "k" * 300, "cursor": "1"}, "key"),  # keys.MAX_KEY_CHARS is 256
     ({"key": "A" * 24}, "cursor"),
     ({"key": "A" * 24, "cursor": "<script>"}, "cursor"),
     ({"limit": "x"}, "limit"),

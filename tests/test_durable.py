@@ -17,10 +17,12 @@ import redis
 
 from longpoll import Expired
 from longpoll.endpoint import endpoint_of
-from longpoll.lifecycle import Held
+from longpoll.lifecycle import RECORD_MARGIN, Held
+from longpoll.params import NO_BODY
 from longpoll.session import Poll
 from longpoll.testing import Client, PollError, settle
-from longpoll.waits import THREADS
+from longpoll.waits import THREADS, Call
+from tests.conftest_support import wait_until
 from tests.inproc import Process, chat
 from tests.procs import ServerProcess
 from tests.redisproc import RedisProcess
@@ -319,4 +321,126 @@ def test_two_polls_of_one_key_in_one_process_store_their_batches_one_after_the_o
         assert endpoint.registry.get(client.key) is session and record(one, client.key)["seq"] == b"%d" % session.seq
     finally:
         one.stop()
+        private.stop()
+
+
+def test_a_durable_session_lives_its_idle_timeout_and_the_stated_margin_no_longer(pair, prefix):
+    """The record lived idle_timeout + 65 s: a session nobody polled came back to life a minute late."""
+    one, two = pair
+    for process in pair:
+        process.registry("news").configure(idle_timeout=1)
+    client = Client(one["news"])
+    client.poll()
+    one.broker.publish("news", 1)
+    client.take(1)
+    assert 0 < one.backend.redis.pttl(prefix + "session:" + client.key) <= (1 + RECORD_MARGIN) * 1000
+    wait_until(lambda: not record(one, client.key), timeout=1 + RECORD_MARGIN + 3, what="the record to expire")
+    other = Client(two["news"])
+    other.key, other.cursor = client.key, client.cursor
+    with pytest.raises(Expired):
+        other.poll()
+
+
+def test_a_poll_held_longer_than_the_record_would_live_extends_it_first(pair, prefix):
+    one, _ = pair
+    one.registry("news").configure(idle_timeout=1)
+    client = Client(one["news"])
+    client.poll()
+    answer: dict = {}
+    holder = threading.Thread(target=lambda: answer.update(client.poll(timeout=30)))
+    holder.start()
+    one.wait_held("news", client.key)
+    assert one.backend.redis.pttl(prefix + "session:" + client.key) > 25_000  # the wait's length, and more
+    one.broker.publish("news", "late")
+    holder.join(10)
+    assert answer["items"] == ["late"]
+
+
+def _started(process: Process, key: str, cursor: str, until: str) -> tuple[Any, Call]:
+    """A poll of ``process`` driven by hand up to the backend call named ``until`` (not made yet)."""
+    steps = endpoint_of(process["news"]).steps("GET", (), {"key": key, "cursor": cursor, "timeout": "20"}, {},
+                                               NO_BODY, lambda: "127.0.0.1")
+    step = next(steps)
+    while not (isinstance(step, Call) and step.fn.__name__ == until):
+        assert isinstance(step, Call), step
+        step = steps.send(step.fn(*step.args))
+    return steps, step
+
+
+def _rest(steps: Any, step: Any) -> Any:
+    while True:
+        sent = yield step
+        try:
+            step = steps.send(sent)
+        except StopIteration as stop:
+            return stop.value
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_the_newer_poll_wins_when_the_older_claims_the_session_after_it_began(pair, trial):
+    """PROTOCOL.md: the newer poll wins.  The older poll, on another process, read the session and claimed it
+    only after the newer poll began on the process holding it: the claim's notice released the newer poll,
+    and the older one got the batch (4 of 160 rounds of two polls within 50 ms)."""
+    one, two = pair
+    client = Client(one["news"])
+    client.poll()
+    steps, claim = _started(two, client.key, client.cursor, "claim")  # the older poll, about to claim
+    newer: dict = {}
+    waiting = threading.Thread(target=lambda: newer.update(client.poll(timeout=20)))
+    waiting.start()
+    one.wait_held("news", client.key)
+    older: list = []
+    claiming = threading.Thread(target=lambda: older.append(THREADS.run(_rest(steps, claim))))
+    claiming.start()
+    wait_until(lambda: record(one, client.key).get("lease") == b"2", what="the newer poll to take it back")
+    one.wait_held("news", client.key)
+    one.broker.publish("news", trial)
+    waiting.join(10)
+    claiming.join(10)
+    assert newer["items"] == [trial]
+    status, _, body = older[0]
+    assert status == 200 and orjson.loads(body)["items"] == []
+
+
+def test_a_session_redis_lost_is_rebuilt_from_its_key_and_nothing_else_is(redis_url, prefix):
+    """FLUSHALL is what a Redis restarted without its data looks like. (``redis_url``: the engine runs.)"""
+    private = RedisProcess()
+    one, two = Process(private.url, prefix, chat), Process(private.url, prefix, chat)
+    try:
+        client = Client(one["room"], room="r1")
+        client.poll()
+        one.broker.publish("chat", {"room": "r1", "n": 0})
+        assert client.take(1) == [{"room": "r1", "n": 0}]
+        client.target = two["room"]  # both processes know the deployment's secret
+        one.broker.publish("chat", {"room": "r1", "n": 1})
+        assert client.take(1) == [{"room": "r1", "n": 1}]
+        key, cursor = client.key, client.cursor
+        private_client = redis.Redis.from_url(private.url)
+        private_client.flushall()
+
+        def poll(process: Process, name: str, key: str, cursor: str) -> tuple[int, dict]:
+            other = Client(process[name], room="r1") if name == "room" else Client(process[name])
+            return other._send({"key": key, "cursor": cursor, "timeout": 0})
+
+        forged = key[:30] + ("A" if key[30] != "A" else "B") + key[31:]
+        assert poll(two, "room", forged, cursor)[0] == 410
+        assert poll(two, "news", key, cursor)[0] == 410  # another endpoint's
+        assert poll(two, "room", key[:25], cursor)[0] == 410  # the plain key: nothing to rebuild from
+        assert poll(two, "room", key, "7." + cursor.partition(".")[2])[0] == 400  # a cursor it never issued
+        two.broker.publish("chat", {"room": "r1", "n": 2})
+        assert client.take(1) == [{"room": "r1", "n": 2}]
+        assert client.gaps  # said: what was published while Redis lost it is gone
+        assert record(two, client.key)  # stored again
+        client.target = one["room"]
+        one.broker.publish("chat", {"room": "r1", "n": 3})
+        assert client.take(1) == [{"room": "r1", "n": 3}]
+
+        made = Client(one["room"], room="r1")  # made in this Redis's life, then ended: 410, never rebuilt
+        made.poll()
+        private_client.delete(prefix + "session:" + made.key)
+        one.registry("room").close_all()
+        assert poll(two, "room", made.key, made.cursor)[0] == 410
+    finally:
+        one.stop()
+        two.stop()
         private.stop()

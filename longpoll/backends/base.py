@@ -134,10 +134,11 @@ class Record(NamedTuple):
     lease: int  # how many times a process took it over: later takeovers count higher
     seq: int  # the batch number stored
     local: bool  # kept by the process that made it: nobody else can continue it
+    since: int = 0  # when the poll that last took it over began (wall-clock ms)
 
 
-Release = Callable[[str, int], None]
-"""Called with a session's key and the lease of the process that took it over."""
+Release = Callable[[str, int, int], None]
+"""Called with a session's key, the lease of the process that took it over and when its poll began (ms)."""
 
 
 class Worker(Protocol):
@@ -160,7 +161,7 @@ class SessionStore(Protocol):
 
     def read(self, key: str) -> Record | None: ...
 
-    def claim(self, key: str, ttl: float, read: Record) -> int: ...
+    def claim(self, key: str, ttl: float, read: Record, since: int = 0) -> int: ...
 
     @property
     def writes(self) -> Any:
@@ -173,6 +174,10 @@ class SessionStore(Protocol):
     def delete(self, key: str) -> None: ...
 
     def lost_since(self, when: float) -> bool: ...
+
+    def keying(self) -> tuple[tuple[bytes, ...], bytes, float | None]:
+        """The secrets durable keys are signed with (the first) and checked with (any), the store's epoch
+        (short) and when it began."""
 
     def on_release(self, release: Release) -> None: ...
 

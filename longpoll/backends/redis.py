@@ -36,7 +36,7 @@ from .base import (
     retention_of,
 )
 from .connection import check_url, connect, queued, unavailable_as_503
-from .store import RedisSessionStore
+from .store import RedisSessionStore, new_epoch
 
 APPEND_LUA = """
 local function log_append(log, topic_stream, log_len, topic_len, ttl, topic, data)
@@ -198,7 +198,7 @@ class RedisLog:
     def epoch(self) -> str:
         """A random name kept in Redis beside the log: gone, and made anew, when Redis lost its data."""
         with unavailable_as_503():
-            self.client.set(self.epoch_key, secrets.token_hex(8), nx=True)
+            self.client.set(self.epoch_key, new_epoch(), nx=True)
             value = self.client.get(self.epoch_key)
         return value.decode() if value else ""
 

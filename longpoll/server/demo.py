@@ -84,7 +84,7 @@ def checked(topic: str) -> str:
 class Demo:
     def __init__(self, broker: Broker, registry: Registry, limits: PollLimits = PollLimits()):
         self.broker = broker
-        self.primes = cherrypy.expose(json_yield(registry=registry, poll_limits=limits)(primes))
+        self.primes = cherrypy.expose(json_yield(registry=registry, poll_limits=limits, replay=True)(primes))
         self.follow = json_yield(methods=("GET",), registry=registry, poll_limits=limits, name="topics",
                                  fastpath=True)(self._topic_items)
 
