@@ -40,7 +40,7 @@ from . import compat, encoding, plugin, responses, transports
 from . import config as lpconfig
 from .clients import request_address
 from .errors import BadParameter, Expired, GeneratorFailed, LongPollError, MethodNotAllowed, NotFound
-from .lifecycle import RECORD_MARGIN, Asked, Lifecycle
+from .lifecycle import RECORD_MARGIN, Asked, Lifecycle, began
 from .params import PollLimits, json_request_body, poll_params, request_params
 from .registry import Registry, SessionLimits, canonical
 from .responses import JSON_ERRORS, Answer, error_body
@@ -287,7 +287,7 @@ class Endpoint:
         before the poll first waits.  ``accept`` asking for a stream (SSE, JSON
         lines) makes one, which ``last_event_id`` (``<key>.<cursor>``) resumes.
         """
-        since = int(time.time() * 1000)  # of two polls of one session, the newer wins (lifecycle.py)
+        since = began()  # of two polls of one session, the newer wins (lifecycle.py)
         transport = transports.negotiate(accept) if method == "GET" or method == "POST" else None
         try:
             if method not in self.allowed:

@@ -94,6 +94,12 @@ Rebuild = Callable[[dict[str, Any]], Start]
 """The recipe of a stored session's origin (its endpoint's function with the first poll's parameters)."""
 
 
+def began() -> int:
+    """When a poll began, in wall-clock microseconds: what decides which of two polls of a session is the
+    newer.  Milliseconds were too coarse: a poll and the one that replaces it can begin within one."""
+    return time.time_ns() // 1000
+
+
 class Asked:
     """What a poll that names a key brings besides it: when it began, and what a session rebuilt for it
     counts against."""
@@ -102,7 +108,7 @@ class Asked:
 
     def __init__(self, since: int = 0, hold: float = 0.0, owner: str | None = None,
                  address: Callable[[], str] | None = None):
-        self.since = since or int(time.time() * 1000)  # wall-clock ms: of two polls, the newer wins
+        self.since = since or began()  # of two polls, the newer wins
         self.hold = hold  # the longest a poll of the endpoint may be held
         self.owner = owner
         self.address = address
@@ -175,8 +181,9 @@ class Lifecycle:
                 return (yield from self._rebuilt(key, held, cursor))
             store, record = found
             origin = self._checked(record, key, tag, cursor)
-            if newer and record.since > held.asked.since:
-                return None  # type: ignore[return-value]  # the poll that has it now is the newer one
+            if newer and record.since >= held.asked.since:
+                return None  # type: ignore[return-value]  # the poll that has it now is the newer one (or began
+                # in the same microsecond: the holder keeps it, so that one of the two does)
             lease = yield Call(store.claim, key, ttl + held.asked.hold, record, held.asked.since)
             if lease == GONE:
                 raise Expired()

@@ -134,11 +134,11 @@ class Record(NamedTuple):
     lease: int  # how many times a process took it over: later takeovers count higher
     seq: int  # the batch number stored
     local: bool  # kept by the process that made it: nobody else can continue it
-    since: int = 0  # when the poll that last took it over began (wall-clock ms)
+    since: int = 0  # when the poll that last took it over began (wall-clock µs)
 
 
 Release = Callable[[str, int, int], None]
-"""Called with a session's key, the lease of the process that took it over and when its poll began (ms)."""
+"""Called with a session's key, the lease of the process that took it over and when its poll began (µs)."""
 
 
 class Worker(Protocol):

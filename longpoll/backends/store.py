@@ -3,7 +3,7 @@
 One hash per session, ``<prefix>session:<key>``: ``state`` (the JSON of
 ``lifecycle.py``), ``seq`` (its batch number), ``holder`` (the process that
 serves it now), ``lease`` (how many times a process took it over) and
-``since`` (when the poll that took it over last began, wall-clock ms: of two
+``since`` (when the poll that took it over last began, wall-clock µs: of two
 polls on two processes, the newer wins).  The
 scripts below are the whole protocol's Redis side; each is one round trip:
 
@@ -154,7 +154,7 @@ class RedisSessionStore:
 
     def claim(self, key: str, ttl: float, read: Record, since: int = 0) -> int:
         """Become the session's holder if it is still as ``read``: its new lease, or 0 (it changed since:
-        read it again) or GONE.  ``since``: when the claiming poll began (wall-clock ms)."""
+        read it again) or GONE.  ``since``: when the claiming poll began (wall-clock µs)."""
         with unavailable_as_503():
             code, epoch = self._claim(keys=self._key(key), args=[self.me, _ms(ttl), self.channel, read.lease,
                                                                  read.seq, key, since, new_epoch()])
@@ -243,7 +243,7 @@ class RedisSessionStore:
 
     def on_release(self, release: Release) -> None:
         """Call ``release(key, lease, since)`` when another process takes over a session (the listener must
-        run), ``since`` being when the poll that took it began (wall-clock ms).  A process that took the
+        run), ``since`` being when the poll that took it began (wall-clock µs).  A process that took the
         session over since, at a higher lease, keeps it."""
         self._releases.append(release)
 
