@@ -94,7 +94,8 @@ class Recorder:
                 raise FeedWait()  # the session ends it: see Session
             return feed
         if self.resume == OLDEST:
-            checkpoint: dict[str, Any] | None = {"topic": identity[0], "log": identity[1], "position": "0"}
+            checkpoint: dict[str, Any] | None = {"topic": identity[0], "log": identity[1], "position": "0",
+                                                 "oldest": True}
         else:
             checkpoint = self.resume[n] if isinstance(self.resume, list) and n < len(self.resume) else None
         if checkpoint is not None and (checkpoint.get("topic"), checkpoint.get("log")) != identity[:2]:
@@ -249,6 +250,8 @@ class Feed(Source):
         self._next = 0
         self._gap = False
         try:
+            if checkpoint is not None and checkpoint.get("oldest"):
+                broker.hub.check_epoch()  # the store lost its data: so did the log, maybe before the hub saw it
             start = self.sub.start if self.sub.start is not None else broker.log.tail()
             if checkpoint is not None:
                 self.position = str(checkpoint["position"])

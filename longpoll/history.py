@@ -115,6 +115,13 @@ class History:
             start = bisect.bisect_right(window.orders, order(after))
             return window.entries[start:window.below(upto)]
 
+    def forget(self) -> None:
+        """The backend lost the log these windows were read from (the hub saw a new epoch): a feed resumed
+        from the log's oldest position must read the log there is now, not replay what this process kept of
+        the one that is gone."""
+        with self._lock:
+            self._windows.clear()
+
     def _window(self, topic: str, upto: str) -> Window:
         """The topic's window, grown to reach ``upto`` (under the lock)."""
         window = self._windows.get(topic)

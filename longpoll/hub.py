@@ -103,6 +103,7 @@ class Hub:
         self.error: LongPollError | None = None
         self.position: str | None = None
         self._epoch: str | None = None
+        self._epoch_lock = threading.Lock()  # the reader and a feed replaying from the oldest both ask
         self.entries = 0
         self.malformed = 0
         self.dropped = 0
@@ -186,7 +187,7 @@ class Hub:
         if self.position is None:
             self.position = self.log.tail()
         if self._reader.failures or self._epoch is None or time.monotonic() - self._checked > EPOCH_CHECK:
-            self._check_epoch()
+            self.check_epoch()
             self._checked = time.monotonic()
         entries = self.log.read(self.position, BLOCK_SECONDS)
         if entries:
@@ -204,15 +205,20 @@ class Hub:
         log.warning("hub reads the backend again, from position %s", self.position)
         self._fail(None)
 
-    def _check_epoch(self) -> None:
+    def check_epoch(self) -> None:
         """Did the backend lose the log (a Redis restart without persistence)? Then what it held that this
-        hub had not read is gone, and every session here is told (a gap).  Asked after an outage, and every
-        EPOCH_CHECK seconds besides: redis-py reconnects on its own, and a quick restart shows no outage."""
-        epoch = self.log.epoch()
-        if self._epoch is not None and epoch != self._epoch:
+        hub had not read is gone, every session here is told (a gap), and the history kept of it goes.  Asked
+        after an outage, every EPOCH_CHECK seconds besides (redis-py reconnects on its own, and a quick
+        restart shows no outage), and by a feed about to replay its topic from the log's oldest position."""
+        with self._epoch_lock:
+            epoch = self.log.epoch()
+            changed = self._epoch is not None and epoch != self._epoch
+            self._epoch = epoch
+            if changed:
+                self.history.forget()
+        if changed:
             log.warning("the backend lost its log while away; every session here is told of a gap")
             self._gap_all()
-        self._epoch = epoch
 
     def _gap_all(self) -> None:
         with self._lock:

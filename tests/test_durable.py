@@ -402,6 +402,32 @@ def test_the_newer_poll_wins_when_the_older_claims_the_session_after_it_began(pa
     assert status == 200 and orjson.loads(body)["items"] == []
 
 
+def test_a_session_rebuilt_after_redis_lost_its_data_replays_nothing_of_the_lost_log(redis_url, prefix):
+    """A session rebuilt from its key starts at the log's oldest position: of the log there is now.  This
+    process's history of the lost log (kept since another session was taken over here) was replayed to it
+    first, items its client already had, when the rebuild came before the hub's next look at the epoch."""
+    private = RedisProcess()
+    one, two = Process(private.url, prefix, chat), Process(private.url, prefix, chat)
+    try:
+        kept, rebuilt = Client(two["news"]), Client(two["news"])
+        kept.poll()
+        rebuilt.poll()
+        for n in range(3):
+            two.broker.publish("news", n)
+        assert rebuilt.take(3) == [0, 1, 2]
+        kept.target = one["news"]  # taken over on one: one keeps the history of "news" it replayed
+        assert kept.take(3) == [0, 1, 2]
+        redis.Redis.from_url(private.url).flushall()  # the hubs read on, none has looked at the epoch yet
+        one.broker.publish("news", "after")
+        rebuilt.target = one["news"]  # no copy on one, no record: rebuilt from its key, at the oldest
+        assert rebuilt.take(1) == ["after"]
+        assert rebuilt.items == [0, 1, 2, "after"] and rebuilt.gaps
+    finally:
+        one.stop()
+        two.stop()
+        private.stop()
+
+
 def test_a_session_redis_lost_is_rebuilt_from_its_key_and_nothing_else_is(redis_url, prefix):
     """FLUSHALL is what a Redis restarted without its data looks like. (``redis_url``: the engine runs.)"""
     private = RedisProcess()
