@@ -59,10 +59,12 @@ def test_serve_rejects_bad_options():
     result = subprocess.run([sys.executable, "-m", "longpoll.server", "serve", "--idle-timeout", "-5"],
                             capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 2 and "must be positive" in result.stderr
-    for url, says in (("bogus://x", "must specify one of"), ("redis+sentinel://h:1", "a Sentinel URL is")):
+    for url, says in (("bogus://user:secret@x", "not bogus://"), ("redis+sentinel://h:1", "a Sentinel URL is"),
+                      ("redis+cluster://h:7000", "Redis Cluster (redis+cluster://) is not supported yet")):
         result = subprocess.run([sys.executable, "-m", "longpoll.server", "serve", "--redis", url],
                                 capture_output=True, text=True, timeout=30, cwd=ROOT)
         assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+        assert "secret" not in result.stderr
 
 
 def test_readme_embedding_example_runs_as_written(tmp_path):

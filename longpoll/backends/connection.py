@@ -39,6 +39,10 @@ def _quiet_handshake() -> dict[str, Any]:
 QUIET_HANDSHAKE = _quiet_handshake()
 
 
+SCHEMES = ("redis", "rediss", "unix")
+"""What redis-py's ``from_url`` reads (Sentinel's URLs are read by :mod:`.sentinel`)."""
+
+
 def connect(url: str, max_connections: int = 64) -> redis.Redis:
     """A client whose pool waits (briefly) for a free connection rather than opening thousands.
 
@@ -66,8 +70,15 @@ def check_url(url: str) -> str:
     """The URL if :func:`connect` can use it; ValueError saying why not (before anything connects)."""
     if sentinel.is_url(url):
         sentinel.parse(url)
-    else:
-        redis.connection.parse_url(url)
+        return url
+    scheme = url.partition("://")[0].lower()
+    if scheme == "redis+cluster":
+        raise ValueError("Redis Cluster (redis+cluster://) is not supported yet: give one primary (redis://), "
+                         f"or the Sentinels that fail one over ({sentinel.SCHEME}://)")
+    if scheme not in SCHEMES:
+        raise ValueError(f"a Redis URL starts with redis://, rediss://, unix:// or {sentinel.SCHEME}://, not "
+                         f"{scheme}://")  # not the URL itself: it may hold a password
+    redis.connection.parse_url(url)
     return url
 
 
