@@ -306,13 +306,17 @@ class Registry:
             return [*self._new.values(), *self._settled.values()]
 
     def close_all(self) -> None:
+        """Close every session; when the process is stopping, let each copy go instead (``Session.drop``).  A
+        poll or stream still on one then answers that the server stops (503, ``event: stopping``), and its
+        client resumes elsewhere or after the restart: not 410, which would make it start over.  (Under
+        load a stream's thread may first run after this, not between the stop's release and this.)"""
         with self._lock:
             sessions = [*self._new.values(), *self._settled.values()]
             self._new.clear()
             self._settled.clear()
             self._counts.clear()
         for session in sessions:
-            session.close()
+            session.drop() if self.stopping else session.close()
 
     def stats(self) -> dict[str, int]:
         return {

@@ -8,9 +8,13 @@ import pytest
 
 from longpoll import Broker, Expired, SessionLimits, TooManySessions
 from longpoll.clients import client_address
+from longpoll.errors import Stopping
+from longpoll.gate import HoldGate
+from longpoll.lifecycle import Lifecycle
 from longpoll.registry import Registry
 from longpoll.session import Poll as P
 from longpoll.testing import Client
+from longpoll.waits import THREADS
 from tests.conftest_support import polled
 from tests.inproc import Process, chat
 from tests.procs import ServerProcess
@@ -178,3 +182,18 @@ def test_a_session_that_cannot_be_rebuilt_ends_with_410_instead_of_failing_forev
     finally:
         one.stop()
         two.stop()
+
+
+def test_a_poll_on_a_copy_closed_as_the_process_stops_says_stopping_never_expired():
+    """The engine's stop closes every copy once the HTTP server has stopped.  A stream whose thread first ran
+    after that (a loaded server: test_shutdown saw 18 of 100 streams end so under cheroot) was told its
+    session expired, and its client would have started over instead of resuming."""
+    registry = Registry(gate=HoldGate())  # stopping closes the gate: not the process-wide one other tests wait at
+    lifecycle = Lifecycle(registry)
+    held = lifecycle.create(lambda: iter(range(5)), ("tests.stopping", None), 65.0, lambda origin: iter, None,
+                            "192.0.2.1", None)
+    first = THREADS.run(lifecycle.take(held, P(None, 0, 1)))
+    registry.stop_holding()
+    registry.close_all()
+    with pytest.raises(Stopping):
+        THREADS.run(lifecycle.take(held, P(first.cursor, 0, 1)))
