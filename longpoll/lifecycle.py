@@ -73,7 +73,7 @@ from . import backends, keys, plugin
 from .backends.base import DONE, GONE, Record, SessionStore
 from .errors import BackendUnavailable, Expired, Forbidden, LongPollError, Stopping
 from .feed import OLDEST
-from .registry import DURABLE, LOCAL, REPLAY, Registry, canonical
+from .registry import DURABLE, LOCAL, REPLAY, Registry, canonical, quotas
 from .session import Batch, Poll, Session, Start, batch_number
 from .waits import Call, Steps, Wait
 
@@ -112,6 +112,10 @@ class Asked:
         self.hold = hold  # the longest a poll of the endpoint may be held
         self.owner = owner
         self.address = address
+
+    def quotas(self) -> tuple[tuple[str, str], ...]:
+        """What a session rebuilt for this poll counts against (the address is read only now)."""
+        return quotas(self.owner, self.address() if self.address is not None else None)
 
 
 class Held:
@@ -221,12 +225,9 @@ class Lifecycle:
             state = {"seq": batch_number(cursor) or 0, "let_go": 0, "gap": True, "finished": False, "feeds": OLDEST,
                      "nonce": keys.nonce(secret, key).hex(), "sent": []}
             Session.check(state, key, cursor)
-            owner = held.asked.owner
-            address = held.asked.address() if held.asked.address is not None else None
-            quotas = tuple((kind, value) for kind, value in (("owner", owner), ("address", address))
-                           if value is not None)
             self._listen(store)
-            session = yield from self._built(key, held, store, origin, state, identity, owner, quotas)
+            session = yield from self._built(key, held, store, origin, state, identity, held.asked.owner,
+                                             held.asked.quotas())
             session.stored = -1  # no record: the first batch it answers makes one
             log.info("session %s… rebuilt from its key: the session store lost it", key[:6])
             return session
@@ -244,11 +245,9 @@ class Lifecycle:
         else:
             raise Expired()
         _, origin = opened
-        owner = held.asked.owner
-        address = held.asked.address() if held.asked.address is not None else None
-        quotas = tuple((kind, value) for kind, value in (("owner", owner), ("address", address)) if value is not None)
         try:
-            session = Session(key, held.rebuild(origin), (tag[0], identity), owner, quotas, origin=origin)
+            session = Session(key, held.rebuild(origin), (tag[0], identity), held.asked.owner, held.asked.quotas(),
+                              origin=origin)
         except LongPollError:
             raise
         except Exception:

@@ -49,6 +49,11 @@ class SessionLimits:
     unconfirmed_idle_timeout: float = 30.0  # a session polled only once gives its place up this soon after
 
 
+def quotas(owner: str | None, address: str | None) -> tuple[tuple[str, str], ...]:
+    """What a session counts against: its identifier's cap and its client address's (either may be None)."""
+    return tuple((kind, value) for kind, value in (("owner", owner), ("address", address)) if value is not None)
+
+
 def canonical(tag: Any) -> Any:
     """A bind tag as it reads back from JSON (a tuple becomes a list), so a rebuilt session compares equal."""
     if tag is None or isinstance(tag, (str, int, float, bool)):
@@ -117,17 +122,17 @@ class Registry:
         too: it is closed if the session is refused.  ``origin`` names the
         recipe in a stored session (``Session``).
         """
-        quotas = tuple((kind, value) for kind, value in (("owner", owner), ("address", address)) if value is not None)
+        counted = quotas(owner, address)
         given_up: list[Session] = []
         try:
             with self._lock:
                 try:
-                    self._check_room(quotas)
+                    self._check_room(counted)
                 except TooManySessions:
-                    given_up = self._make_room(quotas)
-                    self._check_room(quotas)
+                    given_up = self._make_room(counted)
+                    self._check_room(counted)
                 self._reserved += 1
-                for quota in quotas:
+                for quota in counted:
                     self._counts[quota] = self._counts.get(quota, 0) + 1
         except TooManySessions:
             _close(start)
@@ -136,11 +141,11 @@ class Registry:
             for stale in given_up:  # outside the lock: a generator's finally may take time
                 stale.close()
         try:
-            session = Session(keys.new(), start, canonical(tag), owner, quotas, origin=origin)
+            session = Session(keys.new(), start, canonical(tag), owner, counted, origin=origin)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
-                self._uncount(quotas)
+                self._uncount(counted)
             _close(start)
             raise
         with self._lock:
@@ -182,21 +187,28 @@ class Registry:
         ``unconfirmed_idle_timeout`` give their places up, those of the quota that is full (or any, when the
         registry is).  Only then: on a loaded server a client's second poll may wait in the server's queue
         for longer than that, and a session expired under it would answer its client 410 for nothing."""
-        now = time.monotonic()
         full = len(self._new) + len(self._settled) + self._reserved >= self.limits.max_sessions
-        given_up = []
-        for session in self._new.values():
+        return self._give_up([session for session in self._idle(self._new, time.monotonic(),
+                                                                 self.limits.unconfirmed_idle_timeout)
+                              if full or any(quota in quotas for quota in session.quotas)])
+
+    @staticmethod
+    def _idle(order: OrderedDict[str, Session], now: float, timeout: float) -> Iterator[Session]:
+        """Under the lock: the sessions of ``order`` that nobody has polled for ``timeout`` seconds."""
+        for session in order.values():
             since = session.idle_since(now)
             if since is None:
                 continue  # a poll is in flight
-            if since <= self.limits.unconfirmed_idle_timeout:
-                break  # polled order: everything after this was polled later
-            if full or any(quota in quotas for quota in session.quotas):
-                given_up.append(session)
-        for session in given_up:
+            if since <= timeout:
+                return  # polled order: everything after this was polled later
+            yield session
+
+    def _give_up(self, sessions: list[Session]) -> list[Session]:
+        """Under the lock: the sessions leave (the caller closes them, outside the lock)."""
+        for session in sessions:
             self._remove(session)
-        self.sessions_expired += len(given_up)
-        return given_up
+        self.sessions_expired += len(sessions)
+        return sessions
 
     def _uncount(self, quotas: tuple[tuple[str, str], ...]) -> None:
         """Under the lock."""
@@ -276,19 +288,9 @@ class Registry:
     def expire(self, now: float | None = None) -> int:
         """Close sessions nobody has polled for their idle timeout."""
         now = time.monotonic() if now is None else now
-        idle: list[Session] = []
         with self._lock:
-            for order in (self._new, self._settled):
-                for session in order.values():
-                    since = session.idle_since(now)
-                    if since is None:
-                        continue  # a poll is in flight
-                    if since <= self.idle_timeout:
-                        break  # polled order: everything after this was polled later
-                    idle.append(session)
-            for session in idle:
-                self._remove(session)
-            self.sessions_expired += len(idle)
+            idle = self._give_up([session for order in (self._new, self._settled)
+                                  for session in self._idle(order, now, self.idle_timeout)])
         for session in idle:  # outside the lock: a generator's finally may take time
             session.close()
         return len(idle)
@@ -316,7 +318,10 @@ class Registry:
             self._settled.clear()
             self._counts.clear()
         for session in sessions:
-            session.drop() if self.stopping else session.close()
+            if self.stopping:
+                session.drop()
+            else:
+                session.close()
 
     def stats(self) -> dict[str, int]:
         return {

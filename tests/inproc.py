@@ -17,7 +17,7 @@ import longpoll
 from longpoll.backends.redis import RedisBackend
 from longpoll.endpoint import endpoint_of
 from longpoll.lifecycle import Lifecycle
-from tests.conftest_support import wait_until
+from tests.conftest_support import wait_until, waiting
 
 
 class Process:
@@ -42,8 +42,7 @@ class Process:
 
     def held(self, name: str, key: str) -> bool:
         """Whether a poll of that session waits here now."""
-        session = self.registry(name).get(key)
-        return session is not None and session._waiter is not None
+        return waiting(self.registry(name), key)
 
     def wait_held(self, name: str, key: str) -> None:
         wait_until(lambda: self.held(name, key), what=f"a poll of {key[:6]} to be held")
